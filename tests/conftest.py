@@ -1,0 +1,52 @@
+"""Shared fixtures: a real server on 127.0.0.1 with an ephemeral port."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from wsgiserver import Server, ServerConfig
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[..., Server]]:
+    """Factory: ``live_server(app, **settings)`` starts a Server in threads on
+    127.0.0.1:0 and returns it; every server started is stopped afterwards."""
+    started: list[Server] = []
+
+    def start(app, **settings) -> Server:
+        settings.setdefault("host", "127.0.0.1")
+        settings.setdefault("port", 0)
+        settings.setdefault("shutdown_timeout", 5.0)
+        server = Server(app, ServerConfig(**settings))
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def connect(server: Server, timeout: float = 5.0) -> socket.socket:
+    """A raw client socket connected to ``server``, with a read timeout."""
+    sock = socket.create_connection(server.address, timeout=timeout)
+    return sock
+
+
+def recv_until_closed(sock: socket.socket, limit_seconds: float = 5.0) -> bytes:
+    """Everything the server sends until it closes the connection (bounded)."""
+    chunks = []
+    deadline = time.monotonic() + limit_seconds
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)

@@ -1,0 +1,17 @@
+"""wsgiserver: a pure-Python HTTP/1.1 server for any WSGI application."""
+
+from .config import ServerConfig
+from .errors import BodyReadError, ClientDisconnected, ProtocolError
+from .server import Server, serve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Server",
+    "ServerConfig",
+    "serve",
+    "ProtocolError",
+    "BodyReadError",
+    "ClientDisconnected",
+    "__version__",
+]

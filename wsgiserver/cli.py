@@ -1,0 +1,182 @@
+"""``wsgiserver MODULE:APP [options]``: arguments -> ServerConfig -> serve().
+
+Owns argument parsing, loading the application and turning every user
+mistake into one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .config import ServerConfig
+from .server import serve
+
+__all__ = ["main", "load_app", "parse_args"]
+
+_DEFAULTS = ServerConfig()
+_FACTORY = re.compile(r"([A-Za-z_][\w.]*)\(\)")
+_ATTRIBUTE = re.compile(r"[A-Za-z_][\w.]*")
+
+
+class UsageError(Exception):
+    """A mistake of the user's, reported as one line."""
+
+
+def _positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text):
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+def _directory(text: str) -> str:
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"not a directory: {text!r}")
+    return os.path.abspath(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit status 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line parser."""
+    p = _Parser(prog="wsgiserver", description="Serve a WSGI application over HTTP/1.1.")
+    p.add_argument("app", metavar="MODULE:APP",
+                   help="the application: module:attribute, or module:factory() to call one")
+    p.add_argument("--version", action="version", version=f"wsgiserver {__version__}")
+    p.add_argument("--host", default=_DEFAULTS.host, help="address to listen on (%(default)s)")
+    p.add_argument("--port", type=_port, default=_DEFAULTS.port,
+                   help="port to listen on, 0 for any free one (%(default)s)")
+    p.add_argument("--threads", type=_positive_int, default=_DEFAULTS.threads,
+                   help="worker threads per process (%(default)s)")
+    p.add_argument("--directory", type=_directory,
+                   help='a directory given to apps as environ["wsgiserver.directory"]')
+    p.add_argument("--max-connections", type=_positive_int, default=_DEFAULTS.max_connections)
+    p.add_argument("--backlog", type=_positive_int, default=_DEFAULTS.backlog)
+    limits = p.add_argument_group("limits (bytes)")
+    limits.add_argument("--max-request-line", type=_positive_int,
+                        default=_DEFAULTS.max_request_line, help="414 beyond (%(default)s)")
+    limits.add_argument("--max-header-bytes", type=_positive_int,
+                        default=_DEFAULTS.max_header_bytes, help="431 beyond (%(default)s)")
+    limits.add_argument("--max-header-count", type=_positive_int,
+                        default=_DEFAULTS.max_header_count, help="431 beyond (%(default)s)")
+    limits.add_argument("--max-body-bytes", type=_integer,
+                        default=_DEFAULTS.max_body_bytes, help="413 beyond (%(default)s)")
+    timeouts = p.add_argument_group("timeouts (seconds)")
+    for name, what in [("keepalive-timeout", "an idle keep-alive connection stays open"),
+                       ("header-timeout", "a request head may take to arrive (then 408)"),
+                       ("body-timeout", "a body read may wait for the client"),
+                       ("write-timeout", "a write may wait for the client"),
+                       ("shutdown-timeout", "in-flight requests get on shutdown")]:
+        default = getattr(_DEFAULTS, name.replace("-", "_"))
+        timeouts.add_argument(f"--{name}", type=_seconds, default=default,
+                              help=f"how long {what} (%(default)s)")
+    p.add_argument("--no-date-header", action="store_true", help="do not send Date")
+    p.add_argument("--no-server-header", action="store_true", help="do not send Server")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error", "critical"])
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[str, ServerConfig, str]:
+    """(app spec, config, log level) from the command line."""
+    args = build_parser().parse_args(argv)
+    fields = {field.name for field in dataclasses.fields(ServerConfig)}
+    settings = {name: value for name, value in vars(args).items()
+                if name in fields and value is not None}
+    settings["send_date_header"] = not args.no_date_header
+    settings["send_server_header"] = not args.no_server_header
+    try:
+        config = ServerConfig(**settings)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return args.app, config, args.log_level
+
+
+def load_app(spec: str) -> Callable:
+    """Import ``module:attribute`` or call ``module:factory()``."""
+    module_name, colon, target = spec.partition(":")
+    if not colon or not module_name or not target:
+        raise UsageError(f"expected MODULE:APP, got {spec!r}")
+    factory = _FACTORY.fullmatch(target)
+    if factory is None and not _ATTRIBUTE.fullmatch(target):
+        raise UsageError(f"not an attribute name or factory call: {target!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.startswith(error.name):
+            raise UsageError(f"no module named {module_name!r}") from None
+        raise UsageError(f"importing {module_name!r} failed: {error}") from None
+    except Exception as error:
+        raise UsageError(f"importing {module_name!r} failed: "
+                         f"{type(error).__name__}: {error}") from None
+    for part in (factory.group(1) if factory else target).split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(f"module {module_name!r} has no attribute {target!r}") from None
+    if factory:
+        try:
+            obj = obj()
+        except Exception as error:
+            raise UsageError(f"{target} failed: {type(error).__name__}: {error}") from None
+    if not callable(obj):
+        raise UsageError(f"{spec} is not callable (it is a {type(obj).__name__})")
+    return obj
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server; the process's exit status."""
+    try:
+        spec, config, level = parse_args(argv)
+        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+        app = load_app(spec)
+        serve(app, config)
+    except UsageError as error:
+        print(f"wsgiserver: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"wsgiserver: error: {_describe(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _describe(error: OSError) -> str:
+    if error.errno is not None and error.strerror:
+        return f"cannot listen: {error.strerror}" if error.errno in (98, 13, 99) else str(error)
+    return str(error)

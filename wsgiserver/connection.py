@@ -1,0 +1,334 @@
+"""One client connection: received bytes to the parser, complete requests to
+the WSGI adapter, responses back; keep-alive, pipelining, timeouts, closing.
+
+The only place that turns a ProtocolError into an error response. Knows the
+socket and the parser's events, not the grammar; knows nothing of the
+selector or the thread pool (the server drives it: ``on_readable`` when
+bytes arrive, ``expire`` when its deadline has passed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import BodyReadError, ClientDisconnected, ProtocolError
+from .protocol.events import NEED_DATA, Data, Framing, Request
+from .protocol.parser import ParserLimits, RequestParser
+from .protocol.writer import reason_phrase
+from .response import ResponseWriter
+from .wsgi import EnvironBuilder, InputStream, run_application
+
+__all__ = ["Connection", "ConnectionSettings"]
+
+log = logging.getLogger("wsgiserver")
+
+_RECV_SIZE = 64 * 1024
+# After an error response, unread bytes from the client are read and thrown
+# away for a moment before closing; closing with unread data makes the
+# kernel send RST, which can destroy the response before the client reads it.
+_LINGER_SECONDS = 2.0
+# Waiting for the rest of an unread body costs a worker; cap the wait.
+_DRAIN_SECONDS = 5.0
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What every connection of one listening socket shares."""
+
+    app: Callable
+    environ: EnvironBuilder
+    limits: ParserLimits
+    keepalive_timeout: float
+    header_timeout: float
+    body_timeout: float
+    write_timeout: float
+    max_drain_bytes: int
+    date: Callable[[], str] | None
+    server_name: str | None
+    stopping: threading.Event
+    use_sendfile: bool = True
+
+
+class Connection:
+    """A client connection, driven by whichever worker thread holds ``lock``."""
+
+    def __init__(self, sock: socket.socket, remote, settings: ConnectionSettings) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.remote = remote
+        self.settings = settings
+        self.parser = RequestParser(settings.limits)
+        # Held by the worker serving the connection; the reaper only closes
+        # a connection whose lock it can take, so it never closes under a worker.
+        self.lock = threading.Lock()
+        self.closed = False
+        self.deadline = time.monotonic() + settings.header_timeout
+        self._head_started: float | None = None
+        self._lingering = False
+        self._writer: ResponseWriter | None = None
+        self._continue_pending = False
+        self._body_failed = False
+
+    # -- driven by the server ----------------------------------------------
+
+    def on_readable(self) -> bool:
+        """Read what arrived and serve every complete request.
+
+        Returns True to be watched for more bytes, False once closed.
+        """
+        try:
+            data = self.sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return self.close()
+        if not data:
+            return self.close()
+        if self._lingering:
+            return True  # discard: we are closing
+        self.parser.feed(data)
+        return self._serve_available()
+
+    def expire(self) -> None:
+        """The deadline passed: send 408 for a half-received head (the server closes)."""
+        if self._head_started is not None and not self._lingering and not self.closed:
+            head = self._error_head(408, "request head not received in time")
+            try:
+                self.sock.send(head)
+            except OSError:
+                pass
+            log.debug("%s: request head timed out", self._peer())
+
+    def close(self) -> bool:
+        """Close the socket now. Returns False (no longer watched)."""
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        return False
+
+    # -- requests ----------------------------------------------------------
+
+    def _serve_available(self) -> bool:
+        while True:
+            try:
+                event = self.parser.next_event()
+            except ProtocolError as error:
+                return self._reject(error)
+            if event is NEED_DATA:
+                self._wait_for_request()
+                return True
+            if self.settings.stopping.is_set():
+                return self.close()  # shutting down: start nothing new
+            if not self._serve(event):
+                return False
+
+    def _wait_for_request(self) -> None:
+        now = time.monotonic()
+        if self.parser.buffered:
+            if self._head_started is None:
+                self._head_started = now
+            self.deadline = self._head_started + self.settings.header_timeout
+        else:
+            self.deadline = now + self.settings.keepalive_timeout
+
+    def _serve(self, request: Request) -> bool:
+        """Run one request; True when the connection can carry another."""
+        settings = self.settings
+        self._head_started = None
+        writer = ResponseWriter(
+            self._send,
+            method=request.method,
+            http_version=request.http_version,
+            keep_alive=request.keep_alive and not settings.stopping.is_set(),
+            date=settings.date,
+            server_name=settings.server_name,
+        )
+        self._writer = writer
+        self._continue_pending = request.expect_continue and request.framing is not Framing.NONE
+        self._body_failed = False
+        environ = settings.environ.build(request, InputStream(self._receive_body), self.remote)
+        send_file = self._send_file if settings.use_sendfile else None
+        if not run_application(settings.app, environ, writer, send_file):
+            return self._abort()
+        if self._body_failed:
+            return self._linger()
+        if not writer.keep_alive or settings.stopping.is_set():
+            return self._linger() if self._unread_input() else self.close()
+        if not self._drain_body():
+            return self._linger()
+        self.parser.start_next_request()
+        return True
+
+    def _unread_input(self) -> bool:
+        return bool(self.parser.buffered) or not self.parser.request_complete
+
+    def _receive_body(self, max_bytes: int) -> bytes:
+        """The next piece of the request body for ``wsgi.input``; b"" at its end."""
+        if self._continue_pending:
+            self._continue_pending = False
+            if self._writer is not None and not self._writer.head_sent:
+                self._send(_CONTINUE)
+        parser = self.parser
+        while True:
+            try:
+                event = parser.next_event(max_bytes)
+            except ProtocolError as error:
+                self._body_failed = True
+                raise BodyReadError(error.detail, error.status) from None
+            if type(event) is Data:
+                return event.data
+            if event is not NEED_DATA:
+                return b""  # EndOfMessage, then PAUSED
+            parser.feed(self._receive_more(self.settings.body_timeout))
+
+    def _receive_more(self, timeout: float) -> bytes:
+        try:
+            data = self._recv_waiting(timeout)
+        except TimeoutError:
+            self._body_failed = True
+            raise BodyReadError("request body not received in time", 408) from None
+        except OSError:
+            data = b""
+        if not data:
+            self._body_failed = True
+            raise BodyReadError("client closed the connection before the body ended")
+        return data
+
+    def _drain_body(self) -> bool:
+        """Read and discard what the app left of the body, within bounds."""
+        if self.parser.request_complete:
+            return True
+        if self._continue_pending:
+            return False  # no 100 was sent: the client may never send the body
+        budget = self.settings.max_drain_bytes
+        settings = self.settings
+        try:
+            while budget >= 0:
+                event = self.parser.next_event(budget + 1)
+                if type(event) is Data:
+                    budget -= len(event.data)
+                elif event is NEED_DATA:
+                    self.parser.feed(self._receive_more(min(settings.body_timeout, _DRAIN_SECONDS)))
+                else:
+                    return True
+        except (ProtocolError, BodyReadError):
+            return False
+        return False
+
+    # -- error answers and closing -------------------------------------------
+
+    def _reject(self, error: ProtocolError) -> bool:
+        """Answer a request we could not parse, and close: framing is lost."""
+        log.debug("%s: %d %s", self._peer(), error.status, error.detail)
+        try:
+            self._send(self._error_head(error.status, error.detail))
+        except ClientDisconnected:
+            return self.close()
+        return self._linger()
+
+    def _error_head(self, status: int, detail: str) -> bytes:
+        body = f"{status} {reason_phrase(status)}: {detail}\n".encode()
+        fields = [
+            f"HTTP/1.1 {status} {reason_phrase(status)}",
+            "Content-Type: text/plain; charset=utf-8",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+        ]
+        if self.settings.date is not None:
+            fields.append(f"Date: {self.settings.date()}")
+        if self.settings.server_name:
+            fields.append(f"Server: {self.settings.server_name}")
+        return ("\r\n".join(fields) + "\r\n\r\n").encode() + body
+
+    def _linger(self) -> bool:
+        """Stop sending, keep reading (and discarding) for a moment, then close."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return self.close()
+        self._lingering = True
+        self.deadline = time.monotonic() + _LINGER_SECONDS
+        return True
+
+    def _abort(self) -> bool:
+        """End a response that cannot be completed: reset, so no client
+        mistakes what it got for a whole response."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        except OSError:
+            pass
+        return self.close()
+
+    def _peer(self) -> str:
+        return f"{self.remote[0]}:{self.remote[1]}" if self.remote else "peer"
+
+    # -- socket I/O with timeouts (the socket is non-blocking) --------------
+
+    def _wait(self, events: int, deadline: float) -> bool:
+        poller = select.poll()
+        poller.register(self.fd, events)
+        while (remaining := deadline - time.monotonic()) > 0:
+            if poller.poll(remaining * 1000):
+                return True
+        return False
+
+    def _recv_waiting(self, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                if not self._wait(select.POLLIN, deadline):
+                    raise TimeoutError("read timed out") from None
+
+    def _send(self, data: bytes) -> None:
+        """Send all of ``data`` or raise ClientDisconnected."""
+        sock = self.sock
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as error:
+            raise ClientDisconnected(str(error)) from None
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
+        while view:
+            if not self._wait(select.POLLOUT, time.monotonic() + self.settings.write_timeout):
+                raise ClientDisconnected("write timed out")
+            try:
+                view = view[sock.send(view):]
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as error:
+                raise ClientDisconnected(str(error)) from None
+
+    def _send_file(self, file_fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of a file with sendfile; the number sent."""
+        sent = 0
+        while sent < count:
+            try:
+                done = os.sendfile(self.fd, file_fd, offset + sent, count - sent)
+            except (BlockingIOError, InterruptedError):
+                if not self._wait(select.POLLOUT, time.monotonic() + self.settings.write_timeout):
+                    raise ClientDisconnected("write timed out") from None
+                continue
+            except OSError as error:
+                raise ClientDisconnected(str(error)) from None
+            if done == 0:
+                break  # the file is shorter than it was
+            sent += done
+        return sent

@@ -1,0 +1,35 @@
+"""The server's error types. Owns nothing but their shape: the status is data."""
+
+from __future__ import annotations
+
+__all__ = ["ProtocolError", "BodyReadError", "ClientDisconnected"]
+
+
+class ProtocolError(Exception):
+    """The peer broke HTTP/1.1; ``status`` is the response to answer with.
+
+    Raised by the sans-IO parser and turned into a response in exactly one
+    place, the connection. After a ProtocolError the framing of the
+    connection can no longer be trusted, so it is closed after the answer.
+    """
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status} {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class BodyReadError(OSError):
+    """``wsgi.input`` could not deliver the whole body: the client vanished,
+    went silent, or broke the body framing. Raised to the application, which
+    must never mistake a truncated body for a complete one."""
+
+    def __init__(self, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class ClientDisconnected(ConnectionError):
+    """A response could not be written: the client went away or stopped
+    reading past the write timeout. Never logged as an application error."""

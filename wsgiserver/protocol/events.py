@@ -1,0 +1,75 @@
+"""What the parser produces: immutable events. No I/O, no WSGI keys."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Framing", "Request", "Data", "EndOfMessage", "NEED_DATA", "PAUSED"]
+
+
+class Framing(enum.Enum):
+    """How a request body is delimited (RFC 9112 section 6.3)."""
+
+    NONE = "none"
+    LENGTH = "content-length"
+    CHUNKED = "chunked"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A complete, validated request head.
+
+    ``headers`` keeps every field line in order as (lower-cased name, value)
+    byte pairs, with surrounding whitespace removed from each value.
+    """
+
+    method: bytes
+    target: bytes
+    http_version: tuple[int, int]
+    headers: tuple[tuple[bytes, bytes], ...]
+    # The target split up; for absolute-form the scheme and authority come
+    # from the target, which wins over Host (RFC 9112 section 3.2.2).
+    path: bytes
+    query: bytes
+    scheme: bytes | None
+    authority: bytes | None
+    framing: Framing
+    content_length: int | None
+    # The peer asked to close, HTTP/1.0 without keep-alive, or the framing
+    # is suspect enough (Content-Length with Transfer-Encoding) that the
+    # connection must not be reused after this request.
+    keep_alive: bool
+    expect_continue: bool
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of field ``name`` (lower-case), or None."""
+        for field_name, value in self.headers:
+            if field_name == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """A piece of request body, de-chunked."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfMessage:
+    """The body is complete. Trailer fields are reported, never used for framing."""
+
+    trailers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+class _Signal(enum.Enum):
+    NEED_DATA = "need data"
+    PAUSED = "paused"
+
+
+# The parser needs more bytes before it can produce another event.
+NEED_DATA = _Signal.NEED_DATA
+# The current request is complete; call start_next_request() to go on.
+PAUSED = _Signal.PAUSED

@@ -1,0 +1,345 @@
+"""The PEP 3333 adapter: request event + body stream -> environ -> app -> response.
+
+Owns the environ, ``start_response``, ``write()``, ``wsgi.input``,
+``wsgi.file_wrapper``, the call to the result's ``close()`` and the one 500
+path for application errors. Knows no sockets: bytes go to a ResponseWriter,
+body bytes come from a ``receive`` callable, files go to a ``send_file``
+callable when the transport offers one.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import stat
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from urllib.parse import unquote_to_bytes
+
+from .errors import BodyReadError, ClientDisconnected
+from .protocol.events import Framing, Request
+from .protocol.writer import reason_phrase
+from .response import ResponseError, ResponseWriter
+
+__all__ = ["InputStream", "FileWrapper", "EnvironBuilder", "run_application"]
+
+log = logging.getLogger("wsgiserver")
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A header value may hold visible latin-1, SP and HTAB; CR, LF, NUL and the
+# other controls would let an application split the response (RFC 9110 5.5).
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
+_STATUS = re.compile(r"[2-5][0-9][0-9] [\t\x20-\x7e\x80-\xff]*")
+_READ_SIZE = 64 * 1024
+
+
+class InputStream:
+    """``wsgi.input``: the request body, bounded by its framing.
+
+    ``receive(max_bytes)`` returns the next piece of body, ``b""`` at its
+    end, and raises BodyReadError when the body cannot be completed.
+    """
+
+    def __init__(self, receive: Callable[[int], bytes]) -> None:
+        self._receive = receive
+        self._buffer = b""
+        self._ended = False
+
+    def _more(self, want: int) -> bytes:
+        if self._ended:
+            return b""
+        data = self._receive(max(want, 1))
+        if not data:
+            self._ended = True
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative); b"" at the end."""
+        if size is None or size < 0:
+            parts = [self._buffer]
+            while data := self._more(_READ_SIZE):
+                parts.append(data)
+            self._buffer = b""
+            return b"".join(parts)
+        parts, have = [self._buffer], len(self._buffer)
+        while have < size and (data := self._more(size - have)):
+            parts.append(data)
+            have += len(data)
+        data = b"".join(parts)
+        self._buffer = data[size:]
+        return data[:size]
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line including its LF, at most ``size`` bytes when given."""
+        limit = size if size is not None and size >= 0 else None
+        while True:
+            end = self._buffer.find(b"\n") + 1
+            if end == 0 and limit is not None and len(self._buffer) >= limit:
+                end = limit
+            if end:
+                if limit is not None:
+                    end = min(end, limit)
+                line, self._buffer = self._buffer[:end], self._buffer[end:]
+                return line
+            data = self._more(_READ_SIZE)
+            if not data:
+                line, self._buffer = self._buffer, b""
+                return line
+            self._buffer += data
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        """Lines until the end, or until ``hint`` bytes have been read."""
+        lines, total = [], 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: a file the server may send with sendfile."""
+
+    def __init__(self, filelike, blksize: int = 64 * 1024) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while data := read(self.blksize):
+            yield data
+
+
+class EnvironBuilder:
+    """Builds PEP 3333 environs for one listening socket."""
+
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        server_port: int,
+        url_scheme: str = "http",
+        multithread: bool = True,
+        multiprocess: bool = False,
+        directory: str | None = None,
+    ) -> None:
+        self._base = {
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": server_name,
+            "SERVER_PORT": str(server_port),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": url_scheme,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,
+        }
+        if directory is not None:
+            self._base["wsgiserver.directory"] = directory
+        self._keys: dict[bytes, str | None] = {}
+
+    def _key(self, name: bytes) -> str | None:
+        key = self._keys.get(name)
+        if key is None and name not in self._keys:
+            # Names with "_" are dropped: "X_Foo" and "X-Foo" would both
+            # become HTTP_X_FOO, letting one stand in for the other.
+            if b"_" not in name:
+                key = "HTTP_" + name.decode("ascii").upper().replace("-", "_")
+            if len(self._keys) < 1024:
+                self._keys[name] = key
+        return key
+
+    def build(self, request: Request, body: InputStream, remote: tuple) -> dict:
+        """The environ for ``request`` from a peer at ``remote`` (address, port)."""
+        environ = self._base.copy()
+        path = request.path
+        environ["REQUEST_METHOD"] = request.method.decode("ascii")
+        environ["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+        environ["QUERY_STRING"] = request.query.decode("latin-1")
+        environ["REQUEST_URI"] = environ["RAW_URI"] = request.target.decode("latin-1")
+        environ["SERVER_PROTOCOL"] = "HTTP/1.1" if request.http_version >= (1, 1) else "HTTP/1.0"
+        environ["REMOTE_ADDR"] = remote[0] if remote else ""
+        environ["REMOTE_PORT"] = str(remote[1]) if remote and len(remote) > 1 else ""
+        environ["wsgi.input"] = body
+        if request.scheme is not None:
+            environ["wsgi.url_scheme"] = request.scheme.decode("ascii")
+        self._add_fields(environ, request)
+        if request.framing is Framing.LENGTH or request.content_length is not None:
+            environ["CONTENT_LENGTH"] = str(request.content_length)
+        return environ
+
+    def _add_fields(self, environ: dict, request: Request) -> None:
+        key_for = self._key
+        for name, raw in request.headers:
+            key = key_for(name)
+            if key is None:
+                continue
+            value = raw.decode("latin-1")
+            if key in environ:
+                separator = "; " if key == "HTTP_COOKIE" else ", "
+                value = environ[key] + separator + value
+            environ[key] = value
+        environ.pop("HTTP_CONTENT_LENGTH", None)
+        content_type = environ.pop("HTTP_CONTENT_TYPE", None)
+        if content_type is not None:
+            environ["CONTENT_TYPE"] = content_type
+        if request.authority is not None:
+            # RFC 9112 section 3.2.2: the absolute-form's authority wins over Host.
+            environ["HTTP_HOST"] = request.authority.decode("latin-1")
+
+
+SendFile = Callable[[int, int, int], int]
+
+
+class _Exchange:
+    """One call of the application: start_response, write, and the result."""
+
+    def __init__(self, writer: ResponseWriter) -> None:
+        self.writer = writer
+        self.started = False
+
+    def start_response(self, status, headers, exc_info=None):
+        """PEP 3333 start_response: check and keep the head; return write()."""
+        if exc_info is not None:
+            try:
+                if self.writer.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.started:
+            raise ResponseError("start_response called a second time without exc_info")
+        self.writer.set_head(_checked_status(status), _checked_headers(headers))
+        self.started = True
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The legacy write() callable: send at once."""
+        self._check_started()
+        self.writer.write(_checked_bytes(data))
+
+    def _check_started(self) -> None:
+        if not self.started:
+            raise ResponseError("the application sent a body before start_response")
+
+    def send_result(self, result: Iterable[bytes], send_file: SendFile | None) -> None:
+        """Send the application's iterable, using sendfile where it can."""
+        if type(result) in (list, tuple) and len(result) <= 1:  # type: ignore[arg-type]
+            self._check_started()
+            body = _checked_bytes(result[0]) if result else b""  # type: ignore[index]
+            self.writer.write_whole(body)
+            return
+        if type(result) is FileWrapper and send_file is not None:
+            if self._send_file(result, send_file):
+                return
+        for data in result:
+            if data:
+                self.write(data)
+            else:
+                _checked_bytes(data)
+        self._check_started()
+        self.writer.finish()
+
+    def _send_file(self, wrapper: FileWrapper, send_file: SendFile) -> bool:
+        """Send a regular file with sendfile; False to fall back to iterating."""
+        try:
+            fd = wrapper.filelike.fileno()
+            offset = wrapper.filelike.tell()
+            info = os.fstat(fd)
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        self._check_started()
+        writer = self.writer
+        writer.send_head_now(max(info.st_size - offset, 0))
+        count = writer.file_range(max(info.st_size - offset, 0))
+        if count is None:
+            return False  # chunked: let the iteration frame it
+        if count:
+            writer.sent_raw(send_file(fd, offset, count))
+        writer.finish()
+        return True
+
+
+def _checked_status(status) -> str:
+    if type(status) is not str or _STATUS.fullmatch(status) is None:
+        raise ResponseError(f"invalid status from the application: {status!r}")
+    return status
+
+
+def _checked_headers(headers) -> list[tuple[str, str]]:
+    if type(headers) is not list:
+        raise ResponseError("response headers must be a list")
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise ResponseError(f"a response header must be a (name, value) tuple: {item!r}")
+        name, value = item
+        if type(name) is not str or _TOKEN.fullmatch(name) is None:
+            raise ResponseError(f"invalid response header name: {name!r}")
+        if type(value) is not str or _BAD_VALUE.search(value) is not None:
+            raise ResponseError(f"invalid value for response header {name}: {value!r}")
+    return headers
+
+
+def _checked_bytes(data) -> bytes:
+    if type(data) is not bytes:
+        raise ResponseError(f"the application yielded {type(data).__name__}, not bytes")
+    return data
+
+
+def run_application(
+    app: Callable,
+    environ: dict,
+    writer: ResponseWriter,
+    send_file: SendFile | None = None,
+) -> bool:
+    """Run ``app`` for one request. False means the response could not be
+    completed after its head went out: the connection must be aborted."""
+    exchange = _Exchange(writer)
+    try:
+        result = app(environ, exchange.start_response)
+        try:
+            exchange.send_result(result, send_file)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+    except BodyReadError as error:
+        # The client broke or abandoned its body: its fault, no traceback.
+        log.debug("request body failed: %s", error.detail)
+        return _answer_error(writer, error.status, error.detail)
+    except ClientDisconnected:
+        return False  # the client went away while we wrote: nothing to answer
+    except Exception:
+        _log_app_error(environ)
+        return _answer_error(writer, 500, "Internal Server Error")
+    return True
+
+
+def _log_app_error(environ: dict) -> None:
+    log.exception(
+        "error in application for %s %s",
+        environ.get("REQUEST_METHOD", "?"),
+        environ.get("REQUEST_URI", "?"),
+    )
+
+
+def _answer_error(writer: ResponseWriter, status: int, detail: str) -> bool:
+    """Send a short plain-text error, or report that only an abort is left."""
+    if writer.head_sent:
+        return False
+    reason = reason_phrase(status)
+    writer.set_head(f"{status} {reason}", [("Content-Type", "text/plain; charset=utf-8")])
+    writer.write_whole(f"{status} {reason}\n".encode())
+    return True
