@@ -1,0 +1,144 @@
+"""App: the WSGI callable that routes a request to a handler and answers.
+
+Owns the request lifecycle (before hooks, routing, handler, error handlers,
+after hooks, HEAD) and the middleware stack. Exceptions other than
+HTTPError propagate untouched to the server's single 500 path.
+
+(Named ``application`` rather than ``app`` so the module never shadows
+``microapp.app``, the bundled application object.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from microapp.errors import HTTPError
+from microapp.request import DEFAULT_MAX_BODY_BYTES, Request
+from microapp.response import Response, make_response
+from microapp.routing import Handler, Router
+
+__all__ = ["App"]
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+BeforeHook = Callable[[Request], Any]
+AfterHook = Callable[[Request, Response], Response]
+ErrorHandler = Callable[[Request, HTTPError], Any]
+
+
+class App:
+    """A WSGI application built from decorator routes::
+
+        app = App()
+
+        @app.get("/hello/<name>")
+        def hello(request, name):
+            return f"Hello, {name}"
+
+    Handlers receive the Request and the route parameters, and return a
+    Response, str, bytes or dict, or raise HTTPError.
+    """
+
+    def __init__(self, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.router = Router()
+        self.max_body_bytes = max_body_bytes
+        self._before: list[BeforeHook] = []
+        self._after: list[AfterHook] = []
+        self._error_handlers: dict[int, ErrorHandler] = {}
+        self._wsgi: WSGIApp = self._dispatch
+
+    # Registration: all of it happens before serving, never per request.
+
+    def route(self, pattern: str, methods: Sequence[str] = ("GET",)) -> Callable[[Handler], Handler]:
+        """Decorator: serve ``methods`` on ``pattern`` with the decorated handler."""
+        def register(handler: Handler) -> Handler:
+            self.router.add(pattern, methods, handler)
+            return handler
+        return register
+
+    def get(self, pattern: str) -> Callable[[Handler], Handler]:
+        return self.route(pattern, ["GET"])
+
+    def post(self, pattern: str) -> Callable[[Handler], Handler]:
+        return self.route(pattern, ["POST"])
+
+    def put(self, pattern: str) -> Callable[[Handler], Handler]:
+        return self.route(pattern, ["PUT"])
+
+    def patch(self, pattern: str) -> Callable[[Handler], Handler]:
+        return self.route(pattern, ["PATCH"])
+
+    def delete(self, pattern: str) -> Callable[[Handler], Handler]:
+        return self.route(pattern, ["DELETE"])
+
+    def before_request(self, hook: BeforeHook) -> BeforeHook:
+        """Decorator: ``hook(request)`` runs before routing; a non-None return
+        value is the response and skips the handler."""
+        self._before.append(hook)
+        return hook
+
+    def after_request(self, hook: AfterHook) -> AfterHook:
+        """Decorator: ``hook(request, response)`` returns the response to send;
+        it runs for every response, error responses included."""
+        self._after.append(hook)
+        return hook
+
+    def error_handler(self, status: int) -> Callable[[ErrorHandler], ErrorHandler]:
+        """Decorator: ``handler(request, error)`` answers HTTPErrors with ``status``."""
+        def register(handler: ErrorHandler) -> ErrorHandler:
+            self._error_handlers[status] = handler
+            return handler
+        return register
+
+    def add_middleware(self, middleware: Callable[..., WSGIApp], *args: Any, **kwargs: Any) -> None:
+        """Wrap the app in plain WSGI middleware: ``middleware(app, *args, **kwargs)``.
+        The last one added is the outermost."""
+        self._wsgi = middleware(self._wsgi, *args, **kwargs)
+
+    # Serving.
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return self._wsgi(environ, start_response)
+
+    def _dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ, max_body_bytes=self.max_body_bytes)
+        response = self.handle(request)
+        if request.method == "HEAD":
+            response.drop_body()  # RFC 9110 section 9.3.2: the GET head, no content
+        return response(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
+        """The Response for ``request``, with the after-request hooks applied."""
+        try:
+            response = self._respond(request)
+        except HTTPError as error:
+            response = self._error_response(request, error)
+        for hook in self._after:
+            response = hook(request, response)
+        return response
+
+    def _respond(self, request: Request) -> Response:
+        for hook in self._before:
+            early = hook(request)
+            if early is not None:
+                return make_response(early)
+        found = self.router.match(request.method, request.path)
+        if found.handler is None:  # an OPTIONS no handler claims
+            return Response(status=204, headers=[("Allow", found.allow)])
+        request.params = found.params
+        return make_response(found.handler(request, **found.params))
+
+    def _error_response(self, request: Request, error: HTTPError) -> Response:
+        """The error handler's answer for ``error`` (a bare str, bytes or dict keeps
+        the error's status and headers), or a text/plain response of its detail."""
+        handler = self._error_handlers.get(error.status)
+        if handler is not None:
+            try:
+                answer = handler(request, error)
+            except HTTPError as raised:
+                error = raised
+            else:
+                if isinstance(answer, Response):
+                    return answer
+                return Response(answer, error.status, error.headers)
+        return Response(error.detail, error.status, error.headers)

@@ -1,0 +1,221 @@
+"""Files under one directory: safe names, reads with validators and ranges,
+atomic uploads.
+
+Owns every touch of the disk the bundled app makes. Names are checked
+before the disk is touched; symlinks are resolved and must stay inside the
+directory. Uploads stream into a temporary file in the same directory and
+are renamed into place with os.replace only when complete, so readers see
+the old file or the new one, never a part. Within one process a per-name
+lock also serialises the final step of writes to one name; across
+processes only the atomicity of the rename (and of os.link for
+``If-None-Match: *``) holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from microapp.conditional import (
+    Unsatisfiable,
+    entity_tag,
+    http_date,
+    if_range_holds,
+    is_not_modified,
+    parse_range,
+)
+from microapp.errors import HTTPError
+from microapp.response import BINARY, FileBody, Response
+
+__all__ = ["FileStore", "NameLocks", "check_name"]
+
+MAX_NAME_BYTES = 255  # NAME_MAX on common file systems
+TEMPORARY_PREFIX = ".microapp-upload-"
+BLOCK_SIZE = 64 * 1024
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a plain file name; HTTPError 400 otherwise."""
+    problems = {
+        "is empty": name == "",
+        "is a dot name": name in (".", ".."),
+        "contains a path separator": "/" in name or "\\" in name,
+        "contains a control character": any(ord(c) < 32 or ord(c) == 127 for c in name),
+        "is too long": len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES,
+        "is reserved": name.startswith(TEMPORARY_PREFIX),
+    }
+    for problem, present in problems.items():
+        if present:
+            raise HTTPError(400, f"the file name {problem}")
+    return name
+
+
+class NameLocks:
+    """One lock per name, created on demand and dropped when nobody holds it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, name: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(name, (threading.Lock(), 0))
+            self._locks[name] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[name]
+                if users == 1:
+                    del self._locks[name]
+                else:
+                    self._locks[name] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """The outcome of an upload: whether the name is new."""
+
+    created: bool
+
+
+class FileStore:
+    """The files of one directory, addressed by plain names."""
+
+    def __init__(self, root: str, locks: NameLocks) -> None:
+        self.root = os.path.realpath(root)
+        self.locks = locks
+
+    def _inside(self, name: str) -> str:
+        """The resolved path of ``name``; 404 when it (or a symlink) leads outside."""
+        path = os.path.realpath(os.path.join(self.root, check_name(name)))
+        if os.path.dirname(path) != self.root:
+            raise HTTPError(404)
+        return path
+
+    # Reading.
+
+    def serve(self, name: str, method: str, headers: dict[str, str | None]) -> Response:
+        """GET or HEAD ``name`` with conditional requests and a single Range."""
+        path = self._inside(name)
+        if method == "HEAD":  # the head only: stat, never open
+            return self._answer(None, _regular_stat(path), method, headers)
+        try:
+            file = open(path, "rb", opener=_open_no_follow)  # noqa: SIM115 - closed by the response
+        except OSError:  # missing, a directory, unreadable, or a symlink swapped in
+            raise HTTPError(404) from None
+        try:
+            return self._answer(file, _regular_stat(file.fileno()), method, headers)
+        except BaseException:
+            file.close()
+            raise
+
+    def _answer(self, file: object, info: os.stat_result, method: str,
+                headers: dict[str, str | None]) -> Response:
+        etag = entity_tag(info)
+        validators = [("ETag", etag), ("Last-Modified", http_date(info.st_mtime))]
+        if is_not_modified(headers, etag, info.st_mtime):
+            _close(file)
+            return Response(status=304, headers=validators)
+        byte_range = None
+        if method == "GET" and if_range_holds(headers.get("If-Range"), etag, info.st_mtime):
+            try:
+                byte_range = parse_range(headers.get("Range"), info.st_size)
+            except Unsatisfiable:
+                _close(file)
+                raise HTTPError(416, headers=[("Content-Range", f"bytes */{info.st_size}")]
+                                ) from None
+        head = validators + [("Accept-Ranges", "bytes"), ("Content-Type", BINARY)]
+        start, length, status = 0, info.st_size, 200
+        if byte_range is not None:
+            start, length, status = byte_range.start, byte_range.length, 206
+            head.append(("Content-Range", byte_range.content_range))
+        head.append(("Content-Length", str(length)))
+        body = b"" if file is None else FileBody(file, start, length, BLOCK_SIZE)  # type: ignore[arg-type]
+        return Response(body, status, head)
+
+    # Writing.
+
+    def save(self, name: str, body: Iterable[bytes], *, create_only: bool = False) -> Saved:
+        """Store ``body`` as ``name`` atomically. ``create_only``: 412 if it exists.
+        Any failure while the body arrives leaves neither file nor temporary."""
+        target = self._writable_path(name)
+        if create_only and os.path.lexists(target):
+            raise HTTPError(412, "the file already exists")
+        temporary = self._receive(body)
+        try:
+            with self.locks.hold(name):
+                return self._commit(temporary, target, create_only)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+    def _writable_path(self, name: str) -> str:
+        """Where ``name`` lives; a symlink there must resolve inside the directory."""
+        self._inside(name)
+        target = os.path.join(self.root, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            raise HTTPError(409, "a directory has that name")
+        return target
+
+    def _receive(self, body: Iterable[bytes]) -> str:
+        """Stream ``body`` into a new temporary file beside the target; its path."""
+        descriptor, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=self.root)
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                for chunk in body:
+                    file.write(chunk)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, 0o644)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        return temporary
+
+    @staticmethod
+    def _commit(temporary: str, target: str, create_only: bool) -> Saved:
+        if create_only:
+            try:  # link() refuses an existing name atomically, even across processes
+                os.link(temporary, target)
+                return Saved(created=True)
+            except FileExistsError:
+                raise HTTPError(412, "the file already exists") from None
+            except OSError:  # no hard links here: check, then rename, under the lock
+                if os.path.lexists(target):
+                    raise HTTPError(412, "the file already exists") from None
+        created = not os.path.lexists(target)
+        os.replace(temporary, target)
+        return Saved(created=created)
+
+
+def _open_no_follow(path: str, flags: int) -> int:
+    """Open without following a symlink swapped in after the path was resolved."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+
+
+def _regular_stat(target: str | int) -> os.stat_result:
+    """stat of a regular file; 404 for anything else or nothing."""
+    try:
+        info = os.stat(target)
+    except OSError:
+        raise HTTPError(404) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise HTTPError(404)
+    return info
+
+
+def _close(file: object) -> None:
+    close = getattr(file, "close", None)
+    if close is not None:
+        close()

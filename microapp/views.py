@@ -1,0 +1,90 @@
+"""The bundled application: ``/``, ``/echo/<text>``, ``/user-agent`` and
+``/files/<name>``, built by create_app(directory).
+
+Owns the routes and their HTTP answers; the disk work is files.py's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from microapp.application import App
+from microapp.compression import GzipMiddleware
+from microapp.errors import HTTPError
+from microapp.files import FileStore, NameLocks
+from microapp.request import Request, iter_body
+from microapp.response import Response
+
+__all__ = ["create_app"]
+
+TEXT_PLAIN = "text/plain"
+DEFAULT_MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
+DIRECTORY_KEY = "wsgiserver.directory"
+_CONDITIONAL_HEADERS = ("If-None-Match", "If-Modified-Since", "If-Range", "Range")
+
+
+def create_app(directory: str | None = None, *,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, compress: bool = True) -> App:
+    """The bundled app. Files live in ``directory``, else in the directory the
+    server names in ``environ["wsgiserver.directory"]``; with neither, /files
+    answers 404. ``compress``: gzip every compressible response, however small.
+    """
+    app = App()
+    locks = NameLocks()
+
+    def store_for(request: Request) -> FileStore:
+        root = directory or request.environ.get(DIRECTORY_KEY)
+        if not root:
+            raise HTTPError(404)
+        return FileStore(root, locks)
+
+    @app.get("/")
+    def index(request: Request) -> Response:
+        return Response(b"", content_type=TEXT_PLAIN)
+
+    @app.get("/echo/<text>")
+    def echo(request: Request, text: str) -> Response:
+        return Response(text.encode("utf-8"), content_type=TEXT_PLAIN)
+
+    @app.get("/user-agent")
+    def user_agent(request: Request) -> Response:
+        return Response(request.headers.get("User-Agent", "").encode("latin-1"),
+                        content_type=TEXT_PLAIN)
+
+    @app.get("/files/<path:name>")
+    def read_file(request: Request, name: str) -> Response:
+        headers = {field: request.headers.get(field) for field in _CONDITIONAL_HEADERS}
+        return store_for(request).serve(name, request.method, headers)
+
+    @app.route("/files/<path:name>", methods=["POST", "PUT"])
+    def write_file(request: Request, name: str) -> Response:
+        store = store_for(request)
+        body = _upload_body(request, max_upload_bytes)
+        create_only = request.method == "PUT" and _wants_new(request)
+        saved = store.save(name, body, create_only=create_only)
+        if request.method == "PUT" and not saved.created:
+            return Response(status=204)
+        location = request.script_name + "/files/" + quote(name)
+        return Response(b"", 201, [("Location", location)], content_type=TEXT_PLAIN)
+
+    if compress:
+        app.add_middleware(GzipMiddleware, minimum_size=0)
+    return app
+
+
+def _upload_body(request: Request, limit: int) -> Any:
+    """The upload body's chunks; 411 when its length is unknowable, 413 when
+    Content-Length already says it is too big (before any byte is read)."""
+    environ = request.environ
+    length = request.content_length
+    if length is None and not environ.get("wsgi.input_terminated"):
+        raise HTTPError(411, "Content-Length or chunked transfer coding required")
+    if length is not None and length > limit:
+        raise HTTPError(413, f"uploads are limited to {limit} bytes")
+    return iter_body(environ, limit)
+
+
+def _wants_new(request: Request) -> bool:
+    """``If-None-Match: *`` on PUT: create, never replace (RFC 9110 section 13.1.2)."""
+    return request.headers.get("If-None-Match", "").strip() == "*"
