@@ -1,0 +1,1 @@
+"""Benchmark harness for wsgiserver: see bench/README.md."""

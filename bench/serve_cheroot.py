@@ -1,0 +1,35 @@
+"""Launch cheroot's WSGI server on bench.apps:app (cheroot has no CLI for a WSGI app).
+
+    python -m bench.serve_cheroot --port 8080 --threads 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from cheroot import wsgi
+
+from bench.apps import app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--backlog", type=int, default=2048)
+    parser.add_argument("--timeout", type=int, default=30)
+    args = parser.parse_args(argv)
+    server = wsgi.Server((args.host, args.port), app, numthreads=args.threads,
+                         request_queue_size=args.backlog, timeout=args.timeout)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.safe_start()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
