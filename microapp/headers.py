@@ -29,8 +29,19 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
 
 
+# RFC 9110 renamed these; older Pythons' HTTPStatus still has the RFC 7231 names.
+_RFC9110_PHRASES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
 def reason_phrase(status: int) -> str:
-    """The canonical reason phrase for ``status`` ("Not Found"), else a generic one."""
+    """The canonical (RFC 9110) reason phrase for ``status``, else a generic one."""
+    if status in _RFC9110_PHRASES:
+        return _RFC9110_PHRASES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:
