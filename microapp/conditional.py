@@ -132,9 +132,9 @@ def parse_range(field: str | None, size: int) -> ByteRange | None:
             return None
         return ByteRange(max(size - suffix, 0), size - 1, size)
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None  # an invalid range-spec: the field is ignored
     if start >= size:
         raise Unsatisfiable
-    return ByteRange(start, min(end, size - 1), size)
+    end = min(int(last), size - 1) if last else size - 1
+    return ByteRange(start, end, size)
