@@ -155,6 +155,7 @@ class Connection:
             keep_alive=request.keep_alive and not settings.stopping.is_set(),
             date=settings.date,
             server_name=settings.server_name,
+            closing=settings.stopping.is_set,
         )
         self._writer = writer
         self._continue_pending = request.expect_continue and request.framing is not Framing.NONE

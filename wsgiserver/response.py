@@ -57,8 +57,10 @@ class ResponseWriter:
         keep_alive: bool,
         date: Callable[[], str] | None,
         server_name: str | None,
+        closing: Callable[[], bool] | None = None,
     ) -> None:
         self._send = send
+        self._closing = closing  # true once the connection must end (shutdown)
         self._method = method
         self._http_version = http_version
         self.keep_alive = keep_alive
@@ -128,6 +130,8 @@ class ResponseWriter:
         return body_length
 
     def _connection_fields(self) -> list[tuple[str, str]]:
+        if self._closing is not None and self._closing():
+            self.keep_alive = False
         fields = []
         names = {name.lower() for name, _ in self._headers}
         if self._date is not None and "date" not in names:

@@ -317,7 +317,7 @@ class Server:
             log.warning("accept failed: %s", error)
             time.sleep(0.05)
             sock = None
-        self._rearm_listener()
+        self._rearm_listener(accepted=sock is not None)
         if sock is None:
             return
         sock.setblocking(False)
@@ -331,11 +331,11 @@ class Server:
             # rather than after a round trip through the poller.
             self._drive_locked(connection, rearm=self._poller.register)
 
-    def _rearm_listener(self) -> None:
+    def _rearm_listener(self, accepted: bool) -> None:
         with self._accept_lock:
             if self._stopping.is_set():
                 self._accepting = False
-            elif len(self._connections) >= self._max_connections:
+            elif len(self._connections) + accepted >= self._max_connections:
                 self._accepting = False  # resumed by _forget
             else:
                 self._poller.rearm(self._listener.fileno())

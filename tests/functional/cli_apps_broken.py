@@ -1,0 +1,3 @@
+"""A module that fails on import, for the CLI tests."""
+
+raise ImportError("this module is broken on purpose")
