@@ -32,7 +32,7 @@ class Converter:
 CONVERTERS = MappingProxyType({
     "str": Converter(r"[^/]+", str),  # one path segment; the default
     "int": Converter(r"[0-9]+", int),
-    "path": Converter(r".+", str),  # the rest of the path, slashes included
+    "path": Converter(r"(?s:.+)", str),  # the rest of the path, slashes included
 })
 
 _PLACEHOLDER = re.compile(r"<(?:(?P<kind>[a-z]+):)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)>")
