@@ -200,6 +200,9 @@ class Bench:
             if held is not None:
                 release(held, res)
                 held = None
+            logged = log_tracebacks(log)
+            if logged:
+                res.notes.append(logged)
             if proc.poll() is not None:
                 res.notes.append(f"server exited with code {proc.returncode} during the run; "
                                  f"log: {log_tail(log)}")
@@ -292,6 +295,24 @@ def log_tail(path: str, lines: int = 3) -> str:
     except OSError:
         return "(no log)"
     return " | ".join(tail) or "(empty log)"
+
+
+def log_tracebacks(path: str) -> str | None:
+    """A note when the server's log holds Python tracebacks: how many, and the first error."""
+    count, first, in_tb = 0, None, False
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith("Traceback (most recent call last)"):
+                    count += 1
+                    in_tb = first is None
+                elif in_tb and line.strip() and not line.startswith((" ", "\t")):
+                    first, in_tb = line.strip()[:160], False
+    except OSError:
+        return None
+    if not count:
+        return None
+    return f"server logged {count} tracebacks, first: {first or '?'}"
 
 
 def fill(res: Result, stats: dict, cpu: float) -> None:
@@ -560,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.install_only:
             return 0
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     meta = {"started": dt.datetime.now().isoformat(timespec="seconds"), "versions": versions(),
             "args": vars(args)}
     try:
