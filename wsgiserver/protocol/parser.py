@@ -90,9 +90,16 @@ class RequestParser:
         """True when the current request's body has been read to its end."""
         return self._state is _State.DONE
 
+    @property
+    def body_pending(self) -> bool:
+        """True while body bytes of the current request are still to come."""
+        if self._state is _State.BODY:
+            return self._remaining > 0
+        return self._state not in (_State.HEAD, _State.DONE, _State.ERROR)
+
     def start_next_request(self) -> None:
         """Forget the finished request; the next one may already be buffered."""
-        if self._state is not _State.DONE:
+        if self._state is not _State.DONE and (self._state is not _State.BODY or self._remaining):
             raise RuntimeError("the current request is not complete")
         self._state = _State.HEAD
         self._scanned = 0
@@ -140,13 +147,19 @@ class RequestParser:
         return request
 
     def _check_incomplete_head(self) -> None:
+        # Refuse early only what the complete head would be refused for too,
+        # so that the answer never depends on how the bytes were split: a
+        # trailing CR may be the start of the CRLF that ends a line in limits.
         buffer = self._buffer
         line_end = buffer.find(b"\r\n")
-        if line_end < 0 and len(buffer) > self.limits.max_request_line:
+        if line_end < 0:
+            if len(buffer) - buffer.endswith(b"\r") > self.limits.max_request_line:
+                raise ProtocolError(414, "request-line too long")
+        elif line_end > self.limits.max_request_line:
             raise ProtocolError(414, "request-line too long")
-        if line_end > self.limits.max_request_line:
-            raise ProtocolError(414, "request-line too long")
-        if len(buffer) - max(line_end, 0) > self.limits.max_header_bytes:
+        # The field lines with their CRLFs, as _build_request counts them; the
+        # head's final CRLF CRLF can begin no earlier than three bytes from the end.
+        elif len(buffer) - 3 - line_end > self.limits.max_header_bytes:
             raise ProtocolError(431, "request header section too large")
         # A bare CR or LF can never end the head: answer now rather than wait
         # for a timeout. RFC 9112 section 2.2 lets us refuse both.
@@ -265,7 +278,8 @@ class RequestParser:
         buffer = self._buffer
         end = buffer.find(b"\r\n", 0, _MAX_CHUNK_LINE + 2)
         if end < 0:
-            if len(buffer) > _MAX_CHUNK_LINE:
+            # A trailing CR may be the start of the CRLF of a line in limits.
+            if len(buffer) - buffer.endswith(b"\r") > _MAX_CHUNK_LINE:
                 raise ProtocolError(400, "chunk-size line too long")
             if b"\n" in buffer or b"\r" in buffer[:-1]:
                 raise ProtocolError(400, "bare CR or LF in chunk-size line")
@@ -293,7 +307,8 @@ class RequestParser:
             return EndOfMessage()
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
-            if len(buffer) > self.limits.max_header_bytes:
+            # The final CRLF CRLF can begin no earlier than three bytes from the end.
+            if len(buffer) - 3 > self.limits.max_header_bytes:
                 raise ProtocolError(431, "trailer section too large")
             if buffer.count(b"\n") != buffer.count(b"\r\n"):
                 raise ProtocolError(400, "line ends in a bare LF")
@@ -331,7 +346,8 @@ def parse_field_lines(lines: list[bytes]) -> tuple[tuple[bytes, bytes], ...]:
     forbidden = grammar.forbidden_in_value.search
     for line in lines:
         name, colon, value = line.partition(b":")
-        if token(name) is None:
+        # RFC 9112 section 5: field-line = field-name ":" OWS field-value OWS
+        if not colon or token(name) is None:
             raise ProtocolError(400, _field_name_problem(line, colon))
         value = value.strip(b" \t")
         if forbidden(value) is not None:
