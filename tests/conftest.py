@@ -12,9 +12,12 @@ from wsgiserver import Server, ServerConfig
 
 
 @pytest.fixture
-def live_server() -> Iterator[Callable[..., Server]]:
+def live_server(caplog) -> Iterator[Callable[..., Server]]:
     """Factory: ``live_server(app, **settings)`` starts a Server in threads on
-    127.0.0.1:0 and returns it; every server started is stopped afterwards."""
+    127.0.0.1:0 and returns it; every server started is stopped afterwards.
+
+    A test fails if the server logged an internal error (a bug of ours, as
+    opposed to an application's exception) while it ran."""
     started: list[Server] = []
 
     def start(app, **settings) -> Server:
@@ -29,6 +32,8 @@ def live_server() -> Iterator[Callable[..., Server]]:
     yield start
     for server in started:
         server.stop()
+    internal = [r for r in caplog.records if r.getMessage().startswith("unexpected error")]
+    assert not internal, f"the server hit an internal error: {internal[0].exc_text}"
 
 
 def connect(server: Server, timeout: float = 5.0) -> socket.socket:

@@ -133,7 +133,7 @@ class Connection:
             if self.settings.stopping.is_set():
                 return self.close()  # shutting down: start nothing new
             if not self._serve(event):
-                return False
+                return not self.closed  # lingering connections stay watched
 
     def _wait_for_request(self) -> None:
         now = time.monotonic()
@@ -163,18 +163,24 @@ class Connection:
         environ = settings.environ.build(request, InputStream(self._receive_body), self.remote)
         send_file = self._send_file if settings.use_sendfile else None
         if not run_application(settings.app, environ, writer, send_file):
-            return self._abort()
-        if self._body_failed:
-            return self._linger()
-        if not writer.keep_alive or settings.stopping.is_set():
-            return self._linger() if self._unread_input() else self.close()
-        if not self._drain_body():
-            return self._linger()
-        self.parser.start_next_request()
-        return True
+            self._abort()
+        elif self._body_failed:
+            self._linger()
+        elif not writer.keep_alive or settings.stopping.is_set():
+            self._end()
+        elif not self._drain_body():
+            self._linger()
+        else:
+            self.parser.start_next_request()
+            return True
+        return False
 
-    def _unread_input(self) -> bool:
-        return bool(self.parser.buffered) or not self.parser.request_complete
+    def _end(self) -> None:
+        """Close after a response; linger if the client may still be sending."""
+        if self.parser.buffered or self.parser.body_pending:
+            self._linger()
+        else:
+            self.close()
 
     def _receive_body(self, max_bytes: int) -> bytes:
         """The next piece of the request body for ``wsgi.input``; b"" at its end."""
@@ -210,7 +216,7 @@ class Connection:
 
     def _drain_body(self) -> bool:
         """Read and discard what the app left of the body, within bounds."""
-        if self.parser.request_complete:
+        if not self.parser.body_pending:
             return True
         if self._continue_pending:
             return False  # no 100 was sent: the client may never send the body
