@@ -80,4 +80,7 @@ def encode_head(status: str, headers: list[tuple[str, str]]) -> bytes:
 
 def encode_chunk(data: bytes) -> bytes:
     """One chunk of a chunked body (RFC 9112 section 7.1); never the last one."""
+    if not data:
+        # A zero-size chunk is the last-chunk: it would end the body early.
+        return b""
     return b"%x\r\n%s\r\n" % (len(data), data)
