@@ -24,7 +24,8 @@ from microapp import App, GzipMiddleware, HTTPError, Request, Response
 
 def request_id_middleware(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
     """Plain WSGI middleware: give every response an X-Request-Id."""
-    def with_request_id(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def with_request_id(environ: dict[str, Any],
+                        start_response: Callable[..., Any]) -> Iterable[bytes]:
         request_id = environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -35,12 +36,17 @@ def request_id_middleware(app: Callable[..., Iterable[bytes]]) -> Callable[..., 
 
 
 def create_demo_app() -> App:
-    """A fresh notes app; its notes live in memory, guarded by a lock."""
+    """A fresh notes app: hooks, routes, error handler, then middleware."""
     app = App(max_body_bytes=64 * 1024)
-    notes: dict[int, str] = {}
-    notes_lock = threading.Lock()
-    next_id = itertools.count(1)
+    add_timing(app)
+    add_notes(app)
+    app.add_middleware(request_id_middleware)
+    app.add_middleware(GzipMiddleware, minimum_size=200)
+    return app
 
+
+def add_timing(app: App) -> None:
+    """Before/after hooks that report the handler's time in Server-Timing."""
     @app.before_request
     def start_clock(request: Request) -> None:
         request.environ["demo.started"] = time.perf_counter()
@@ -50,6 +56,13 @@ def create_demo_app() -> App:
         elapsed = time.perf_counter() - request.environ.get("demo.started", time.perf_counter())
         response.set_header("Server-Timing", f"app;dur={elapsed * 1000:.2f}")
         return response
+
+
+def add_notes(app: App) -> None:
+    """The notes routes; notes live in memory, guarded by a lock."""
+    notes: dict[int, str] = {}
+    notes_lock = threading.Lock()
+    next_id = itertools.count(1)
 
     @app.get("/")
     def index(request: Request) -> Response:
@@ -90,10 +103,6 @@ def create_demo_app() -> App:
     @app.error_handler(404)
     def not_found(request: Request, error: HTTPError) -> dict:
         return {"error": error.detail, "path": request.path}
-
-    app.add_middleware(request_id_middleware)
-    app.add_middleware(GzipMiddleware, minimum_size=200)
-    return app
 
 
 app = create_demo_app()

@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from microapp.errors import HTTPError
+from microapp.headers import Environ, StartResponse, WSGIApp
 from microapp.request import DEFAULT_MAX_BODY_BYTES, Request
 from microapp.response import Response, make_response
 from microapp.routing import Handler, Router
 
 __all__ = ["App"]
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 BeforeHook = Callable[[Request], Any]
 AfterHook = Callable[[Request, Response], Response]
 ErrorHandler = Callable[[Request, HTTPError], Any]
@@ -49,7 +49,8 @@ class App:
 
     # Registration: all of it happens before serving, never per request.
 
-    def route(self, pattern: str, methods: Sequence[str] = ("GET",)) -> Callable[[Handler], Handler]:
+    def route(self, pattern: str,
+              methods: Sequence[str] = ("GET",)) -> Callable[[Handler], Handler]:
         """Decorator: serve ``methods`` on ``pattern`` with the decorated handler."""
         def register(handler: Handler) -> Handler:
             self.router.add(pattern, methods, handler)
@@ -97,10 +98,10 @@ class App:
 
     # Serving.
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         return self._wsgi(environ, start_response)
 
-    def _dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def _dispatch(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ, max_body_bytes=self.max_body_bytes)
         response = self.handle(request)
         if request.method == "HEAD":

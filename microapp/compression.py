@@ -12,7 +12,16 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from microapp.headers import HeaderList, allows_body, get_header, status_code, without_header
+from microapp.headers import (
+    Environ,
+    HeaderList,
+    StartResponse,
+    WSGIApp,
+    allows_body,
+    get_header,
+    status_code,
+    without_header,
+)
 
 __all__ = ["GzipMiddleware", "accepts_gzip", "gzip_weights"]
 
@@ -135,13 +144,13 @@ class GzipMiddleware:
     are (empty bodies never are compressed). ``compresslevel``: zlib's 1-9.
     """
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], minimum_size: int = 500,
+    def __init__(self, app: WSGIApp, minimum_size: int = 500,
                  compresslevel: int = 6) -> None:
         self.app = app
         self.minimum_size = minimum_size
         self.compresslevel = compresslevel
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         exchange = _Exchange(self, environ, start_response)
         result = self.app(environ, exchange.start_response)
         try:
@@ -155,8 +164,8 @@ class _Exchange:
     """One request through the middleware: holds the app's head until the
     body shows whether and how to compress, then sends it to the server."""
 
-    def __init__(self, middleware: GzipMiddleware, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> None:
+    def __init__(self, middleware: GzipMiddleware, environ: Environ,
+                 start_response: StartResponse) -> None:
         self.middleware = middleware
         self.server_start_response = start_response
         self.is_head = environ.get("REQUEST_METHOD") == "HEAD"
@@ -166,7 +175,8 @@ class _Exchange:
         self.server_write: Callable[[bytes], Any] | None = None
         self.compressor: Any = None
 
-    def start_response(self, status: str, headers: HeaderList, exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(self, status: str, headers: HeaderList,
+                       exc_info: Any = None) -> Callable[[bytes], None]:
         """The app's start_response. Before the head is sent a later call (with
         exc_info, PEP 3333) replaces it; after, the server's re-raises."""
         if self.server_write is not None:
@@ -186,12 +196,14 @@ class _Exchange:
         """The iterable for the server, once the app has returned ``result``."""
         if self.server_write is not None:  # the app used write(); the head is out
             return self._pass_through(iter(result), [], result)
-        chunks, buffered, complete = iter(result), [], False
+        chunks, complete = iter(result), False
+        buffered: list[bytes] = []
         if self.status is None:  # a generator app calls start_response when first iterated
             buffered, complete = self._gather(chunks, result, 1, buffered)
         if self.status is None:
             raise RuntimeError("the application did not call start_response")
-        if self.is_head or not (self.accepted and may_compress(status_code(self.status), self.headers)):
+        compressible = may_compress(status_code(self.status), self.headers)
+        if self.is_head or not (self.accepted and compressible):
             return self._pass_through(chunks, buffered, result)
         if not complete:
             goal = max(self.middleware.minimum_size, 1)

@@ -1,4 +1,5 @@
-"""Header lists and status lines as WSGI carries them: ``[(name, value), ...]``.
+"""Header lists and status lines as WSGI carries them (``[(name, value), ...]``),
+and the WSGI type names the package shares.
 
 Owns the small, pure helpers every other module shares; knows no environ,
 no request and no I/O.
@@ -7,11 +8,15 @@ no request and no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
+from typing import Any
 
 __all__ = [
+    "Environ",
     "HeaderList",
+    "StartResponse",
+    "WSGIApp",
     "allows_body",
     "check_header",
     "get_header",
@@ -22,6 +27,9 @@ __all__ = [
 ]
 
 HeaderList = list[tuple[str, str]]
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 # RFC 9110 section 5.1: field-name = token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

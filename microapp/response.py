@@ -152,7 +152,8 @@ class Response:
             self.set_header("Content-Length", str(prepared.length))
 
     @classmethod
-    def json(cls, value: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    def json(cls, value: Any, status: int = 200,
+             headers: Iterable[tuple[str, str]] = ()) -> Response:
         """Any JSON-serialisable value as an application/json response."""
         encoded = json.dumps(value, ensure_ascii=False).encode("utf-8")
         return cls(encoded, status, headers, content_type=JSON)

@@ -77,7 +77,9 @@ def compile_route(pattern: str, methods: Iterable[str], handler: Handler) -> Rou
         raise ValueError(f"route {pattern!r} serves no method")
     if "<" not in pattern:
         return Route(pattern, methods, handler, None)
-    parts, converters, position = [], [], 0
+    parts: list[str] = []
+    converters: list[tuple[str, Callable[[str], Any]]] = []
+    position = 0
     for placeholder in _PLACEHOLDER.finditer(pattern):
         kind, name = placeholder["kind"] or "str", placeholder["name"]
         if kind not in CONVERTERS:
@@ -147,7 +149,8 @@ class Router:
         raise HTTPError(405, headers=[("Allow", allow)])
 
     def _candidates(self, path: str) -> list[tuple[Route, dict[str, Any]]]:
-        found = [(route, {}) for route in self._static.get(path, ())]
+        found: list[tuple[Route, dict[str, Any]]] = [
+            (route, {}) for route in self._static.get(path, ())]
         for route in self._dynamic:
             params = route.match_path(path)
             if params is not None:

@@ -16,7 +16,7 @@ from microapp.files import FileStore, NameLocks
 from microapp.request import Request, iter_body
 from microapp.response import Response
 
-__all__ = ["create_app"]
+__all__ = ["FileRoutes", "create_app"]
 
 TEXT_PLAIN = "text/plain"
 DEFAULT_MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
@@ -31,46 +31,63 @@ def create_app(directory: str | None = None, *,
     answers 404. ``compress``: gzip every compressible response, however small.
     """
     app = App()
-    locks = NameLocks()
+    files = FileRoutes(directory, max_upload_bytes)
+    app.get("/")(index)
+    app.get("/echo/<text>")(echo)
+    app.get("/user-agent")(user_agent)
+    app.get("/files/<path:name>")(files.read)
+    app.route("/files/<path:name>", methods=["POST", "PUT"])(files.write)
+    if compress:
+        app.add_middleware(GzipMiddleware, minimum_size=0)
+    return app
 
-    def store_for(request: Request) -> FileStore:
-        root = directory or request.environ.get(DIRECTORY_KEY)
+
+def index(request: Request) -> Response:
+    """GET /: 200 with an empty body."""
+    return Response(b"", content_type=TEXT_PLAIN)
+
+
+def echo(request: Request, text: str) -> Response:
+    """GET /echo/<text>: the text back, as text/plain."""
+    return Response(text.encode("utf-8"), content_type=TEXT_PLAIN)
+
+
+def user_agent(request: Request) -> Response:
+    """GET /user-agent: the User-Agent field back, as text/plain."""
+    return Response(request.headers.get("User-Agent", "").encode("latin-1"),
+                    content_type=TEXT_PLAIN)
+
+
+class FileRoutes:
+    """GET/HEAD and POST/PUT of /files/<name>, with the state they share."""
+
+    def __init__(self, directory: str | None, max_upload_bytes: int) -> None:
+        self.directory = directory
+        self.max_upload_bytes = max_upload_bytes
+        self.locks = NameLocks()
+
+    def store_for(self, request: Request) -> FileStore:
+        """The store for this request's directory; 404 when none is configured."""
+        root = self.directory or request.environ.get(DIRECTORY_KEY)
         if not root:
             raise HTTPError(404)
-        return FileStore(root, locks)
+        return FileStore(root, self.locks)
 
-    @app.get("/")
-    def index(request: Request) -> Response:
-        return Response(b"", content_type=TEXT_PLAIN)
-
-    @app.get("/echo/<text>")
-    def echo(request: Request, text: str) -> Response:
-        return Response(text.encode("utf-8"), content_type=TEXT_PLAIN)
-
-    @app.get("/user-agent")
-    def user_agent(request: Request) -> Response:
-        return Response(request.headers.get("User-Agent", "").encode("latin-1"),
-                        content_type=TEXT_PLAIN)
-
-    @app.get("/files/<path:name>")
-    def read_file(request: Request, name: str) -> Response:
+    def read(self, request: Request, name: str) -> Response:
         headers = {field: request.headers.get(field) for field in _CONDITIONAL_HEADERS}
-        return store_for(request).serve(name, request.method, headers)
+        return self.store_for(request).serve(name, request.method, headers)
 
-    @app.route("/files/<path:name>", methods=["POST", "PUT"])
-    def write_file(request: Request, name: str) -> Response:
-        store = store_for(request)
-        body = _upload_body(request, max_upload_bytes)
+    def write(self, request: Request, name: str) -> Response:
+        """POST creates or replaces (201); PUT answers 201 or 204, and with
+        ``If-None-Match: *`` refuses to replace (412)."""
+        store = self.store_for(request)
+        body = _upload_body(request, self.max_upload_bytes)
         create_only = request.method == "PUT" and _wants_new(request)
         saved = store.save(name, body, create_only=create_only)
         if request.method == "PUT" and not saved.created:
             return Response(status=204)
         location = request.script_name + "/files/" + quote(name)
         return Response(b"", 201, [("Location", location)], content_type=TEXT_PLAIN)
-
-    if compress:
-        app.add_middleware(GzipMiddleware, minimum_size=0)
-    return app
 
 
 def _upload_body(request: Request, limit: int) -> Any:

@@ -6,9 +6,9 @@ import io
 
 import pytest
 import webtest
+from wsgi_calls import call_wsgi
 
 from microapp import App, HTTPError, Response
-from wsgi_calls import call_wsgi
 
 
 @pytest.fixture

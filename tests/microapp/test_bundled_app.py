@@ -5,10 +5,10 @@ from __future__ import annotations
 import gzip
 
 import webtest
+from wsgi_calls import call_wsgi
 
 import microapp
 from microapp import create_app
-from wsgi_calls import call_wsgi
 
 
 def test_root_is_200_with_an_empty_body(client):

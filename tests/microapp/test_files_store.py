@@ -8,10 +8,10 @@ import threading
 
 import pytest
 import webtest
+from wsgi_calls import call_wsgi
 
 from microapp import create_app
 from microapp.files import TEMPORARY_PREFIX, NameLocks, check_name
-from wsgi_calls import call_wsgi
 
 CONTENT = bytes(range(256)) * 4  # 1024 bytes
 

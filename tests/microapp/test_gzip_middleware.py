@@ -13,10 +13,10 @@ import flask
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from wsgi_calls import call_wsgi
 
 from microapp import GzipMiddleware
 from microapp.compression import accepts_gzip
-from wsgi_calls import call_wsgi
 
 TEXT = [("Content-Type", "text/plain")]
 GZIP = {"Accept-Encoding": "gzip"}

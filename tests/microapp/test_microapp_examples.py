@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import webtest
-
 from wsgi_calls import call_wsgi
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -5,11 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from wsgi_calls import make_environ
 
 from microapp import HTTPError, Request
 from microapp.request import iter_body
-
-from wsgi_calls import make_environ
 
 
 def request_for(**kwargs) -> Request:
@@ -57,20 +56,20 @@ def test_body_over_the_limit_is_413_before_reading():
     environ = make_environ(body=b"x" * 2000)
     environ["wsgi.input"] = None  # reading anything would fail
     with pytest.raises(HTTPError) as raised:
-        Request(environ, max_body_bytes=1024).body
+        _ = Request(environ, max_body_bytes=1024).body
     assert raised.value.status == 413
 
 
 def test_body_shorter_than_content_length_is_400():
     environ = make_environ(body=b"hello", CONTENT_LENGTH="10")
     with pytest.raises(HTTPError) as raised:
-        Request(environ).body
+        _ = Request(environ).body
     assert raised.value.status == 400
 
 
 def test_malformed_content_length_is_400():
     with pytest.raises(HTTPError) as raised:
-        request_for(CONTENT_LENGTH="12a").body
+        _ = request_for(CONTENT_LENGTH="12a").body
     assert raised.value.status == 400
 
 
@@ -87,7 +86,7 @@ class BrokenInput:
 def test_failed_body_read_becomes_the_status_the_server_suggests():
     environ = make_environ(CONTENT_LENGTH="5", **{"wsgi.input": BrokenInput()})
     with pytest.raises(HTTPError) as raised:
-        Request(environ).body
+        _ = Request(environ).body
     assert raised.value.status == 408
 
 
@@ -98,7 +97,7 @@ def test_failed_body_read_without_status_is_400():
 
     environ = make_environ(CONTENT_LENGTH="5", **{"wsgi.input": Closed()})
     with pytest.raises(HTTPError) as raised:
-        Request(environ).body
+        _ = Request(environ).body
     assert raised.value.status == 400
 
 

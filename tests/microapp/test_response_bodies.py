@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from wsgi_calls import call_wsgi
 
 from microapp import Response
 from microapp.response import FileBody, make_response
-from wsgi_calls import call_wsgi
 
 
 @pytest.mark.parametrize(("status", "line"), [

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import webtest
+from wsgi_calls import call_wsgi
 
 from microapp import App, HTTPError
 from microapp.routing import Router, allow_header, compile_route
-from wsgi_calls import call_wsgi
 
 
 def handler(request, **params):
