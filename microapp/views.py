@@ -6,6 +6,7 @@ Owns the routes and their HTTP answers; the disk work is files.py's.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -69,7 +70,7 @@ class FileRoutes:
     def store_for(self, request: Request) -> FileStore:
         """The store for this request's directory; 404 when none is configured."""
         root = self.directory or request.environ.get(DIRECTORY_KEY)
-        if not root:
+        if not root or not os.path.isdir(root):
             raise HTTPError(404)
         return FileStore(root, self.locks)
 

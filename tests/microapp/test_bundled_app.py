@@ -56,6 +56,12 @@ def test_files_without_a_configured_directory_are_404():
     client.post("/files/anything", b"data", status=404)
 
 
+def test_files_under_a_directory_that_does_not_exist_are_404(tmp_path):
+    client = webtest.TestApp(create_app(str(tmp_path / "gone")))
+    client.get("/files/a", status=404)
+    client.post("/files/a", b"data", status=404)
+
+
 def test_files_directory_comes_from_the_server_environ(tmp_path):
     (tmp_path / "hello.txt").write_bytes(b"from the server's --directory")
     client = webtest.TestApp(create_app(),
