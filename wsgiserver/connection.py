@@ -13,6 +13,7 @@ import logging
 import os
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -39,6 +40,8 @@ _LINGER_SECONDS = 2.0
 _DRAIN_SECONDS = 5.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
+# "Not now" from a non-blocking socket, plain or TLS.
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,22 @@ class ConnectionSettings:
 class Connection:
     """A client connection, driven by whichever worker thread holds ``lock``."""
 
-    def __init__(self, sock: socket.socket, remote, settings: ConnectionSettings) -> None:
-        self.sock = sock
+    def __init__(
+        self,
+        sock: socket.socket,
+        remote,
+        settings: ConnectionSettings,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.fd = sock.fileno()
+        # TLS: the handshake runs in on_readable as bytes arrive, so a slow
+        # or bogus handshake holds no worker and never blocks the poller.
+        self._handshaking = ssl_context is not None
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            )
+        self.sock = sock
         self.remote = remote
         self.settings = settings
         self.parser = RequestParser(settings.limits)
@@ -72,6 +88,7 @@ class Connection:
         # a connection whose lock it can take, so it never closes under a worker.
         self.lock = threading.Lock()
         self.closed = False
+        self._tls = ssl_context is not None
         self.deadline = time.monotonic() + settings.header_timeout
         self._head_started: float | None = None
         self._lingering = False
@@ -86,9 +103,11 @@ class Connection:
 
         Returns True to be watched for more bytes, False once closed.
         """
+        if self._handshaking and not self._handshake():
+            return not self.closed
         try:
-            data = self.sock.recv(_RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+            data = self._recv_ready()
+        except _WOULD_BLOCK:
             return True
         except OSError:
             return self.close()
@@ -98,6 +117,35 @@ class Connection:
             return True  # discard: we are closing
         self.parser.feed(data)
         return self._serve_available()
+
+    def _recv_ready(self) -> bytes:
+        """What the socket holds now (for TLS, everything already decrypted too:
+        the poller cannot see bytes buffered inside the TLS layer)."""
+        data = self.sock.recv(_RECV_SIZE)
+        if self._tls and data:
+            pending = self.sock.pending()
+            while pending:
+                data += self.sock.recv(pending)
+                pending = self.sock.pending()
+        return data
+
+    def _handshake(self) -> bool:
+        """Advance the TLS handshake; True once it is complete."""
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        except ssl.SSLWantWriteError:
+            if not self._wait(select.POLLOUT, time.monotonic() + self.settings.write_timeout):
+                self.close()
+            return False
+        except (OSError, ValueError) as error:
+            # Plain HTTP on the TLS port, scanners, expired handshakes: quietly.
+            log.debug("%s: TLS handshake failed: %s", self._peer(), error)
+            self.close()
+            return False
+        self._handshaking = False
+        return True
 
     def expire(self) -> None:
         """The deadline passed: send 408 for a half-received head (the server closes)."""
@@ -296,8 +344,8 @@ class Connection:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return self.sock.recv(_RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
+                return self._recv_ready()
+            except _WOULD_BLOCK:
                 if not self._wait(select.POLLIN, deadline):
                     raise TimeoutError("read timed out") from None
 
@@ -306,7 +354,7 @@ class Connection:
         sock = self.sock
         try:
             sent = sock.send(data)
-        except (BlockingIOError, InterruptedError):
+        except _WOULD_BLOCK:
             sent = 0
         except OSError as error:
             raise ClientDisconnected(str(error)) from None
@@ -318,7 +366,7 @@ class Connection:
                 raise ClientDisconnected("write timed out")
             try:
                 view = view[sock.send(view):]
-            except (BlockingIOError, InterruptedError):
+            except _WOULD_BLOCK:
                 continue
             except OSError as error:
                 raise ClientDisconnected(str(error)) from None

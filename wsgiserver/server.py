@@ -21,10 +21,11 @@ import resource
 import select
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .config import ServerConfig
 from .connection import Connection, ConnectionSettings
@@ -32,7 +33,7 @@ from .protocol.parser import ParserLimits
 from .response import HttpDate
 from .wsgi import EnvironBuilder
 
-__all__ = ["Server", "serve"]
+__all__ = ["Server", "Listener", "serve"]
 
 log = logging.getLogger("wsgiserver")
 
@@ -137,6 +138,39 @@ class _Poller:
         os.close(self._wake_write)
 
 
+class Listener:
+    """A listening socket, with the TLS context for its connections if any."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        ssl_context: ssl.SSLContext | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.sock = sock
+        self.ssl_context = ssl_context
+        self.settings: ConnectionSettings | None = None  # set by the server
+        self.paused = False  # by the connection limit
+        self._on_close = on_close
+
+    def describe(self) -> str:
+        """Where it listens, as a URL (or ``unix:PATH``)."""
+        name = self.sock.getsockname()
+        if not isinstance(name, tuple):
+            return f"unix:{name}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{_url_host(name[0])}:{name[1]}"
+
+    def close(self) -> None:
+        """Stop listening (and clean up, e.g. a Unix socket file)."""
+        try:
+            self.sock.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+                self._on_close = None
+
+
 class Server:
     """A WSGI server on one listening socket, run by a pool of worker threads.
 
@@ -149,14 +183,15 @@ class Server:
         app: Callable,
         config: ServerConfig | None = None,
         *,
-        listener: socket.socket | None = None,
+        listeners: Sequence[Listener] = (),
         multiprocess: bool | None = None,
     ) -> None:
         self.app = app
         self.config = config or ServerConfig()
-        self._listener = listener
+        self.listeners = list(listeners)
         self._multiprocess = self.config.workers > 1 if multiprocess is None else multiprocess
         self._poller: _Poller | None = None
+        self._by_fd: dict[int, Listener] = {}
         self._connections: dict[int, Connection] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -165,38 +200,38 @@ class Server:
         self._table_lock = threading.Lock()
         self._accepting = False
         self._max_connections = self.config.max_connections
-        self._settings: ConnectionSettings | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
     @property
     def address(self) -> tuple[str, int]:
-        """The bound (host, port)."""
-        if self._listener is None:
+        """The (host, port) of the first listening socket."""
+        if not self.listeners:
             raise RuntimeError("the server is not bound")
-        return self._listener.getsockname()[:2]
+        return self.listeners[0].sock.getsockname()[:2]
 
-    def bind(self) -> socket.socket:
-        """Create and bind the listening socket (if none was given)."""
-        if self._listener is None:
-            self._listener = bind_socket(self.config.host, self.config.port, self.config.backlog)
-        return self._listener
+    def bind(self) -> list[Listener]:
+        """Create the listening socket from host and port, unless given some."""
+        if not self.listeners:
+            sock = bind_socket(self.config.host, self.config.port, self.config.backlog)
+            self.listeners.append(Listener(sock))
+        return self.listeners
 
     def start(self) -> None:
         """Bind, and serve in background threads; returns once listening."""
-        listener = self.bind()
-        listener.setblocking(False)
         self._max_connections = _connection_limit(self.config.max_connections)
-        self._settings = self._connection_settings(listener)
         self._poller = _Poller()
-        self._poller.register(listener.fileno())
+        for listener in self.bind():
+            listener.sock.setblocking(False)
+            listener.settings = self._connection_settings(listener)
+            self._by_fd[listener.sock.fileno()] = listener
+            self._poller.register(listener.sock.fileno())
         self._accepting = True
         for number in range(self.config.threads):
             self._spawn(self._work, f"wsgiserver-worker-{number}")
         self._spawn(self._reap, "wsgiserver-reaper")
-        host, port = self.address
-        log.info("serving on http://%s:%d with %d threads", _url_host(host), port,
-                 self.config.threads)
+        for listener in self.listeners:
+            log.info("serving on %s with %d threads", listener.describe(), self.config.threads)
 
     def serve_forever(self) -> None:
         """Start (if needed) and block until ``stop()`` has finished."""
@@ -241,14 +276,16 @@ class Server:
         thread.start()
         self._threads.append(thread)
 
-    def _connection_settings(self, listener: socket.socket) -> ConnectionSettings:
+    def _connection_settings(self, listener: Listener) -> ConnectionSettings:
         config = self.config
-        host, port = listener.getsockname()[:2]
+        name = listener.sock.getsockname()
+        host, port = (name[0], name[1]) if isinstance(name, tuple) else (config.host, 0)
         return ConnectionSettings(
             app=self.app,
             environ=EnvironBuilder(
                 server_name=host,
                 server_port=port,
+                url_scheme="https" if listener.ssl_context is not None else "http",
                 multiprocess=self._multiprocess,
                 directory=config.directory,
             ),
@@ -266,6 +303,7 @@ class Server:
             date=HttpDate() if config.send_date_header else None,
             server_name=config.server_name if config.send_server_header else None,
             stopping=self._stopping,
+            use_sendfile=listener.ssl_context is None,
         )
 
     # -- the worker loop ---------------------------------------------------
@@ -273,13 +311,14 @@ class Server:
     def _work(self) -> None:
         poller = self._poller
         assert poller is not None
-        listener_fd = self._listener.fileno() if self._listener else -1
+        listeners = self._by_fd
         while not self._stopped.is_set():
             fd = poller.wait(1.0)
             if fd is None:
                 continue
-            if fd == listener_fd:
-                self._accept()
+            listener = listeners.get(fd)
+            if listener is not None:
+                self._accept(listener)
                 continue
             connection = self._connections.get(fd)
             if connection is not None:
@@ -305,25 +344,27 @@ class Server:
                 connection.close()
         self._forget(connection)
 
-    def _accept(self) -> None:
+    def _accept(self, listener: Listener) -> None:
         """Accept one connection, re-arm the listener, serve what arrived."""
         if self._stopping.is_set():
             return
         try:
-            sock, remote = self._listener.accept()
+            sock, remote = listener.sock.accept()
         except (BlockingIOError, InterruptedError):
             sock = None
         except OSError as error:  # EMFILE and friends: back off briefly
             log.warning("accept failed: %s", error)
             time.sleep(0.05)
             sock = None
-        self._rearm_listener(accepted=sock is not None)
+        self._rearm_listener(listener, accepted=sock is not None)
         if sock is None:
             return
         sock.setblocking(False)
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = Connection(sock, remote, self._settings)
+        else:
+            remote = ("", 0)  # a Unix socket peer has no address
+        connection = Connection(sock, remote, listener.settings, listener.ssl_context)
         with connection.lock:
             with self._table_lock:
                 self._connections[connection.fd] = connection
@@ -331,14 +372,15 @@ class Server:
             # rather than after a round trip through the poller.
             self._drive_locked(connection, rearm=self._poller.register)
 
-    def _rearm_listener(self, accepted: bool) -> None:
+    def _rearm_listener(self, listener: Listener, accepted: bool) -> None:
         with self._accept_lock:
             if self._stopping.is_set():
                 self._accepting = False
             elif len(self._connections) + accepted >= self._max_connections:
                 self._accepting = False  # resumed by _forget
+                listener.paused = True
             else:
-                self._poller.rearm(self._listener.fileno())
+                self._poller.rearm(listener.sock.fileno())
                 self._accepting = True
 
     def _forget(self, connection: Connection) -> None:
@@ -355,7 +397,10 @@ class Server:
         if not self._accepting and not self._stopping.is_set():
             with self._accept_lock:
                 if not self._accepting and len(self._connections) < self._max_connections:
-                    self._poller.rearm(self._listener.fileno())
+                    for listener in self.listeners:
+                        if listener.paused:
+                            listener.paused = False
+                            self._poller.rearm(listener.sock.fileno())
                     self._accepting = True
 
     # -- deadlines and shutdown -------------------------------------------
@@ -376,9 +421,9 @@ class Server:
     def _stop_accepting(self) -> None:
         with self._accept_lock:
             self._accepting = False
-            if self._listener is not None:
-                self._poller.unregister(self._listener.fileno())
-                self._listener.close()
+            for listener in self.listeners:
+                self._poller.unregister(listener.sock.fileno())
+                listener.close()
 
     def _close_idle(self) -> None:
         """Close every connection that no worker is serving."""
