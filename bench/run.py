@@ -20,13 +20,13 @@ import importlib.metadata
 import json
 import os
 import platform
+import selectors
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -119,6 +119,12 @@ def versions() -> dict[str, str]:
     info["wrk"] = wrk.split(" [")[0].removeprefix("wrk ")
     info["nginx"] = (run_quiet(["nginx", "-v"]) or "not installed").split("/")[-1]
     return info
+
+
+def load_average() -> float:
+    """The 1-minute load average: above ~0.5 before a run, something else is busy."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
 
 
 def install() -> None:
@@ -261,8 +267,6 @@ class Bench:
 
 def read_line(proc: subprocess.Popen, timeout: float) -> str:
     """One line from proc's stdout within timeout ('' otherwise)."""
-    import selectors
-
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         if not sel.select(timeout):
@@ -472,6 +476,8 @@ def report(rows: list[Result], meta: dict, markdown: bool) -> str:
         f"duration {a['duration']} s per run after {a['warmup']} s warm-up, repeat "
         f"{a['repeat']} ({'median' if a['repeat'] > 1 else 'single run'}), "
         f"wrk -t{1 if a['pin'] else 2} --timeout 5s, {pin}",
+        f"load average before the run {meta['load_before']:.2f} (other work on the machine "
+        "makes figures noisy)",
     ]
     scen = [f"  {s.name}: {s.about}, {s.connections} connections"
             for s in SCENARIOS.values() if s.name in a["scenarios"]]
@@ -583,9 +589,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     meta = {"started": dt.datetime.now().isoformat(timespec="seconds"), "versions": versions(),
-            "args": vars(args)}
+            "args": vars(args), "load_before": load_average()}
+    if meta["load_before"] > 0.5:
+        print(f"warning: load average {meta['load_before']:.2f} before the run: the machine "
+              "has been busy, figures may be noisy", file=sys.stderr)
     try:
         rows, every = run(args)
+        meta["load_after"] = load_average()
     except KeyboardInterrupt:
         print("\ninterrupted: stopping every process started", file=sys.stderr)
         return 130
