@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port to listen on, 0 for any free one (%(default)s)")
     p.add_argument("--threads", type=_positive_int, default=_DEFAULTS.threads,
                    help="worker threads per process (%(default)s)")
+    p.add_argument("--workers", type=_positive_int, default=_DEFAULTS.workers,
+                   help="worker processes sharing the socket; more than 1 adds a "
+                        "supervisor: SIGHUP replaces workers one by one (%(default)s)")
     p.add_argument("--directory", type=_directory,
                    help='a directory given to apps as environ["wsgiserver.directory"]')
     p.add_argument("--max-connections", type=_positive_int, default=_DEFAULTS.max_connections)
@@ -166,14 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec, config, level = parse_args(argv)
         logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(message)s")
         app = load_app(spec)
-        serve(app, config)
+        return serve(app, config)
     except UsageError as error:
         print(f"wsgiserver: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"wsgiserver: error: {_describe(error)}", file=sys.stderr)
         return 1
-    return 0
 
 
 def _describe(error: OSError) -> str:

@@ -147,6 +147,11 @@ class Connection:
         self._handshaking = False
         return True
 
+    @property
+    def receiving_head(self) -> bool:
+        """True while part of a request head has arrived and the rest has not."""
+        return bool(self.parser.buffered) and not self._lingering and not self.closed
+
     def expire(self) -> None:
         """The deadline passed: send 408 for a half-received head (the server closes)."""
         if self._head_started is not None and not self._lingering and not self.closed:
@@ -178,8 +183,6 @@ class Connection:
             if event is NEED_DATA:
                 self._wait_for_request()
                 return True
-            if self.settings.stopping.is_set():
-                return self.close()  # shutting down: start nothing new
             if not self._serve(event):
                 return not self.closed  # lingering connections stay watched
 

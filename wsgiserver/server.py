@@ -426,13 +426,27 @@ class Server:
                 listener.close()
 
     def _close_idle(self) -> None:
-        """Close every connection that no worker is serving."""
+        """Close every connection that no worker is serving.
+
+        A request that already arrived is served first (answered with
+        ``Connection: close``); one still arriving keeps the grace period.
+        """
         for connection in list(self._connections.values()):
-            if connection.lock.acquire(blocking=False):
-                try:
-                    self._forget(connection)
-                finally:
-                    connection.lock.release()
+            if not connection.lock.acquire(blocking=False):
+                continue
+            try:
+                if not connection.closed and self._still_receiving(connection):
+                    continue
+                self._forget(connection)
+            finally:
+                connection.lock.release()
+
+    def _still_receiving(self, connection: Connection) -> bool:
+        try:
+            return connection.on_readable() and connection.receiving_head
+        except Exception:
+            log.exception("unexpected error on a connection")
+            return False
 
 
 def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -471,19 +485,34 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def serve(app: Callable, config: ServerConfig | None = None, **settings) -> None:
+def serve(
+    app: Callable,
+    config: ServerConfig | None = None,
+    *,
+    listeners: Sequence[Listener] = (),
+    **settings,
+) -> int:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully.
 
-    A second SIGINT during shutdown exits at once.
+    With ``workers`` > 1 a supervisor runs that many processes. A second
+    SIGINT during shutdown exits at once. Returns the exit status.
     """
     if config is None:
         config = ServerConfig(**settings)
     elif settings:
         config = config.replace(**settings)
-    server = Server(app, config)
+    if config.workers > 1:
+        from .supervisor import Supervisor  # only the multi-process mode forks
+
+        bound = list(listeners) or [
+            Listener(bind_socket(config.host, config.port, config.backlog))
+        ]
+        return Supervisor(app, config, bound).run()
+    server = Server(app, config, listeners=listeners)
     server.start()
     _stop_on_signals(server)
     server.serve_forever()
+    return 0
 
 
 def _stop_on_signals(server: Server) -> None:

@@ -16,3 +16,12 @@ def create_app():
 def broken_factory():
     """A factory that fails."""
     raise RuntimeError("cannot build")
+
+
+def pid_app(environ, start_response):
+    """Answers with the serving process's id and wsgi.multiprocess."""
+    import os
+
+    body = f"{os.getpid()} {environ['wsgi.multiprocess']}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

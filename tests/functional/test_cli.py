@@ -54,8 +54,12 @@ def start_cli():
     yield start
     for process in processes:
         if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=5)
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        process.communicate(timeout=15)
 
 
 def test_serves_an_example_and_exits_zero_on_sigterm(start_cli):

@@ -1,0 +1,99 @@
+"""--workers: processes sharing the socket, replaced when they die, drained on
+SIGTERM, replaced one by one on SIGHUP without refusing a connection."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.functional.test_cli import start_cli  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+
+
+def children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(item) for item in path.read_text().split()} if path.exists() else set()
+
+
+def wait_for(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def get(port: int) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def test_workers_serve_and_report_multiprocess(start_cli):
+    process, port = start_cli("tests.functional.cli_apps:pid_app", "--workers", "2")
+    workers = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+    pid, multiprocess = get(port).split()
+    assert int(pid) in workers
+    assert multiprocess == b"True"
+
+
+def test_a_dead_worker_is_replaced(start_cli):
+    process, port = start_cli("tests.functional.cli_apps:pid_app", "--workers", "2")
+    before = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    after = wait_for(lambda: (c := children(process.pid)) and len(c) == 2 and victim not in c and c)
+    assert victim not in after
+    assert int(get(port).split()[0]) in after
+
+
+def test_sighup_replaces_every_worker_without_refusing_connections(start_cli):
+    process, port = start_cli("tests.functional.cli_apps:pid_app", "--workers", "2")
+    before = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+    failures: list[Exception] = []
+    stop = threading.Event()
+    served = []
+
+    def hammer():
+        while not stop.is_set() and len(served) < 5000:
+            try:
+                served.append(get(port))
+            except Exception as error:  # any refused or broken request
+                failures.append(error)
+
+    client = threading.Thread(target=hammer)
+    client.start()
+    try:
+        time.sleep(0.3)
+        os.kill(process.pid, signal.SIGHUP)
+        wait_for(lambda: (c := children(process.pid)) and len(c) == 2 and not (c & before),
+                 timeout=20)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        client.join(10)
+    assert failures == []
+    assert len(served) > 10
+
+
+def test_sigterm_drains_all_workers_and_exits_zero(start_cli):
+    process, port = start_cli("tests.functional.cli_apps:pid_app", "--workers", "2")
+    workers = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+    assert get(port)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=20)
+    assert process.returncode == 0
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()

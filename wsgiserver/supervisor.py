@@ -1,0 +1,212 @@
+"""Supervisor: N worker processes serving the same listening sockets.
+
+Owns processes and signals: forks workers after the sockets are bound (so
+all share each socket's accept queue), replaces a worker that dies, drains
+them all on SIGTERM/SIGINT, and on SIGHUP replaces them one by one, starting
+each new worker before stopping an old one, so no connection is refused.
+Knows nothing of HTTP; each worker runs an ordinary threaded Server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .config import ServerConfig
+from .server import Listener, Server
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("wsgiserver")
+
+# A worker that dies sooner than this after starting is crash-looping:
+# wait before replacing it, doubling the wait up to the cap.
+_QUICK_DEATH = 2.0
+_MAX_BACKOFF = 10.0
+# How long a new worker may take to start listening before a reload gives up.
+_READY_TIMEOUT = 30.0
+# How often a worker checks that its supervisor is still alive.
+_ORPHAN_CHECK = 0.5
+
+
+@dataclass
+class _Worker:
+    pid: int
+    ready_fd: int
+    started: float = field(default_factory=time.monotonic)
+    retiring: bool = False
+
+
+class Supervisor:
+    """Runs ``config.workers`` processes of ``Server(app)`` on ``listeners``."""
+
+    def __init__(self, app: Callable, config: ServerConfig, listeners: list[Listener]) -> None:
+        self.app = app
+        self.config = config
+        self.listeners = listeners
+        self._workers: dict[int, _Worker] = {}
+        self._signals: list[int] = []
+        self._backoff = 0.0
+
+    def run(self) -> int:
+        """Supervise until SIGTERM/SIGINT; the exit status."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(signum, self._on_signal)
+        for listener in self.listeners:
+            log.info("serving on %s with %d workers of %d threads", listener.describe(),
+                     self.config.workers, self.config.threads)
+        for _ in range(self.config.workers):
+            self._spawn()
+        while True:
+            self._reap()
+            signals, self._signals = self._signals, []
+            if signal.SIGTERM in signals or signal.SIGINT in signals:
+                break
+            if signal.SIGHUP in signals:
+                self._reload()
+            self._keep_count()
+            time.sleep(0.1)
+        self._stop_all()
+        return 0
+
+    def _on_signal(self, signum: int, frame) -> None:
+        self._signals.append(signum)
+
+    # -- workers ---------------------------------------------------------
+
+    def _spawn(self) -> _Worker:
+        ready_read, ready_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            os.close(ready_read)
+            status = 1
+            try:
+                status = self._work(ready_write)
+            except BaseException:
+                log.exception("worker failed")
+            finally:
+                os._exit(status)
+        os.close(ready_write)
+        worker = _Worker(pid, ready_read)
+        self._workers[pid] = worker
+        log.info("started worker %d", pid)
+        return worker
+
+    def _work(self, ready_fd: int) -> int:
+        """The body of a worker process: serve until SIGTERM."""
+        # The supervisor decides about Ctrl-C and reloads for everyone.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        listeners = [Listener(item.sock, item.ssl_context) for item in self.listeners]
+        server = Server(self.app, self.config, listeners=listeners, multiprocess=True)
+        server.start()
+        os.write(ready_fd, b"ready")
+        os.close(ready_fd)
+        signal.signal(signal.SIGTERM, lambda signum, frame: _stop_in_thread(server))
+        _stop_when_orphaned(server, os.getppid())
+        server.serve_forever()
+        return 0
+
+    def _reap(self) -> None:
+        """Collect exited workers; unexpected deaths are logged."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self._workers.pop(pid, None)
+            if worker is None:
+                continue
+            os.close(worker.ready_fd)
+            if not worker.retiring:
+                lived = time.monotonic() - worker.started
+                log.warning("worker %d died (%s) after %.1f s; replacing it",
+                            pid, _describe_status(status), lived)
+                self._backoff = (
+                    min(max(self._backoff * 2, 0.5), _MAX_BACKOFF) if lived < _QUICK_DEATH else 0.0
+                )
+
+    def _keep_count(self) -> None:
+        active = [w for w in self._workers.values() if not w.retiring]
+        missing = self.config.workers - len(active)
+        if missing <= 0:
+            return
+        if self._backoff:
+            time.sleep(self._backoff)
+        for _ in range(missing):
+            self._spawn()
+
+    def _reload(self) -> None:
+        """Replace every worker, one at a time, new before old."""
+        log.info("reloading: replacing %d workers", len(self._workers))
+        for old in list(self._workers.values()):
+            if old.retiring:
+                continue
+            new = self._spawn()
+            if not _wait_ready(new.ready_fd, _READY_TIMEOUT):
+                log.error("new worker %d did not start; keeping worker %d", new.pid, old.pid)
+                return
+            old.retiring = True
+            _signal(old.pid, signal.SIGTERM)
+
+    def _stop_all(self) -> None:
+        """Graceful stop of every worker, then SIGKILL what is left."""
+        log.info("shutting down %d workers", len(self._workers))
+        for worker in self._workers.values():
+            worker.retiring = True
+            _signal(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.shutdown_timeout + 5
+        while self._workers and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.05)
+        for worker in list(self._workers.values()):
+            log.warning("worker %d did not stop in time; killing it", worker.pid)
+            _signal(worker.pid, signal.SIGKILL)
+        while self._workers and time.monotonic() < deadline + 5:
+            self._reap()
+            time.sleep(0.05)
+        for listener in self.listeners:
+            listener.close()
+
+
+def _stop_in_thread(server: Server) -> None:
+    threading.Thread(target=server.stop, name="wsgiserver-shutdown", daemon=True).start()
+
+
+def _stop_when_orphaned(server: Server, parent: int) -> None:
+    """A worker whose supervisor died (even by SIGKILL) shuts down too."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_ORPHAN_CHECK)
+        log.warning("supervisor %d is gone; worker %d stopping", parent, os.getpid())
+        server.stop()
+
+    threading.Thread(target=watch, name="wsgiserver-orphan-watch", daemon=True).start()
+
+
+def _wait_ready(fd: int, timeout: float) -> bool:
+    readable, _, _ = select.select([fd], [], [], timeout)
+    return bool(readable) and os.read(fd, 16) == b"ready"
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.WEXITSTATUS(status)}"
