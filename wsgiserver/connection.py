@@ -13,12 +13,12 @@ import logging
 import os
 import select
 import socket
-import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import BodyReadError, ClientDisconnected, ProtocolError
 from .protocol.events import NEED_DATA, Data, Framing, Request
@@ -26,6 +26,9 @@ from .protocol.parser import ParserLimits, RequestParser
 from .protocol.writer import reason_phrase
 from .response import ResponseWriter
 from .wsgi import EnvironBuilder, InputStream, run_application
+
+if TYPE_CHECKING:  # ssl costs megabytes of memory: imported only for TLS listeners
+    import ssl
 
 __all__ = ["Connection", "ConnectionSettings"]
 
@@ -40,8 +43,8 @@ _LINGER_SECONDS = 2.0
 _DRAIN_SECONDS = 5.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
-# "Not now" from a non-blocking socket, plain or TLS.
-_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+# "Not now" from a non-blocking socket (TLS sockets add their own, see _tls_would_block).
+_WOULD_BLOCK: tuple[type[Exception], ...] = (BlockingIOError, InterruptedError)
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,12 @@ class Connection:
         # TLS: the handshake runs in on_readable as bytes arrive, so a slow
         # or bogus handshake holds no worker and never blocks the poller.
         self._handshaking = ssl_context is not None
+        self._would_block = _WOULD_BLOCK
         if ssl_context is not None:
             sock = ssl_context.wrap_socket(
                 sock, server_side=True, do_handshake_on_connect=False
             )
+            self._would_block = _tls_would_block()
         self.sock = sock
         self.remote = remote
         self.settings = settings
@@ -107,7 +112,7 @@ class Connection:
             return not self.closed
         try:
             data = self._recv_ready()
-        except _WOULD_BLOCK:
+        except self._would_block:
             return True
         except OSError:
             return self.close()
@@ -131,6 +136,8 @@ class Connection:
 
     def _handshake(self) -> bool:
         """Advance the TLS handshake; True once it is complete."""
+        import ssl
+
         try:
             self.sock.do_handshake()
         except ssl.SSLWantReadError:
@@ -348,7 +355,7 @@ class Connection:
         while True:
             try:
                 return self._recv_ready()
-            except _WOULD_BLOCK:
+            except self._would_block:
                 if not self._wait(select.POLLIN, deadline):
                     raise TimeoutError("read timed out") from None
 
@@ -357,7 +364,7 @@ class Connection:
         sock = self.sock
         try:
             sent = sock.send(data)
-        except _WOULD_BLOCK:
+        except self._would_block:
             sent = 0
         except OSError as error:
             raise ClientDisconnected(str(error)) from None
@@ -369,7 +376,7 @@ class Connection:
                 raise ClientDisconnected("write timed out")
             try:
                 view = view[sock.send(view):]
-            except _WOULD_BLOCK:
+            except self._would_block:
                 continue
             except OSError as error:
                 raise ClientDisconnected(str(error)) from None
@@ -390,3 +397,9 @@ class Connection:
                 break  # the file is shorter than it was
             sent += done
         return sent
+
+
+def _tls_would_block() -> tuple[type[Exception], ...]:
+    import ssl
+
+    return _WOULD_BLOCK + (ssl.SSLWantReadError, ssl.SSLWantWriteError)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from email.utils import formatdate
 
 from .protocol.writer import LAST_CHUNK, BodyFraming, choose_framing, encode_chunk, encode_head
 
@@ -40,9 +39,20 @@ class HttpDate:
         now = int(time.time())
         if now != self._second:
             # Both assignments are racy but each value is a valid date.
-            self._value = formatdate(now, usegmt=True)
+            self._value = format_http_date(now)
             self._second = now
         return self._value
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_http_date(seconds: float) -> str:
+    """``Sun, 06 Nov 1994 08:49:37 GMT`` (RFC 9110 section 5.6.7, IMF-fixdate)."""
+    t = time.gmtime(seconds)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
 
 
 class ResponseWriter:

@@ -21,17 +21,20 @@ import resource
 import select
 import signal
 import socket
-import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .config import ServerConfig
 from .connection import Connection, ConnectionSettings
 from .protocol.parser import ParserLimits
 from .response import HttpDate
 from .wsgi import EnvironBuilder
+
+if TYPE_CHECKING:  # ssl costs megabytes of memory: only TLS listeners import it
+    import ssl
 
 __all__ = ["Server", "Listener", "serve"]
 
