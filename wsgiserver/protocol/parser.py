@@ -167,7 +167,7 @@ class RequestParser:
         if start and buffer[start - 1] == 0x0D:
             start -= 1
         unpaired = bytes(buffer[start:]).replace(b"\r\n", b"")
-        if unpaired.endswith(b"\r"):
+        if buffer.endswith(b"\r"):
             unpaired = unpaired[:-1]  # its LF may be on its way
         if b"\r" in unpaired or b"\n" in unpaired:
             raise ProtocolError(400, "bare CR or LF in request head")
