@@ -223,6 +223,28 @@ def test_bare_cr_or_lf_in_head_gets_400(raw, expected, way):
     check(raw, expected, way)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\r\n", id="cr-cr-lf"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\nX", id="bare-lf"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\rX", id="bare-cr"),
+        pytest.param(b"GET /\r\r", id="cr-cr-in-request-line"),
+    ],
+)
+def test_bare_cr_or_lf_in_an_unfinished_head_is_refused_at_once(raw):
+    # It can never end the head: answer now, not after a read timeout.
+    for pieces in ([raw], bytewise(raw)):
+        assert parse(pieces).status == 400
+
+
+def test_cr_at_the_end_of_an_unfinished_head_waits_for_its_lf():
+    for raw in (b"GET / HTTP/1.1\r", b"GET / HTTP/1.1\r\nHost: a\r\n\r"):
+        for pieces in ([raw], bytewise(raw)):
+            outcome = parse(pieces)
+            assert outcome.error is None and outcome.parser.next_event() is NEED_DATA
+
+
 # -- Host (RFC 9112 section 3.2) ---------------------------------------------
 
 
