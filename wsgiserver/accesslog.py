@@ -1,0 +1,252 @@
+"""The access log: one line per request, in a configurable format or as JSON.
+
+Owns the format syntax, its fields, escaping and the one write per line.
+Reads a finished request from its environ and response facts; knows no
+sockets, no HTTP parsing and no configuration object.
+
+Format syntax: literal text with ``{field}`` placeholders (``{{`` and ``}}``
+are literal braces). Fields: remote_addr, remote_port, time (CLF, UTC),
+time_iso, request_line, method, path (the raw request-target), query,
+protocol, status, bytes, duration_us, duration_ms, request_id,
+``header:NAME`` (a request header) and ``response_header:NAME``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import string
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TextIO
+
+__all__ = ["COMBINED", "COMMON", "AccessLog", "open_access_log"]
+
+log = logging.getLogger("wsgiserver")
+
+# Apache's "common" and "combined" formats (%h %l %u %t "%r" %>s %b ...).
+COMMON = '{remote_addr} - - [{time}] "{request_line}" {status} {bytes}'
+COMBINED = COMMON + ' "{header:Referer}" "{header:User-Agent}"'
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+# RFC 9110 section 5.1: field names are tokens.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+# Everything but printable ASCII, the quote and the backslash is escaped, so
+# a client can neither end a line nor close a quoted field early.
+_NEEDS_ESCAPE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7f, 0x100))}
+_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\"})
+
+
+class _Entry:
+    """One finished request, as the getters see it."""
+
+    __slots__ = ("environ", "status", "response_headers", "bytes_sent", "duration", "start")
+
+    def __init__(self, environ: dict, status: int, response_headers: list[tuple[str, str]],
+                 bytes_sent: int, duration: float, start: float) -> None:
+        self.environ = environ
+        self.status = status
+        self.response_headers = response_headers
+        self.bytes_sent = bytes_sent
+        self.duration = duration
+        self.start = start
+
+
+Getter = Callable[[_Entry], object]
+
+
+class AccessLog:
+    """Writes one line per request to ``stream``; safe to share between threads."""
+
+    def __init__(self, stream: TextIO, format: str = COMBINED, json_lines: bool = False,
+                 *, clock: Callable[[], float] = time.time) -> None:
+        self._stream = stream
+        self._json_lines = json_lines
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failed = False
+        self._clf_cache = (-1, "")
+        self._parts = _compile(format, self._clf_time)
+
+    def record(self, environ: dict, status: int, response_headers: list[tuple[str, str]],
+               bytes_sent: int, duration: float) -> None:
+        """Log one finished request; ``duration`` is in seconds."""
+        start = self._clock() - duration  # Apache's %t: when the request began
+        entry = _Entry(environ, status, response_headers, bytes_sent, duration, start)
+        line = self._json_line(entry) if self._json_lines else self._text_line(entry)
+        self._write(line + "\n")
+
+    def _text_line(self, entry: _Entry) -> str:
+        pieces = []
+        for name, getter in self._parts:
+            if getter is None:
+                pieces.append(name)
+                continue
+            pieces.append(_escape(getter(entry)))
+        return "".join(pieces)
+
+    def _json_line(self, entry: _Entry) -> str:
+        record: dict[str, object] = {}
+        for name, getter in self._parts:
+            if getter is None:
+                continue
+            value = getter(entry)
+            value = None if value == "" else value
+            kind, _, header = name.partition(":")
+            if header:
+                record.setdefault(kind + "s", {})[header] = value  # type: ignore[index]
+            else:
+                record[name] = value
+        # ensure_ascii escapes every control character: one object, one line.
+        return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+
+    def _clf_time(self, when: float) -> str:
+        """``21/Nov/2026:09:12:00 +0000``, recomputed once a second."""
+        second = int(when)
+        cached_second, text = self._clf_cache
+        if cached_second != second:
+            moment = time.gmtime(second)
+            text = (f"{moment.tm_mday:02d}/{_MONTHS[moment.tm_mon - 1]}/{moment.tm_year}:"
+                    f"{moment.tm_hour:02d}:{moment.tm_min:02d}:{moment.tm_sec:02d} +0000")
+            self._clf_cache = (second, text)
+        return text
+
+    def _write(self, line: str) -> None:
+        with self._lock:
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except (OSError, ValueError) as error:
+                # A full disk must not fail requests; say so once, not per line.
+                if not self._failed:
+                    self._failed = True
+                    log.error("access log write failed: %s", error)
+
+
+def open_access_log(target: str) -> TextIO:
+    """``-``/``stderr``, ``stdout``, or a file opened for append, line-buffered."""
+    if target in ("-", "stderr"):
+        return sys.stderr
+    if target == "stdout":
+        return sys.stdout
+    try:
+        return open(target, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
+    except OSError as error:
+        raise ValueError(f"cannot open access log {target}: {error.strerror}") from None
+
+
+# -- compiling a format -----------------------------------------------------
+
+
+def _compile(format: str, clf_time: Callable[[float], str]) -> list[tuple[str, Getter | None]]:
+    """(literal, None) and (field name, getter) parts; ValueError when bad."""
+    try:
+        parsed = list(string.Formatter().parse(format))
+    except ValueError as error:
+        raise ValueError(f"access log format {format!r}: {error}") from None
+    parts: list[tuple[str, Getter | None]] = []
+    for literal, field, spec, conversion in parsed:
+        if literal:
+            parts.append((literal, None))
+        if field is None:
+            continue
+        if conversion is not None:
+            raise ValueError(f"access log format: conversion !{conversion} in {{{field}}}")
+        name = f"{field}:{spec}" if spec else field
+        parts.append((name, _getter(name, clf_time)))
+    return parts
+
+
+def _getter(name: str, clf_time: Callable[[float], str]) -> Getter:
+    """The function that reads field ``name`` from an entry."""
+    if name == "time":
+        return lambda entry: clf_time(entry.start)
+    kind, colon, header = name.partition(":")
+    if colon:
+        if _HEADER_NAME.fullmatch(header) is None:
+            raise ValueError(f"access log format: bad header name in {{{name}}}")
+        if kind == "header":
+            return _request_header(header)
+        if kind == "response_header":
+            return _response_header(header)
+    elif name in _FIELDS:
+        return _FIELDS[name]
+    known = ", ".join(["time", *_FIELDS, "header:NAME", "response_header:NAME"])
+    raise ValueError(f"access log format: unknown field {{{name}}}; known: {known}")
+
+
+def _request_header(name: str) -> Getter:
+    key = name.upper().replace("-", "_")
+    # PEP 3333: these two arrive without the HTTP_ prefix.
+    if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        key = "HTTP_" + key
+    return lambda entry: entry.environ.get(key)
+
+
+def _response_header(name: str) -> Getter:
+    wanted = name.lower()
+
+    def get(entry: _Entry) -> str | None:
+        values = [value for header, value in entry.response_headers if header.lower() == wanted]
+        return ", ".join(values) if values else None
+
+    return get
+
+
+def _request_line(entry: _Entry) -> str:
+    environ = entry.environ
+    return (f"{environ.get('REQUEST_METHOD', '-')} {_raw_path(entry) or '-'} "
+            f"{environ.get('SERVER_PROTOCOL', '-')}")
+
+
+def _raw_path(entry: _Entry) -> str | None:
+    environ = entry.environ
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw is None and "PATH_INFO" in environ:
+        query = environ.get("QUERY_STRING")
+        raw = environ.get("SCRIPT_NAME", "") + environ["PATH_INFO"] + (f"?{query}" if query else "")
+    return raw
+
+
+def _iso_time(entry: _Entry) -> str:
+    return datetime.fromtimestamp(entry.start, timezone.utc).isoformat(timespec="milliseconds")
+
+
+_FIELDS: dict[str, Getter] = {
+    "remote_addr": lambda entry: entry.environ.get("REMOTE_ADDR"),
+    "remote_port": lambda entry: entry.environ.get("REMOTE_PORT"),
+    "time_iso": _iso_time,
+    "request_line": _request_line,
+    "method": lambda entry: entry.environ.get("REQUEST_METHOD"),
+    "path": _raw_path,
+    "query": lambda entry: entry.environ.get("QUERY_STRING"),
+    "protocol": lambda entry: entry.environ.get("SERVER_PROTOCOL"),
+    "status": lambda entry: entry.status,
+    "bytes": lambda entry: entry.bytes_sent,
+    "duration_us": lambda entry: round(entry.duration * 1_000_000),
+    "duration_ms": lambda entry: round(entry.duration * 1000, 3),
+    "request_id": lambda entry: entry.environ.get("wsgiserver.request_id"),
+}
+
+
+def _escape(value: object) -> str:
+    """The text for a field: ``-`` when missing, escaped when a client wrote it."""
+    if value is None or value == "":
+        return "-"
+    text = value if type(value) is str else str(value)
+    if _NEEDS_ESCAPE.search(text) is None:
+        return text
+    return _NEEDS_ESCAPE.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return _ESCAPES.get(code) or f"\\u{code:04x}"
