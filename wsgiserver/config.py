@@ -52,6 +52,12 @@ class ServerConfig:
     # Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     shutdown_timeout: float = 30.0
 
+    # Open WebSocket connections; each holds a worker thread while open, so
+    # the cap leaves threads for ordinary requests. Beyond it: 503.
+    max_websockets: int = 4
+    # Largest WebSocket message (bytes); larger ones close with 1009.
+    max_websocket_message_bytes: int = 1024 * KiB
+
     # Exposed to every application as environ["wsgiserver.directory"].
     directory: str | None = None
     send_date_header: bool = True
@@ -67,7 +73,8 @@ class ServerConfig:
                      "max_header_bytes", "max_header_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("max_body_bytes", "max_drain_bytes"):
+        for name in ("max_body_bytes", "max_drain_bytes", "max_websockets",
+                     "max_websocket_message_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         for name in ("keepalive_timeout", "header_timeout", "body_timeout", "write_timeout",

@@ -30,6 +30,8 @@ from .wsgi import EnvironBuilder, InputStream, run_application
 if TYPE_CHECKING:  # ssl costs megabytes of memory: imported only for TLS listeners
     import ssl
 
+    from .upgrade import WebSocketRegistry
+
 __all__ = ["Connection", "ConnectionSettings"]
 
 log = logging.getLogger("wsgiserver")
@@ -63,6 +65,8 @@ class ConnectionSettings:
     server_name: str | None
     stopping: threading.Event
     use_sendfile: bool = True
+    websockets: WebSocketRegistry | None = None
+    max_websocket_message_bytes: int = 1 << 20
 
 
 class Connection:
@@ -100,6 +104,7 @@ class Connection:
         self._writer: ResponseWriter | None = None
         self._continue_pending = False
         self._body_failed = False
+        self._upgrade = None
 
     # -- driven by the server ----------------------------------------------
 
@@ -219,8 +224,13 @@ class Connection:
         self._continue_pending = request.expect_continue and request.framing is not Framing.NONE
         self._body_failed = False
         environ = settings.environ.build(request, InputStream(self._receive_body), self.remote)
+        upgrade = self._offer_upgrade(environ, writer)
         send_file = self._send_file if settings.use_sendfile else None
-        if not run_application(settings.app, environ, writer, send_file):
+        completed = run_application(settings.app, environ, writer, send_file)
+        if writer.upgraded:
+            upgrade.finish()
+            self.close()  # an upgraded connection never returns to HTTP
+        elif not completed:
             self._abort()
         elif self._body_failed:
             self._linger()
@@ -232,6 +242,44 @@ class Connection:
             self.parser.start_next_request()
             return True
         return False
+
+    def _offer_upgrade(self, environ: dict, writer: ResponseWriter):
+        """Offer ``environ["wsgiserver.websocket"]`` to a WebSocket handshake."""
+        registry = self.settings.websockets
+        if registry is None or "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
+            return None
+        from .upgrade import ENVIRON_KEY, WebSocketUpgrade
+
+        upgrade = WebSocketUpgrade(
+            environ,
+            send=self._send,
+            recv=self._websocket_recv,
+            take_over=writer.take_over,
+            registry=registry,
+            max_message_bytes=self.settings.max_websocket_message_bytes,
+        )
+        environ[ENVIRON_KEY] = upgrade
+        self._upgrade = upgrade
+        return upgrade
+
+    def _websocket_recv(self, max_bytes: int) -> bytes:
+        """Block until bytes arrive for the WebSocket. Idle sockets wait
+        without limit; once a close handshake is under way the wait is cut
+        into short slices, so the handshake's own deadline can end it."""
+        closing_since = None
+        while True:
+            try:
+                return self._recv_ready()
+            except self._would_block:
+                pass
+            websocket = self._upgrade.websocket if self._upgrade else None
+            if self.closed or (websocket is not None and websocket.closed):
+                raise ConnectionAbortedError("the WebSocket is closed")
+            if websocket is not None and websocket.closing:
+                closing_since = closing_since or time.monotonic()
+                if time.monotonic() - closing_since > websocket.close_timeout + 1:
+                    raise TimeoutError("no Close frame from the peer")
+            self._wait(select.POLLIN, time.monotonic() + 0.25)
 
     def _end(self) -> None:
         """Close after a response; linger if the client may still be sending."""

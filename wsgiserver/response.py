@@ -84,6 +84,9 @@ class ResponseWriter:
         self._left = 0  # bytes still owed under Content-Length
         self.head_sent = False
         self.body_bytes = 0  # body bytes actually sent
+        # The connection was handed to the app (a protocol upgrade): this
+        # writer sends nothing more.
+        self.upgraded = False
 
     # -- head --------------------------------------------------------------
 
@@ -106,6 +109,13 @@ class ResponseWriter:
             kept.append((name, value))
         self._status, self._status_code = status, code
         self._headers, self._content_length = kept, length
+
+    def take_over(self) -> None:
+        """The app switched protocols and now owns the connection's bytes."""
+        self.upgraded = True
+        self.head_sent = True
+        self.keep_alive = False
+        self._status_code = 101
 
     @property
     def status_code(self) -> int:

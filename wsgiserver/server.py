@@ -31,6 +31,7 @@ from .config import ServerConfig
 from .connection import Connection, ConnectionSettings
 from .protocol.parser import ParserLimits
 from .response import HttpDate
+from .upgrade import WebSocketRegistry
 from .wsgi import EnvironBuilder
 
 if TYPE_CHECKING:  # ssl costs megabytes of memory: only TLS listeners import it
@@ -203,6 +204,7 @@ class Server:
         self._table_lock = threading.Lock()
         self._accepting = False
         self._max_connections = self.config.max_connections
+        self._websockets = WebSocketRegistry(self.config.max_websockets)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -252,6 +254,7 @@ class Server:
         deadline = time.monotonic() + grace
         self._stopping.set()
         self._stop_accepting()
+        self._websockets.close_all(1001, "server shutting down")
         while time.monotonic() < deadline:
             self._close_idle()
             if not self._connections:
@@ -307,6 +310,8 @@ class Server:
             server_name=config.server_name if config.send_server_header else None,
             stopping=self._stopping,
             use_sendfile=listener.ssl_context is None,
+            websockets=self._websockets,
+            max_websocket_message_bytes=config.max_websocket_message_bytes,
         )
 
     # -- the worker loop ---------------------------------------------------

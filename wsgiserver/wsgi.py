@@ -234,6 +234,8 @@ class _Exchange:
 
     def send_result(self, result: Iterable[bytes], send_file: SendFile | None) -> None:
         """Send the application's iterable, using sendfile where it can."""
+        if self.writer.upgraded:
+            return  # the app spoke its own protocol on the connection
         if type(result) in (list, tuple) and len(result) <= 1:  # type: ignore[arg-type]
             self._check_started()
             body = _checked_bytes(result[0]) if result else b""  # type: ignore[index]

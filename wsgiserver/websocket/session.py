@@ -86,6 +86,11 @@ class WebSocket:
         """True once the connection is over: nothing more comes in or goes out."""
         return self._done.is_set()
 
+    @property
+    def closing(self) -> bool:
+        """True once our Close frame has gone out (or sending failed)."""
+        return self._output_closed
+
     # -- receiving ----------------------------------------------------------
 
     def receive(self) -> str | bytes | None:

@@ -1,0 +1,145 @@
+"""WebSocket upgrades for WSGI apps: the ``environ["wsgiserver.websocket"]`` extension.
+
+WSGI has no standard for upgrades, so an application that wants a WebSocket
+calls ``environ["wsgiserver.websocket"].accept()``: the server checks the
+handshake, answers ``101 Switching Protocols`` and returns a blocking
+``WebSocket`` bound to the connection, which the app uses on its worker
+thread until it returns. The connection is then closed; it never goes back
+to HTTP keep-alive. Knows the handshake and a send/recv pair, not sockets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from .protocol.writer import reason_phrase
+from .websocket import (
+    HandshakeError,
+    WebSocket,
+    check_handshake,
+    headers_from_environ,
+    response_headers,
+)
+
+__all__ = ["WebSocketUpgrade", "WebSocketRegistry", "ENVIRON_KEY"]
+
+ENVIRON_KEY = "wsgiserver.websocket"
+
+
+class WebSocketRegistry:
+    """The open WebSockets of one server: a cap, and close-all on shutdown."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: set[WebSocket] = set()
+        self._lock = threading.Lock()
+
+    def add(self, websocket: WebSocket) -> bool:
+        """Register an accepted WebSocket, unless the cap is reached."""
+        with self._lock:
+            if len(self._open) >= self.limit:
+                return False
+            self._open.add(websocket)
+            return True
+
+    def remove(self, websocket: WebSocket) -> None:
+        """Forget a WebSocket that ended."""
+        with self._lock:
+            self._open.discard(websocket)
+
+    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Run the close handshake on every open WebSocket (1001 Going Away)."""
+        with self._lock:
+            sessions = list(self._open)
+        threads = [
+            threading.Thread(target=_close_quietly, args=(ws, code, reason), daemon=True)
+            for ws in sessions
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    try:
+        websocket.close(code, reason)
+    except Exception:  # the peer may be gone: nothing left to tell it
+        pass
+
+
+class WebSocketUpgrade:
+    """``environ["wsgiserver.websocket"]``: accept the handshake of this request."""
+
+    def __init__(
+        self,
+        environ: dict,
+        *,
+        send: Callable[[bytes], None],
+        recv: Callable[[int], bytes],
+        take_over: Callable[[], None],
+        registry: WebSocketRegistry,
+        max_message_bytes: int,
+    ) -> None:
+        self._environ = environ
+        self._send = send
+        self._recv = recv
+        self._take_over = take_over
+        self._registry = registry
+        self._max_message_bytes = max_message_bytes
+        self.websocket: WebSocket | None = None
+
+    @property
+    def offered_subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, in its order of preference."""
+        return check_handshake(*self._handshake_inputs())[1]
+
+    def _handshake_inputs(self) -> tuple[str, dict, str]:
+        environ = self._environ
+        return (
+            environ["REQUEST_METHOD"],
+            headers_from_environ(environ),
+            environ["SERVER_PROTOCOL"].partition("/")[2],
+        )
+
+    def accept(self, subprotocol: str | None = None) -> WebSocket:
+        """Answer 101 and return the WebSocket.
+
+        Raises HandshakeError (with the HTTP status to answer, such as 400,
+        426, or 503 when the server's WebSocket cap is reached) before
+        anything is sent, so the app can still send an ordinary response.
+        """
+        if self.websocket is not None:
+            raise RuntimeError("this request was already upgraded")
+        key, offered = check_handshake(*self._handshake_inputs())
+        if subprotocol is not None and subprotocol not in offered:
+            raise ValueError(f"the client did not offer subprotocol {subprotocol!r}")
+        headers = response_headers(key, subprotocol)
+        websocket = WebSocket(
+            self._recv,
+            self._send,
+            subprotocol=subprotocol,
+            max_message_bytes=self._max_message_bytes,
+        )
+        if not self._registry.add(websocket):
+            raise HandshakeError(503, "too many WebSocket connections")
+        self._take_over()
+        head = [f"HTTP/1.1 101 {reason_phrase(101)}"]
+        head += [f"{name}: {value}" for name, value in headers]
+        self._send(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        self.websocket = websocket
+        return websocket
+
+    def finish(self) -> None:
+        """After the app returned: close the WebSocket if it left it open."""
+        if self.websocket is None:
+            return
+        try:
+            if not self.websocket.closed:
+                _close_quietly(self.websocket, 1000, "")
+        finally:
+            self._registry.remove(self.websocket)
