@@ -66,6 +66,39 @@ def _directory(text: str) -> str:
     return os.path.abspath(text)
 
 
+def _bind(text: str) -> str:
+    from .binding import parse_bind
+
+    try:
+        parse_bind(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _mode(text: str) -> int:
+    if not re.fullmatch(r"0?[0-7]{3}", text):
+        raise argparse.ArgumentTypeError(f"not an octal mode such as 660: {text!r}")
+    return int(text, 8)
+
+
+def _file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return os.path.abspath(text)
+
+
+def _address_list(text: str) -> tuple[str, ...]:
+    from .proxy import ProxyTrust
+
+    entries = tuple(item.strip() for item in text.split(",") if item.strip())
+    try:
+        ProxyTrust(entries)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return entries
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit status 2
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -107,6 +140,32 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(_DEFAULTS, name.replace("-", "_"))
         timeouts.add_argument(f"--{name}", type=_seconds, default=default,
                               help=f"how long {what} (%(default)s)")
+    deploy = p.add_argument_group("deployment")
+    deploy.add_argument("--bind", dest="binds", action="append", type=_bind, metavar="ADDRESS",
+                        help="where to listen, repeatable: HOST:PORT, [IPv6]:PORT, unix:PATH "
+                             "or fd://N (replaces --host/--port)")
+    deploy.add_argument("--unix-socket-mode", type=_mode, metavar="OCTAL",
+                        help="permissions of Unix sockets, e.g. 660")
+    deploy.add_argument("--certfile", type=_file, help="TLS certificate chain (PEM): serve https")
+    deploy.add_argument("--keyfile", type=_file, help="TLS private key, if not in --certfile")
+    deploy.add_argument("--ca-certs", type=_file, help="CA bundle for client certificates")
+    deploy.add_argument("--client-certs", choices=["none", "optional", "required"],
+                        default="none", help="ask clients for certificates (%(default)s)")
+    deploy.add_argument("--forwarded-allow-ips", type=_address_list, metavar="LIST",
+                        help="comma-separated proxies (addresses, CIDR ranges, unix, *) whose "
+                             "X-Forwarded-* and Forwarded fields are believed")
+    deploy.add_argument("--access-log", nargs="?", const="-", metavar="TARGET",
+                        help="log each request: to stderr (no value or -), stdout, or a file")
+    deploy.add_argument("--access-log-format", metavar="FORMAT",
+                        help="fields such as {remote_addr} {request_line} {status} {bytes} "
+                             "{duration_us} {request_id} {header:NAME} {response_header:NAME}")
+    deploy.add_argument("--access-log-json", action="store_true", help="JSON lines access log")
+    deploy.add_argument("--reload", action="store_true",
+                        help="development: restart when a Python file under the app changes")
+    p.add_argument("--max-websockets", type=_positive_int, default=_DEFAULTS.max_websockets,
+                   help="open WebSockets (each holds a worker thread) (%(default)s)")
+    p.add_argument("--max-websocket-message-bytes", type=_positive_int,
+                   default=_DEFAULTS.max_websocket_message_bytes)
     p.add_argument("--no-date-header", action="store_true", help="do not send Date")
     p.add_argument("--no-server-header", action="store_true", help="do not send Server")
     p.add_argument("--log-level", default="info",
@@ -114,19 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[str, ServerConfig, str]:
-    """(app spec, config, log level) from the command line."""
+def parse_args(argv: Sequence[str] | None = None) -> tuple[str, ServerConfig, str, bool]:
+    """(app spec, config, log level, reload) from the command line."""
     args = build_parser().parse_args(argv)
     fields = {field.name for field in dataclasses.fields(ServerConfig)}
     settings = {name: value for name, value in vars(args).items()
                 if name in fields and value is not None}
     settings["send_date_header"] = not args.no_date_header
     settings["send_server_header"] = not args.no_server_header
+    settings["binds"] = tuple(args.binds or ())
+    settings["forwarded_allow_ips"] = tuple(args.forwarded_allow_ips or ())
     try:
         config = ServerConfig(**settings)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    return args.app, config, args.log_level
+    return args.app, config, args.log_level, args.reload
 
 
 def load_app(spec: str) -> Callable:
@@ -166,16 +227,35 @@ def load_app(spec: str) -> Callable:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server; the process's exit status."""
     try:
-        spec, config, level = parse_args(argv)
+        spec, config, level, reload = parse_args(argv)
         logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(message)s")
         app = load_app(spec)
+        if reload and not os.environ.get("WSGISERVER_RELOADER_CHILD"):
+            return _run_reloading(spec, argv)
         return serve(app, config)
     except UsageError as error:
+        print(f"wsgiserver: error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # listener and TLS set-up problems
         print(f"wsgiserver: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"wsgiserver: error: {_describe(error)}", file=sys.stderr)
         return 1
+
+
+def _run_reloading(spec: str, argv: Sequence[str] | None) -> int:
+    """Run the server in a child process that restarts when the app's code changes."""
+    from importlib.util import find_spec
+
+    from .reload import run_with_reloader
+
+    module = find_spec(spec.partition(":")[0])
+    origin = module.origin if module is not None and module.origin else None
+    # The folder of the app's module (of the package, for a package).
+    root = os.path.dirname(origin) if origin else os.getcwd()
+    arguments = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--reload"]
+    return run_with_reloader([sys.executable, "-m", "wsgiserver", *arguments], root)
 
 
 def _describe(error: OSError) -> str:

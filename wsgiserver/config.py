@@ -58,6 +58,25 @@ class ServerConfig:
     # Largest WebSocket message (bytes); larger ones close with 1009.
     max_websocket_message_bytes: int = 1024 * KiB
 
+    # Where to listen, as bind specs ("HOST:PORT", "[::1]:PORT", "unix:PATH",
+    # "fd://N"); empty means host and port. systemd socket activation, when
+    # present, takes precedence over both.
+    binds: tuple[str, ...] = ()
+    # chmod for Unix sockets (e.g. 0o660 so only the proxy's group connects).
+    unix_socket_mode: int | None = None
+    # TLS: a certificate (with its key) turns every TCP listener into https.
+    certfile: str | None = None
+    keyfile: str | None = None
+    ca_certs: str | None = None
+    client_certs: str = "none"  # "optional" or "required" with ca_certs
+    # Peers whose X-Forwarded-* / Forwarded fields are believed: addresses,
+    # CIDR ranges, "unix" or "*". Empty: nobody, and those fields are removed.
+    forwarded_allow_ips: tuple[str, ...] = ()
+    # Access log target ("-" for stderr, "stdout", or a file); None: off.
+    access_log: str | None = None
+    access_log_format: str | None = None
+    access_log_json: bool = False
+
     # Exposed to every application as environ["wsgiserver.directory"].
     directory: str | None = None
     send_date_header: bool = True
@@ -83,3 +102,9 @@ class ServerConfig:
                 raise ValueError(f"{name} must be a positive number of seconds")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
+        if self.client_certs not in ("none", "optional", "required"):
+            raise ValueError("client_certs must be none, optional or required")
+        if self.client_certs != "none" and not self.ca_certs:
+            raise ValueError("client certificates need ca_certs")
+        if (self.keyfile or self.ca_certs) and not self.certfile:
+            raise ValueError("keyfile and ca_certs need certfile")

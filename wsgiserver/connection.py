@@ -24,12 +24,14 @@ from .errors import BodyReadError, ClientDisconnected, ProtocolError
 from .protocol.events import NEED_DATA, Data, Framing, Request
 from .protocol.parser import ParserLimits, RequestParser
 from .protocol.writer import reason_phrase
+from .proxy import ProxyTrust, apply_proxy_headers, request_id
 from .response import ResponseWriter
 from .wsgi import EnvironBuilder, InputStream, run_application
 
 if TYPE_CHECKING:  # ssl costs megabytes of memory: imported only for TLS listeners
     import ssl
 
+    from .accesslog import AccessLog
     from .upgrade import WebSocketRegistry
 
 __all__ = ["Connection", "ConnectionSettings"]
@@ -67,6 +69,8 @@ class ConnectionSettings:
     use_sendfile: bool = True
     websockets: WebSocketRegistry | None = None
     max_websocket_message_bytes: int = 1 << 20
+    proxy_trust: ProxyTrust | None = None
+    access_log: AccessLog | None = None
 
 
 class Connection:
@@ -224,9 +228,14 @@ class Connection:
         self._continue_pending = request.expect_continue and request.framing is not Framing.NONE
         self._body_failed = False
         environ = settings.environ.build(request, InputStream(self._receive_body), self.remote)
+        self._apply_proxy(environ)
         upgrade = self._offer_upgrade(environ, writer)
         send_file = self._send_file if settings.use_sendfile else None
+        started = time.perf_counter()
         completed = run_application(settings.app, environ, writer, send_file)
+        if settings.access_log is not None:
+            settings.access_log.record(environ, writer.status_code, writer.response_headers,
+                                       writer.body_bytes, time.perf_counter() - started)
         if writer.upgraded:
             upgrade.finish()
             self.close()  # an upgraded connection never returns to HTTP
@@ -242,6 +251,13 @@ class Connection:
             self.parser.start_next_request()
             return True
         return False
+
+    def _apply_proxy(self, environ: dict) -> None:
+        """Believe forwarding fields from trusted proxies only; drop them otherwise."""
+        trust = self.settings.proxy_trust
+        trusted = trust is not None and trust.trusts(environ["REMOTE_ADDR"])
+        apply_proxy_headers(environ, trust)
+        environ["wsgiserver.request_id"] = request_id(environ, trusted)
 
     def _offer_upgrade(self, environ: dict, writer: ResponseWriter):
         """Offer ``environ["wsgiserver.websocket"]`` to a WebSocket handshake."""

@@ -118,6 +118,11 @@ class ResponseWriter:
         self._status_code = 101
 
     @property
+    def response_headers(self) -> list[tuple[str, str]]:
+        """The application's header fields as kept (no hop-by-hop fields)."""
+        return self._headers
+
+    @property
     def status_code(self) -> int:
         """The status of the pending or sent head."""
         return self._status_code

@@ -31,6 +31,15 @@ from .config import ServerConfig
 from .connection import Connection, ConnectionSettings
 from .protocol.parser import ParserLimits
 from .response import HttpDate
+from .binding import (
+    BindSpec,
+    describe,
+    open_listener,
+    parse_bind,
+    remove_unix_socket,
+    systemd_listeners,
+)
+from .proxy import ProxyTrust
 from .upgrade import WebSocketRegistry
 from .wsgi import EnvironBuilder
 
@@ -159,11 +168,7 @@ class Listener:
 
     def describe(self) -> str:
         """Where it listens, as a URL (or ``unix:PATH``)."""
-        name = self.sock.getsockname()
-        if not isinstance(name, tuple):
-            return f"unix:{name}"
-        scheme = "https" if self.ssl_context is not None else "http"
-        return f"{scheme}://{_url_host(name[0])}:{name[1]}"
+        return describe(self.sock, "https" if self.ssl_context is not None else "http")
 
     def close(self) -> None:
         """Stop listening (and clean up, e.g. a Unix socket file)."""
@@ -205,6 +210,10 @@ class Server:
         self._accepting = False
         self._max_connections = self.config.max_connections
         self._websockets = WebSocketRegistry(self.config.max_websockets)
+        self._proxy_trust = (
+            ProxyTrust(self.config.forwarded_allow_ips) if self.config.forwarded_allow_ips else None
+        )
+        self._access_log = _make_access_log(self.config)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -216,10 +225,9 @@ class Server:
         return self.listeners[0].sock.getsockname()[:2]
 
     def bind(self) -> list[Listener]:
-        """Create the listening socket from host and port, unless given some."""
+        """Create the listening sockets from the config, unless given some."""
         if not self.listeners:
-            sock = bind_socket(self.config.host, self.config.port, self.config.backlog)
-            self.listeners.append(Listener(sock))
+            self.listeners = open_listeners(self.config)
         return self.listeners
 
     def start(self) -> None:
@@ -312,6 +320,8 @@ class Server:
             use_sendfile=listener.ssl_context is None,
             websockets=self._websockets,
             max_websocket_message_bytes=config.max_websocket_message_bytes,
+            proxy_trust=self._proxy_trust,
+            access_log=self._access_log,
         )
 
     # -- the worker loop ---------------------------------------------------
@@ -457,18 +467,51 @@ class Server:
             return False
 
 
-def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (IPv6 when the host is)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def open_listeners(config: ServerConfig) -> list[Listener]:
+    """The listening sockets ``config`` asks for: systemd's, else each bind
+    spec, else host and port; TLS on each when a certificate is given."""
+    context = None
+    if config.certfile:
+        from .tls import make_server_context
+
+        context = make_server_context(
+            config.certfile, config.keyfile, config.ca_certs, config.client_certs
+        )
+    inherited = systemd_listeners()
+    if inherited:
+        return [Listener(sock, context) for sock in inherited]
+    specs = [parse_bind(text) for text in config.binds] or [
+        BindSpec("tcp", host=config.host.strip("[]"), port=config.port)
+    ]
+    listeners: list[Listener] = []
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host.strip("[]"), port))
-        sock.listen(backlog)
+        for spec in specs:
+            sock = open_listener(spec, config.backlog, config.unix_socket_mode)
+            cleanup = None
+            if spec.kind == "unix":
+                path = spec.path
+
+                def cleanup(path=path, sock=sock) -> None:
+                    remove_unix_socket(path, sock)
+
+            listeners.append(Listener(sock, context, on_close=cleanup))
     except BaseException:
-        sock.close()
+        for listener in listeners:
+            listener.close()
         raise
-    return sock
+    return listeners
+
+
+def _make_access_log(config: ServerConfig):
+    if config.access_log is None:
+        return None
+    from .accesslog import COMBINED, AccessLog, open_access_log
+
+    return AccessLog(
+        open_access_log(config.access_log),
+        config.access_log_format or COMBINED,
+        json_lines=config.access_log_json,
+    )
 
 
 def _connection_limit(wanted: int) -> int:
@@ -487,10 +530,6 @@ def _connection_limit(wanted: int) -> int:
         log.warning("file limit %d allows only %d connections", soft, limited)
         return limited
     return wanted
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def serve(
@@ -512,10 +551,7 @@ def serve(
     if config.workers > 1:
         from .supervisor import Supervisor  # only the multi-process mode forks
 
-        bound = list(listeners) or [
-            Listener(bind_socket(config.host, config.port, config.backlog))
-        ]
-        return Supervisor(app, config, bound).run()
+        return Supervisor(app, config, list(listeners) or open_listeners(config)).run()
     server = Server(app, config, listeners=listeners)
     server.start()
     _stop_on_signals(server)
