@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
+import itertools
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -168,7 +169,29 @@ def request_id(environ: dict, trusted: bool) -> str:
         incoming = environ.get("HTTP_X_REQUEST_ID")
         if incoming is not None and _REQUEST_ID.fullmatch(incoming):
             return incoming
-    return uuid.uuid4().hex
+    return _new_request_id()
+
+
+class _RequestIds:
+    """Unique ids without a system call per request: a random 64-bit prefix
+    per process (re-drawn after fork) and a counter."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        if self._pid != os.getpid():  # a forked worker must not repeat its parent's ids
+            self._pid = os.getpid()
+            self._prefix = os.urandom(8).hex()
+            self._counter = itertools.count()
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+# Process-wide on purpose: ids must be unique across all of a process's
+# servers and threads (itertools.count is atomic under the GIL).
+_new_request_id = _RequestIds()
 
 
 # -- reading the headers --------------------------------------------------
