@@ -4,6 +4,11 @@ Owns the request lifecycle (before hooks, routing, handler, error handlers,
 after hooks, HEAD) and the middleware stack. Exceptions other than
 HTTPError propagate untouched to the server's single 500 path.
 
+WebSocket routes (websocket.py) are GET routes in the same table: before
+hooks run first and may refuse the upgrade with an HTTP answer; after
+hooks and error handlers see every HTTP answer (426, a refused handshake,
+404, 405), but nothing once the server has sent 101.
+
 (Named ``application`` rather than ``app`` so the module never shadows
 ``microapp.app``, the bundled application object.)
 """
@@ -18,6 +23,7 @@ from microapp.headers import Environ, StartResponse, WSGIApp
 from microapp.request import DEFAULT_MAX_BODY_BYTES, Request
 from microapp.response import Response, make_response
 from microapp.routing import Handler, Router
+from microapp.websocket import SwitchedProtocols, WebSocketHandler, WebSocketRoute
 
 __all__ = ["App"]
 
@@ -72,6 +78,23 @@ class App:
     def delete(self, pattern: str) -> Callable[[Handler], Handler]:
         return self.route(pattern, ["DELETE"])
 
+    def websocket(self, pattern: str, *, subprotocols: Sequence[str] = ()
+                  ) -> Callable[[WebSocketHandler], WebSocketHandler]:
+        """Decorator: ``handler(websocket, **params)`` serves WebSockets on ``pattern``.
+
+        It runs once the server has accepted the upgrade (101), with the
+        server's WebSocket (receive, send, close, iteration); the connection
+        is closed when it returns, with 1011 if it raised. A request without
+        the server's upgrade offer gets 426. ``subprotocols``: the ones the
+        handler speaks, in no particular order; the client's preference
+        picks among them. The pattern takes GET, so a GET route on the same
+        pattern is refused.
+        """
+        def register(handler: WebSocketHandler) -> WebSocketHandler:
+            self.router.add(pattern, ["GET"], WebSocketRoute(handler, subprotocols))
+            return handler
+        return register
+
     def before_request(self, hook: BeforeHook) -> BeforeHook:
         """Decorator: ``hook(request)`` runs before routing; a non-None return
         value is the response and skips the handler."""
@@ -80,7 +103,8 @@ class App:
 
     def after_request(self, hook: AfterHook) -> AfterHook:
         """Decorator: ``hook(request, response)`` returns the response to send;
-        it runs for every response, error responses included."""
+        it runs for every response, error responses included, but not after
+        a WebSocket upgrade (the 101 has gone out)."""
         self._after.append(hook)
         return hook
 
@@ -114,6 +138,8 @@ class App:
             response = self._respond(request)
         except HTTPError as error:
             response = self._error_response(request, error)
+        if isinstance(response, SwitchedProtocols):
+            return response
         for hook in self._after:
             response = hook(request, response)
         return response

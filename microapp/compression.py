@@ -201,6 +201,11 @@ class _Exchange:
         if self.status is None:  # a generator app calls start_response when first iterated
             buffered, complete = self._gather(chunks, result, 1, buffered)
         if self.status is None:
+            if complete and not any(buffered):
+                # No head and no body: the app switched protocols (a WebSocket
+                # after 101) or forgot start_response. Either way there is
+                # nothing to encode; the server knows which it was.
+                return result
             raise RuntimeError("the application did not call start_response")
         compressible = may_compress(status_code(self.status), self.headers)
         if self.is_head or not (self.accepted and compressible):

@@ -1,5 +1,5 @@
-"""The bundled application: ``/``, ``/echo/<text>``, ``/user-agent`` and
-``/files/<name>``, built by create_app(directory).
+"""The bundled application: ``/``, ``/echo/<text>``, ``/user-agent``,
+``/files/<name>`` and the WebSocket ``/ws/echo``, built by create_app(directory).
 
 Owns the routes and their HTTP answers; the disk work is files.py's.
 """
@@ -36,6 +36,7 @@ def create_app(directory: str | None = None, *,
     app.get("/")(index)
     app.get("/echo/<text>")(echo)
     app.get("/user-agent")(user_agent)
+    app.websocket("/ws/echo")(echo_messages)
     app.get("/files/<path:name>")(files.read)
     app.route("/files/<path:name>", methods=["POST", "PUT"])(files.write)
     if compress:
@@ -57,6 +58,12 @@ def user_agent(request: Request) -> Response:
     """GET /user-agent: the User-Agent field back, as text/plain."""
     return Response(request.headers.get("User-Agent", "").encode("latin-1"),
                     content_type=TEXT_PLAIN)
+
+
+def echo_messages(websocket: Any) -> None:
+    """WebSocket /ws/echo: every message back, text as text, binary as binary."""
+    for message in websocket:
+        websocket.send(message)
 
 
 class FileRoutes:
