@@ -163,10 +163,15 @@ class ResponseWriter:
             fields.append(("Date", self._date()))
         if self._server_name and "server" not in names:
             fields.append(("Server", self._server_name))
+        options = []
         if not self.keep_alive:
-            fields.append(("Connection", "close"))
+            options.append("close")
         elif self._http_version < (1, 1):
-            fields.append(("Connection", "keep-alive"))
+            options.append("keep-alive")
+        if "upgrade" in names:
+            options.append("upgrade")  # RFC 9110 section 7.8: Upgrade is listed in Connection
+        if options:
+            fields.append(("Connection", ", ".join(options)))
         return fields
 
     # -- body --------------------------------------------------------------

@@ -75,3 +75,14 @@ def test_shutdown_turns_keep_alive_off_when_the_head_goes_out():
     closing[0] = True
     out.write_whole(b"x")
     assert b"Connection: close" in sent[0]
+
+
+def test_upgrade_field_is_listed_in_connection():
+    sent, out = writer()
+    out.set_head("426 Upgrade Required", [("Upgrade", "websocket")])
+    out.write_whole(b"")
+    assert b"Connection: upgrade\r\n" in sent[0]
+    sent, out = writer(keep_alive=False)
+    out.set_head("426 Upgrade Required", [("Upgrade", "websocket")])
+    out.write_whole(b"")
+    assert b"Connection: close, upgrade\r\n" in sent[0]
