@@ -76,6 +76,12 @@ class AccessLog:
         self._clf_cache = (-1, "")
         self._parts = _compile(format, self._clf_time)
 
+    def close(self) -> None:
+        """Close the stream if it is a file we opened (never stdout or stderr)."""
+        if self._stream not in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with self._lock:
+                self._stream.close()
+
     def record(self, environ: dict, status: int, response_headers: list[tuple[str, str]],
                bytes_sent: int, duration: float) -> None:
         """Log one finished request; ``duration`` is in seconds."""

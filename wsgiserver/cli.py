@@ -259,6 +259,7 @@ def _run_reloading(spec: str, argv: Sequence[str] | None) -> int:
 
 
 def _describe(error: OSError) -> str:
-    if error.errno is not None and error.strerror:
-        return f"cannot listen: {error.strerror}" if error.errno in (98, 13, 99) else str(error)
-    return str(error)
+    message = error.strerror or str(error)
+    if error.filename:
+        message = f"{message}: {error.filename}"
+    return message if "listen" in message else f"cannot listen: {message}"

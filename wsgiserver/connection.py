@@ -172,6 +172,7 @@ class Connection:
         """The deadline passed: send 408 for a half-received head (the server closes)."""
         if self._head_started is not None and not self._lingering and not self.closed:
             head = self._error_head(408, "request head not received in time")
+            self._log_refused(408, len(head))
             try:
                 self.sock.send(head)
             except OSError:
@@ -362,11 +363,21 @@ class Connection:
     def _reject(self, error: ProtocolError) -> bool:
         """Answer a request we could not parse, and close: framing is lost."""
         log.debug("%s: %d %s", self._peer(), error.status, error.detail)
+        response = self._error_head(error.status, error.detail)
+        self._log_refused(error.status, len(response))
         try:
-            self._send(self._error_head(error.status, error.detail))
+            self._send(response)
         except ClientDisconnected:
             return self.close()
         return self._linger()
+
+    def _log_refused(self, status: int, size: int) -> None:
+        """An access-log line for a request that never reached the app."""
+        if self.settings.access_log is None:
+            return
+        remote = self.remote or ("", "")
+        environ = {"REMOTE_ADDR": remote[0], "REMOTE_PORT": str(remote[1])}
+        self.settings.access_log.record(environ, status, [], size, 0.0)
 
     def _error_head(self, status: int, detail: str) -> bytes:
         body = f"{status} {reason_phrase(status)}: {detail}\n".encode()

@@ -213,7 +213,7 @@ class Server:
         self._proxy_trust = (
             ProxyTrust(self.config.forwarded_allow_ips) if self.config.forwarded_allow_ips else None
         )
-        self._access_log = _make_access_log(self.config)
+        self._access_log = None  # opened by start(), closed by stop()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -233,8 +233,10 @@ class Server:
     def start(self) -> None:
         """Bind, and serve in background threads; returns once listening."""
         self._max_connections = _connection_limit(self.config.max_connections)
+        listeners = self.bind()
+        self._access_log = _make_access_log(self.config)
         self._poller = _Poller()
-        for listener in self.bind():
+        for listener in listeners:
             listener.sock.setblocking(False)
             listener.settings = self._connection_settings(listener)
             self._by_fd[listener.sock.fileno()] = listener
@@ -276,6 +278,8 @@ class Server:
             connection.close()
         self._connections.clear()
         self._poller.close()
+        if self._access_log is not None:
+            self._access_log.close()
         log.info("stopped")
 
     def __enter__(self) -> Server:
@@ -553,13 +557,17 @@ def serve(
 
         return Supervisor(app, config, list(listeners) or open_listeners(config)).run()
     server = Server(app, config, listeners=listeners)
+    stop_requested = _stop_on_signals(server)  # before start: no gap for a signal
     server.start()
-    _stop_on_signals(server)
+    if stop_requested():
+        server.stop()
     server.serve_forever()
     return 0
 
 
-def _stop_on_signals(server: Server) -> None:
+def _stop_on_signals(server: Server) -> Callable[[], bool]:
+    """SIGTERM/SIGINT stop ``server`` gracefully (a second SIGINT exits at
+    once); returns whether a stop was asked for before the server started."""
     requests: list[int] = []
 
     def on_signal(number: int, frame) -> None:
@@ -570,8 +578,13 @@ def _stop_on_signals(server: Server) -> None:
         log.info("received %s: shutting down", signal.Signals(number).name)
         threading.Thread(target=server.stop, name="wsgiserver-shutdown", daemon=True).start()
 
+    def on_hangup(number: int, frame) -> None:
+        log.warning("SIGHUP ignored: reloading workers needs --workers 2 or more")
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_hangup)
     else:  # pragma: no cover - signals only reach the main thread
         print("wsgiserver: not in the main thread; signals not handled", file=sys.stderr)
+    return lambda: bool(requests)

@@ -212,8 +212,6 @@ def _open_fds() -> dict[str, str]:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
-@pytest.mark.xfail(strict=True, reason="BUG: a Server.start() that fails to bind leaks the "
-                   "poller's wake-up pipe (the _Poller is made before bind() and never closed)")
 def test_a_failed_start_leaks_no_descriptors(sock_dir):
     path = os.path.join(sock_dir, "not-a-socket")
     Path(path).write_text("")
@@ -518,9 +516,6 @@ def test_access_log_json_lines_one_per_request_including_errors(live_server, tmp
     assert first["response_headers"] == {"X-Custom": "custom-value"}
 
 
-@pytest.mark.xfail(strict=True, reason="GAP: requests refused by the parser (400, and also "
-                   "408/413/414/431) never reach Connection._serve, so the access log has "
-                   "no line for them")
 def test_access_log_has_a_line_for_a_request_the_parser_refused(live_server, tmp_path):
     log_path = tmp_path / "refused.log"
     server = live_server(inspect_app, access_log=str(log_path),
@@ -535,8 +530,6 @@ def test_access_log_has_a_line_for_a_request_the_parser_refused(live_server, tmp
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
-@pytest.mark.xfail(strict=True, reason="BUG: Server.stop() leaves the access log file open "
-                   "(open_access_log's file is never closed; every Server leaks one descriptor)")
 def test_access_log_file_is_closed_after_stop(live_server, tmp_path):
     log_path = tmp_path / "closed.log"
     server = live_server(inspect_app, access_log=str(log_path))

@@ -369,6 +369,11 @@ def _field_name_problem(line: bytes, colon: bytes) -> str:
 
 def _split_target(method: bytes, target: bytes):
     """(path, query, scheme, authority) of a request-target (RFC 9112 section 3.2)."""
+    if method == b"CONNECT":
+        raise ProtocolError(501, "CONNECT is not supported")
+    if b"#" in target:
+        # A fragment is never part of a request-target (RFC 9112 section 3.2).
+        raise ProtocolError(400, "fragment in request-target")
     if target[:1] == b"/":
         path, _, query = target.partition(b"?")
         return path, query, None, None
@@ -376,8 +381,6 @@ def _split_target(method: bytes, target: bytes):
         if method != b"OPTIONS":
             raise ProtocolError(400, "asterisk-form is only for OPTIONS")
         return b"*", b"", None, None
-    if method == b"CONNECT":
-        raise ProtocolError(501, "CONNECT is not supported")
     match = grammar.absolute_target.fullmatch(target)
     if match is None:
         raise ProtocolError(400, "invalid request-target")

@@ -34,8 +34,9 @@ class BodyFraming(enum.Enum):
 
 
 def body_allowed(method: bytes, status: int) -> bool:
-    """RFC 9110 sections 9.3.2, 15.2, 15.3.5, 15.4.5: HEAD, 1xx, 204 and 304 carry no body."""
-    return method != b"HEAD" and status >= 200 and status not in (204, 304)
+    """RFC 9110 sections 9.3.2, 15.2, 15.3.5, 15.3.6, 15.4.5: HEAD, 1xx, 204,
+    205 and 304 carry no body."""
+    return method != b"HEAD" and status >= 200 and status not in (204, 205, 304)
 
 
 def choose_framing(
@@ -53,6 +54,13 @@ def choose_framing(
 
 
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
+# RFC 9110 renamed some (Python 3.11's http module still has the old names).
+_REASONS.update({
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+})
 
 
 def reason_phrase(status: int) -> str:
