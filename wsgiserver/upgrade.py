@@ -13,14 +13,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from typing import TYPE_CHECKING
+
 from .protocol.writer import reason_phrase
-from .websocket import (
-    HandshakeError,
-    WebSocket,
-    check_handshake,
-    headers_from_environ,
-    response_headers,
-)
+
+# The WebSocket implementation is imported on the first upgrade only: a
+# server that never sees one does not pay its memory.
+if TYPE_CHECKING:
+    from .websocket import WebSocket
 
 __all__ = ["WebSocketUpgrade", "WebSocketRegistry", "ENVIRON_KEY"]
 
@@ -96,9 +96,13 @@ class WebSocketUpgrade:
     @property
     def offered_subprotocols(self) -> list[str]:
         """The subprotocols the client offered, in its order of preference."""
+        from .websocket import check_handshake
+
         return check_handshake(*self._handshake_inputs())[1]
 
     def _handshake_inputs(self) -> tuple[str, dict, str]:
+        from .websocket import headers_from_environ
+
         environ = self._environ
         return (
             environ["REQUEST_METHOD"],
@@ -113,6 +117,8 @@ class WebSocketUpgrade:
         426, or 503 when the server's WebSocket cap is reached) before
         anything is sent, so the app can still send an ordinary response.
         """
+        from .websocket import HandshakeError, WebSocket, check_handshake, response_headers
+
         if self.websocket is not None:
             raise RuntimeError("this request was already upgraded")
         key, offered = check_handshake(*self._handshake_inputs())

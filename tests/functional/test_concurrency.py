@@ -141,3 +141,38 @@ def test_stop_returns_after_grace_period_even_if_app_hangs(live_server):
     assert time.monotonic() - started < 5
     release.set()
     sock.close()
+
+
+def test_client_that_stops_reading_a_file_frees_the_worker(live_server, tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * (64 * 1024 * 1024))  # far more than the socket buffers hold
+
+    def file_app(environ, start_response):
+        if environ["PATH_INFO"] == "/small":
+            return hello_app(environ, start_response)
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](open(big, "rb"))
+
+    server = live_server(file_app, threads=1, write_timeout=0.5)
+    stalled = connect(server)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        stalled.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        # The single worker is stuck in sendfile until the write timeout ends
+        # that response; then it serves this one.
+        with connect(server, timeout=10) as other:
+            other.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(other).body == b"Hello, World!"
+        received = 0
+        stalled.settimeout(5)
+        while True:
+            try:
+                data = stalled.recv(1 << 20)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not data:
+                break
+            received += len(data)
+        assert received < big.stat().st_size  # cut off, never mistaken for whole
+    finally:
+        stalled.close()
