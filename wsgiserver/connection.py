@@ -46,6 +46,11 @@ _LINGER_SECONDS = 2.0
 # Waiting for the rest of an unread body costs a worker; cap the wait.
 _DRAIN_SECONDS = 5.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Bodies up to this size (with a Content-Length) are read while the
+# connection waits in the poller, before a worker takes the request: a client
+# trickling a small body then holds no thread. Larger bodies stream to the
+# app as it reads them.
+_BUFFERED_BODY_LIMIT = 64 * 1024
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
 # "Not now" from a non-blocking socket (TLS sockets add their own, see _tls_would_block).
 _WOULD_BLOCK: tuple[type[Exception], ...] = (BlockingIOError, InterruptedError)
@@ -109,6 +114,7 @@ class Connection:
         self._continue_pending = False
         self._body_failed = False
         self._upgrade = None
+        self._pending: Request | None = None  # its head is here, its body is coming
 
     # -- driven by the server ----------------------------------------------
 
@@ -165,13 +171,16 @@ class Connection:
 
     @property
     def receiving_head(self) -> bool:
-        """True while part of a request head has arrived and the rest has not."""
-        return bool(self.parser.buffered) and not self._lingering and not self.closed
+        """True while part of a request has arrived and the rest has not."""
+        if self._lingering or self.closed:
+            return False
+        return bool(self.parser.buffered) or self._pending is not None
 
     def expire(self) -> None:
         """The deadline passed: send 408 for a half-received head (the server closes)."""
-        if self._head_started is not None and not self._lingering and not self.closed:
-            head = self._error_head(408, "request head not received in time")
+        waiting = self._head_started is not None or self._pending is not None
+        if waiting and not self._lingering and not self.closed:
+            head = self._error_head(408, "request not received in time")
             self._log_refused(408, len(head))
             try:
                 self.sock.send(head)
@@ -193,15 +202,30 @@ class Connection:
 
     def _serve_available(self) -> bool:
         while True:
-            try:
-                event = self.parser.next_event()
-            except ProtocolError as error:
-                return self._reject(error)
-            if event is NEED_DATA:
-                self._wait_for_request()
+            if self._pending is not None:
+                event, self._pending = self._pending, None
+            else:
+                try:
+                    event = self.parser.next_event()
+                except ProtocolError as error:
+                    return self._reject(error)
+                if event is NEED_DATA:
+                    self._wait_for_request()
+                    return True
+            if self._body_still_arriving(event):
+                self._pending = event  # served once its body is all here
+                self.deadline = time.monotonic() + self.settings.body_timeout
                 return True
             if not self._serve(event):
                 return not self.closed  # lingering connections stay watched
+
+    def _body_still_arriving(self, request: Request) -> bool:
+        return (
+            request.framing is Framing.LENGTH
+            and not request.expect_continue
+            and (request.content_length or 0) <= _BUFFERED_BODY_LIMIT
+            and self.parser.buffered < (request.content_length or 0)
+        )
 
     def _wait_for_request(self) -> None:
         now = time.monotonic()
@@ -488,3 +512,10 @@ class Connection:
     def _send_timeout(self) -> bytes:
         seconds = self.settings.write_timeout
         return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+
+
+def _tls_would_block() -> tuple[type[Exception], ...]:
+    """``_WOULD_BLOCK`` plus the TLS layer's own "not now" errors."""
+    import ssl
+
+    return _WOULD_BLOCK + (ssl.SSLWantReadError, ssl.SSLWantWriteError)

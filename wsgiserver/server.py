@@ -355,7 +355,7 @@ class Server:
     def _drive_locked(self, connection: Connection, rearm: Callable[[int], None]) -> None:
         try:
             keep = connection.on_readable()
-        except Exception:  # a bug of ours: never let it kill a worker
+        except BaseException:  # a bug of ours: never let it kill a worker
             log.exception("unexpected error on a connection")
             keep = connection.close()
         if keep:

@@ -319,11 +319,13 @@ def run_application(
                 close()
     except BodyReadError as error:
         # The client broke or abandoned its body: its fault, no traceback.
+        # The body's framing is lost, so the connection ends after this.
         log.debug("request body failed: %s", error.detail)
+        writer.keep_alive = False
         return _answer_error(writer, error.status, error.detail)
     except ClientDisconnected:
         return False  # the client went away while we wrote: nothing to answer
-    except Exception:
+    except BaseException:  # SystemExit and friends from an app must not kill a worker
         _log_app_error(environ)
         return _answer_error(writer, 500, "Internal Server Error")
     return True

@@ -465,11 +465,6 @@ def test_close_that_raises_after_a_whole_response(live_server, caplog):
     assert_still_serving(server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an app raising a BaseException that is not an Exception (SystemExit, "
-    "KeyboardInterrupt) kills the worker thread; with threads=1 nothing is served again",
-)
 @pytest.mark.parametrize("error", [SystemExit, KeyboardInterrupt])
 def test_app_raising_a_base_exception_does_not_kill_the_worker(live_server, error):
     def fault(environ, start_response):

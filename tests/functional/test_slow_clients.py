@@ -213,12 +213,6 @@ def test_500_trickling_heads_do_not_stop_a_normal_client(live_server, enough_des
         assert tricklers.finish(b"\r\n\r\n") == [200] * MANY
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a request whose body trickles holds a worker thread while the app "
-    "reads wsgi.input (body_timeout is per read, so indefinitely); "
-    "`threads` such clients starve every other client",
-)
 def test_500_trickling_bodies_do_not_stop_a_normal_client(live_server, enough_descriptors):
     server = live_server(hello_or_echo, threads=2)
     trickle = b"b" * 80
@@ -298,11 +292,6 @@ def test_body_stalled_past_the_body_timeout_gets_408(live_server, kind):
         assert get_status(server) == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the 408 for a body that timed out lacks `Connection: close` although "
-    "the server closes the connection (RFC 9110 section 15.5.9: SHOULD send close)",
-)
 def test_408_for_a_stalled_body_announces_the_close(live_server):
     server = live_server(hello_or_echo, threads=1, body_timeout=0.5)
     with socket.create_connection(server.address, timeout=10) as sock:
