@@ -23,8 +23,8 @@ import os
 import pwd
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 PY = sys.executable
 APP = "bench.apps:app"

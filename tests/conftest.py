@@ -49,7 +49,7 @@ def recv_until_closed(sock: socket.socket, limit_seconds: float = 5.0) -> bytes:
     while time.monotonic() < deadline:
         try:
             data = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             break
         if not data:
             break

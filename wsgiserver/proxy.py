@@ -11,9 +11,9 @@ from the environ, so an application never sees a value a client could forge.
 from __future__ import annotations
 
 import ipaddress
-import re
 import itertools
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 

@@ -27,10 +27,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .config import ServerConfig
-from .connection import Connection, ConnectionSettings
-from .protocol.parser import ParserLimits
-from .response import HttpDate
 from .binding import (
     BindSpec,
     describe,
@@ -39,7 +35,11 @@ from .binding import (
     remove_unix_socket,
     systemd_listeners,
 )
+from .config import ServerConfig
+from .connection import Connection, ConnectionSettings
+from .protocol.parser import ParserLimits
 from .proxy import ProxyTrust
+from .response import HttpDate
 from .upgrade import WebSocketRegistry
 from .wsgi import EnvironBuilder
 

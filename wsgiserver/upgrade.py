@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-
 from typing import TYPE_CHECKING
 
 from .protocol.writer import reason_phrase

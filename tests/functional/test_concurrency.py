@@ -75,7 +75,7 @@ def test_connection_limit_pauses_accepting_until_one_closes(live_server):
         third.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         try:
             assert third.recv(100) == b"unexpected"
-        except socket.timeout:
+        except TimeoutError:
             pass
         first.close()
         third.settimeout(5)
@@ -168,7 +168,7 @@ def test_client_that_stops_reading_a_file_frees_the_worker(live_server, tmp_path
         while True:
             try:
                 data = stalled.recv(1 << 20)
-            except (ConnectionResetError, socket.timeout):
+            except (TimeoutError, ConnectionResetError):
                 break
             if not data:
                 break

@@ -101,7 +101,8 @@ def run_atheris(argv: list[str]) -> None:
 
 
 def run_hypothesis(minutes: float, seed: int | None) -> None:
-    from hypothesis import HealthCheck, given, seed as hypothesis_seed, settings
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as hypothesis_seed
     from hypothesis import strategies as st
 
     load_modules()
