@@ -286,6 +286,7 @@ class Connection:
 
     def _offer_upgrade(self, environ: dict, writer: ResponseWriter):
         """Offer ``environ["wsgiserver.websocket"]`` to a WebSocket handshake."""
+        self._upgrade = None  # an earlier request's offer, if it was not taken
         registry = self.settings.websockets
         if registry is None or "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
             return None

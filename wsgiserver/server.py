@@ -282,6 +282,10 @@ class Server:
             self._access_log.close()
         log.info("stopped")
 
+    def stop_in_background(self) -> None:
+        """Start a graceful stop without waiting for it (safe in a signal handler)."""
+        threading.Thread(target=self.stop, name="wsgiserver-shutdown", daemon=True).start()
+
     def __enter__(self) -> Server:
         self.start()
         return self
@@ -576,7 +580,7 @@ def _stop_on_signals(server: Server) -> Callable[[], bool]:
             os._exit(1)
         requests.append(number)
         log.info("received %s: shutting down", signal.Signals(number).name)
-        threading.Thread(target=server.stop, name="wsgiserver-shutdown", daemon=True).start()
+        server.stop_in_background()
 
     def on_hangup(number: int, frame) -> None:
         log.warning("SIGHUP ignored: reloading workers needs --workers 2 or more")

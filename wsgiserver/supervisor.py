@@ -109,7 +109,7 @@ class Supervisor:
         server.start()
         os.write(ready_fd, b"ready")
         os.close(ready_fd)
-        signal.signal(signal.SIGTERM, lambda signum, frame: _stop_in_thread(server))
+        signal.signal(signal.SIGTERM, lambda signum, frame: server.stop_in_background())
         _stop_when_orphaned(server, os.getppid())
         server.serve_forever()
         return 0
@@ -176,10 +176,6 @@ class Supervisor:
             time.sleep(0.05)
         for listener in self.listeners:
             listener.close()
-
-
-def _stop_in_thread(server: Server) -> None:
-    threading.Thread(target=server.stop, name="wsgiserver-shutdown", daemon=True).start()
 
 
 def _stop_when_orphaned(server: Server, parent: int) -> None:

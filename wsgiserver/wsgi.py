@@ -264,8 +264,9 @@ class _Exchange:
             return False
         self._check_started()
         writer = self.writer
-        writer.send_head_now(max(info.st_size - offset, 0))
-        count = writer.file_range(max(info.st_size - offset, 0))
+        available = max(info.st_size - offset, 0)
+        writer.send_head_now(available)
+        count = writer.file_range(available)
         if count is None:
             return False  # chunked: let the iteration frame it
         if count:
