@@ -204,7 +204,8 @@ class Server:
         self._connections: dict[int, Connection] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
-        self._stopped = threading.Event()
+        self._stopped = threading.Event()  # workers: leave your loops
+        self._finished = threading.Event()  # stop() has cleaned everything up
         self._accept_lock = threading.Lock()
         self._table_lock = threading.Lock()
         self._accepting = False
@@ -252,7 +253,7 @@ class Server:
         """Start (if needed) and block until ``stop()`` has finished."""
         if self._poller is None:
             self.start()
-        while not self._stopped.wait(0.5):
+        while not self._finished.wait(0.5):
             pass
 
     def stop(self, timeout: float | None = None) -> None:
@@ -281,6 +282,7 @@ class Server:
         if self._access_log is not None:
             self._access_log.close()
         log.info("stopped")
+        self._finished.set()
 
     def stop_in_background(self) -> None:
         """Start a graceful stop without waiting for it (safe in a signal handler)."""

@@ -70,6 +70,7 @@ def test_serves_an_example_and_exits_zero_on_sigterm(start_cli):
     _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0
     assert f"serving on http://127.0.0.1:{port}" in stderr
+    assert "stopped" in stderr  # the shutdown ran to its end before the exit
 
 
 def test_sigint_also_shuts_down_gracefully(start_cli):
