@@ -433,12 +433,12 @@ def table(rows: list[Result], markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in body])
-    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *body)]
+    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *body, strict=True)]
     left = {0, 1}
 
     def line(cs: list[str]) -> str:
         return "  ".join(c.ljust(w) if i in left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cs, widths)))
+                         for i, (c, w) in enumerate(zip(cs, widths, strict=True)))
     return "\n".join([line(COLUMNS), line(["-" * w for w in widths])] + [line(c) for c in body])
 
 

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,45 +20,6 @@ def run_cli(*args: str, timeout: float = 10) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "wsgiserver", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def start_cli():
-    processes = []
-
-    def start(*args: str) -> tuple[subprocess.Popen, int]:
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "wsgiserver", *args, "--port", str(port)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        processes.append(process)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return process, port
-            except OSError:
-                if process.poll() is not None:
-                    break
-                time.sleep(0.05)
-        raise AssertionError(f"server did not start: {process.communicate(timeout=5)}")
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        process.communicate(timeout=15)
 
 
 def test_serves_an_example_and_exits_zero_on_sigterm(start_cli):

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import connect
 
 sync_client = pytest.importorskip("websockets.sync.client")
+ConnectionClosed = pytest.importorskip("websockets.exceptions").ConnectionClosed
 
 
 def echo_app(environ, start_response):
@@ -81,7 +82,7 @@ def test_graceful_shutdown_closes_websockets_with_1001(live_server):
     assert client.recv(timeout=5) == "ping"
     stopper = threading.Thread(target=server.stop)
     stopper.start()
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionClosed):
         client.recv(timeout=10)
     assert client.close_code == 1001
     stopper.join(15)

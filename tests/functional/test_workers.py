@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.test_cli import start_cli  # noqa: F401 (fixture)
-
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 
