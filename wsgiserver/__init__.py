@@ -2,7 +2,8 @@
 
 from .config import ServerConfig
 from .errors import BodyReadError, ClientDisconnected, ProtocolError
-from .server import Server, serve
+from .runner import serve
+from .server import Server
 
 __version__ = "0.1.0"
 

@@ -20,11 +20,14 @@ import string
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import Any, TextIO
 
-__all__ = ["COMBINED", "COMMON", "AccessLog", "open_access_log"]
+from .protocol.grammar import token_text
+
+__all__ = ["COMBINED", "COMMON", "AccessEntry", "AccessLog", "open_access_log"]
 
 log = logging.getLogger("wsgiserver")
 
@@ -35,9 +38,6 @@ COMBINED = COMMON + ' "{header:Referer}" "{header:User-Agent}"'
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-# RFC 9110 section 5.1: field names are tokens.
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
 # Everything but printable ASCII, the quote and the backslash is escaped, so
 # a client can neither end a line nor close a quoted field early.
 _NEEDS_ESCAPE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
@@ -45,22 +45,57 @@ _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7f, 0x100
 _ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\"})
 
 
-class _Entry:
-    """One finished request, as the getters see it."""
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """One finished request as the log sees it.
 
-    __slots__ = ("environ", "status", "response_headers", "bytes_sent", "duration", "start")
+    ``environ`` is the request's, when it reached the application: request
+    header fields are read from it. A request refused before that has none.
+    """
 
-    def __init__(self, environ: dict, status: int, response_headers: list[tuple[str, str]],
-                 bytes_sent: int, duration: float, start: float) -> None:
-        self.environ = environ
-        self.status = status
-        self.response_headers = response_headers
-        self.bytes_sent = bytes_sent
-        self.duration = duration
-        self.start = start
+    remote_addr: str | None
+    remote_port: str | None
+    method: str | None
+    target: str | None  # the raw request-target
+    query: str | None
+    protocol: str | None
+    request_id: str | None
+    status: int
+    bytes_sent: int
+    duration: float  # seconds
+    response_headers: Sequence[tuple[str, str]] = ()
+    environ: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, Any], status: int,
+                     response_headers: Sequence[tuple[str, str]], bytes_sent: int,
+                     duration: float) -> AccessEntry:
+        """The entry of a request the application answered."""
+        return cls(
+            remote_addr=environ.get("REMOTE_ADDR"),
+            remote_port=environ.get("REMOTE_PORT"),
+            method=environ.get("REQUEST_METHOD"),
+            target=_raw_target(environ),
+            query=environ.get("QUERY_STRING"),
+            protocol=environ.get("SERVER_PROTOCOL"),
+            request_id=environ.get("wsgiserver.request_id"),
+            status=status,
+            bytes_sent=bytes_sent,
+            duration=duration,
+            response_headers=response_headers,
+            environ=environ,
+        )
 
 
-Getter = Callable[[_Entry], object]
+def _raw_target(environ: Mapping[str, Any]) -> str | None:
+    raw: str | None = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw is None and "PATH_INFO" in environ:
+        query = environ.get("QUERY_STRING")
+        raw = environ.get("SCRIPT_NAME", "") + environ["PATH_INFO"] + (f"?{query}" if query else "")
+    return raw
+
+
+Getter = Callable[[AccessEntry, float], object]
 
 
 class AccessLog:
@@ -82,29 +117,27 @@ class AccessLog:
             with self._lock:
                 self._stream.close()
 
-    def record(self, environ: dict, status: int, response_headers: list[tuple[str, str]],
-               bytes_sent: int, duration: float) -> None:
-        """Log one finished request; ``duration`` is in seconds."""
-        start = self._clock() - duration  # Apache's %t: when the request began
-        entry = _Entry(environ, status, response_headers, bytes_sent, duration, start)
-        line = self._json_line(entry) if self._json_lines else self._text_line(entry)
+    def record(self, entry: AccessEntry) -> None:
+        """Log one finished request."""
+        start = self._clock() - entry.duration  # Apache's %t: when the request began
+        line = self._json_line(entry, start) if self._json_lines else self._text_line(entry, start)
         self._write(line + "\n")
 
-    def _text_line(self, entry: _Entry) -> str:
+    def _text_line(self, entry: AccessEntry, start: float) -> str:
         pieces = []
         for name, getter in self._parts:
             if getter is None:
                 pieces.append(name)
                 continue
-            pieces.append(_escape(getter(entry)))
+            pieces.append(_escape(getter(entry, start)))
         return "".join(pieces)
 
-    def _json_line(self, entry: _Entry) -> str:
+    def _json_line(self, entry: AccessEntry, start: float) -> str:
         record: dict[str, object] = {}
         for name, getter in self._parts:
             if getter is None:
                 continue
-            value = getter(entry)
+            value = getter(entry, start)
             value = None if value == "" else value
             kind, _, header = name.partition(":")
             if header:
@@ -172,20 +205,23 @@ def _compile(format: str, clf_time: Callable[[float], str]) -> list[tuple[str, G
 
 
 def _getter(name: str, clf_time: Callable[[float], str]) -> Getter:
-    """The function that reads field ``name`` from an entry."""
+    """The function that reads field ``name`` from an entry and its start time."""
     if name == "time":
-        return lambda entry: clf_time(entry.start)
+        return lambda entry, start: clf_time(start)
+    if name == "time_iso":
+        return _iso_time
     kind, colon, header = name.partition(":")
     if colon:
-        if _HEADER_NAME.fullmatch(header) is None:
+        if token_text.fullmatch(header) is None:
             raise ValueError(f"access log format: bad header name in {{{name}}}")
         if kind == "header":
             return _request_header(header)
         if kind == "response_header":
             return _response_header(header)
     elif name in _FIELDS:
-        return _FIELDS[name]
-    known = ", ".join(["time", *_FIELDS, "header:NAME", "response_header:NAME"])
+        field = _FIELDS[name]
+        return lambda entry, start: field(entry)
+    known = ", ".join(["time", "time_iso", *_FIELDS, "header:NAME", "response_header:NAME"])
     raise ValueError(f"access log format: unknown field {{{name}}}; known: {known}")
 
 
@@ -194,52 +230,44 @@ def _request_header(name: str) -> Getter:
     # PEP 3333: these two arrive without the HTTP_ prefix.
     if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         key = "HTTP_" + key
-    return lambda entry: entry.environ.get(key)
+
+    def get(entry: AccessEntry, start: float) -> object:
+        return entry.environ.get(key) if entry.environ is not None else None
+
+    return get
 
 
 def _response_header(name: str) -> Getter:
     wanted = name.lower()
 
-    def get(entry: _Entry) -> str | None:
+    def get(entry: AccessEntry, start: float) -> str | None:
         values = [value for header, value in entry.response_headers if header.lower() == wanted]
         return ", ".join(values) if values else None
 
     return get
 
 
-def _request_line(entry: _Entry) -> str:
-    environ = entry.environ
-    return (f"{environ.get('REQUEST_METHOD', '-')} {_raw_path(entry) or '-'} "
-            f"{environ.get('SERVER_PROTOCOL', '-')}")
+def _request_line(entry: AccessEntry) -> str:
+    return f"{entry.method or '-'} {entry.target or '-'} {entry.protocol or '-'}"
 
 
-def _raw_path(entry: _Entry) -> str | None:
-    environ = entry.environ
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if raw is None and "PATH_INFO" in environ:
-        query = environ.get("QUERY_STRING")
-        raw = environ.get("SCRIPT_NAME", "") + environ["PATH_INFO"] + (f"?{query}" if query else "")
-    return raw
+def _iso_time(entry: AccessEntry, start: float) -> str:
+    return datetime.fromtimestamp(start, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _iso_time(entry: _Entry) -> str:
-    return datetime.fromtimestamp(entry.start, timezone.utc).isoformat(timespec="milliseconds")
-
-
-_FIELDS: dict[str, Getter] = {
-    "remote_addr": lambda entry: entry.environ.get("REMOTE_ADDR"),
-    "remote_port": lambda entry: entry.environ.get("REMOTE_PORT"),
-    "time_iso": _iso_time,
+_FIELDS: dict[str, Callable[[AccessEntry], object]] = {
+    "remote_addr": lambda entry: entry.remote_addr,
+    "remote_port": lambda entry: entry.remote_port,
     "request_line": _request_line,
-    "method": lambda entry: entry.environ.get("REQUEST_METHOD"),
-    "path": _raw_path,
-    "query": lambda entry: entry.environ.get("QUERY_STRING"),
-    "protocol": lambda entry: entry.environ.get("SERVER_PROTOCOL"),
+    "method": lambda entry: entry.method,
+    "path": lambda entry: entry.target,
+    "query": lambda entry: entry.query,
+    "protocol": lambda entry: entry.protocol,
     "status": lambda entry: entry.status,
     "bytes": lambda entry: entry.bytes_sent,
     "duration_us": lambda entry: round(entry.duration * 1_000_000),
     "duration_ms": lambda entry: round(entry.duration * 1000, 3),
-    "request_id": lambda entry: entry.environ.get("wsgiserver.request_id"),
+    "request_id": lambda entry: entry.request_id,
 }
 
 

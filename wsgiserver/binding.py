@@ -1,8 +1,8 @@
 """Where to listen: bind specs, listening sockets, systemd socket activation.
 
-Owns the ``--bind`` syntax, creating (or adopting) listening sockets and
-cleaning up Unix socket files. Knows nothing of HTTP, connections or the
-configuration object.
+Owns the ``--bind`` syntax, creating (or adopting) listening sockets, the
+Listener (a socket with its TLS context) and cleaning up Unix socket files.
+Knows nothing of HTTP, connections or the configuration object.
 
 Bind syntax:
     HOST:PORT         IPv4 address or host name; ``:PORT`` alone means every
@@ -20,10 +20,16 @@ import os
 import re
 import socket
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # ssl costs megabytes of memory: only TLS listeners import it
+    import ssl
 
 __all__ = [
+    "Listener",
+    "open_listeners",
     "BindSpec",
     "parse_bind",
     "open_listener",
@@ -244,3 +250,68 @@ def describe(sock: socket.socket, scheme: str = "http") -> str:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+class Listener:
+    """A listening socket, with the TLS context for its connections if any."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        ssl_context: ssl.SSLContext | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.sock = sock
+        self.ssl_context = ssl_context
+        self._on_close = on_close
+        # Described once, while open: a stop may close it at any moment.
+        self.url = describe(sock, "https" if ssl_context is not None else "http")
+
+    def describe(self) -> str:
+        """Where it listens, as a URL (or ``unix:PATH``)."""
+        return self.url
+
+    def close(self) -> None:
+        """Stop listening (and clean up, e.g. a Unix socket file); idempotent."""
+        try:
+            if self._on_close is not None:
+                self._on_close()  # before close: see remove_unix_socket
+                self._on_close = None
+        finally:
+            self.sock.close()
+
+
+def open_listeners(
+    binds: Sequence[str],
+    *,
+    host: str,
+    port: int,
+    backlog: int,
+    unix_mode: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> list[Listener]:
+    """The listening sockets to serve on: systemd's if it passed any, else one
+    per bind spec, else ``host:port``; ``ssl_context`` on each when given."""
+    inherited = systemd_listeners()
+    if inherited:
+        return [Listener(sock, ssl_context) for sock in inherited]
+    specs = [parse_bind(text) for text in binds] or [
+        BindSpec("tcp", host=host.strip("[]"), port=port)
+    ]
+    listeners: list[Listener] = []
+    try:
+        for spec in specs:
+            sock = open_listener(spec, backlog, unix_mode)
+            listeners.append(Listener(sock, ssl_context, on_close=_cleanup_for(spec, sock)))
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
+def _cleanup_for(spec: BindSpec, sock: socket.socket) -> Callable[[], None] | None:
+    path = spec.path
+    if spec.kind != "unix" or path is None:
+        return None
+    return lambda: remove_unix_socket(path, sock)

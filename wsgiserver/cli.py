@@ -14,10 +14,11 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .config import ServerConfig
-from .server import serve
+from .runner import StopSignals, serve
 
 __all__ = ["main", "load_app", "parse_args"]
 
@@ -190,7 +191,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[str, ServerConfig, st
     return args.app, config, args.log_level, args.reload
 
 
-def load_app(spec: str) -> Callable:
+def load_app(spec: str) -> Callable[..., Any]:
     """Import ``module:attribute`` or call ``module:factory()``."""
     module_name, colon, target = spec.partition(":")
     if not colon or not module_name or not target:
@@ -200,6 +201,7 @@ def load_app(spec: str) -> Callable:
         raise UsageError(f"not an attribute name or factory call: {target!r}")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    obj: Any
     try:
         obj = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -226,13 +228,17 @@ def load_app(spec: str) -> Callable:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server; the process's exit status."""
+    # Handlers first: a stop asked for while the application is imported is
+    # honoured once there is a server to stop, instead of a traceback.
+    signals = StopSignals()
+    signals.install()
     try:
         spec, config, level, reload = parse_args(argv)
         logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(message)s")
         app = load_app(spec)
         if reload and not os.environ.get("WSGISERVER_RELOADER_CHILD"):
-            return _run_reloading(spec, argv)
-        return serve(app, config)
+            return 0 if signals.requested else _run_reloading(spec, argv)
+        return serve(app, config, signals=signals)
     except UsageError as error:
         print(f"wsgiserver: error: {error}", file=sys.stderr)
         return 2

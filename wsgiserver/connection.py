@@ -1,67 +1,59 @@
-"""One client connection: received bytes to the parser, complete requests to
-the WSGI adapter, responses back; keep-alive, pipelining, timeouts, closing.
+"""One client connection: bytes from the transport through the connection
+state to exchanges, response bytes back, and the connection's deadline.
 
-The only place that turns a ProtocolError into an error response. Knows the
-socket and the parser's events, not the grammar; knows nothing of the
-selector or the thread pool (the server drives it: ``on_readable`` when
-bytes arrive, ``expire`` when its deadline has passed).
+Glue, in order: the TLS handshake, request heads (and small bodies)
+received while the connection waits in the poller, the exchange run on the
+worker that holds the connection, then drain, close or the next request as
+the state decides. The only place that turns a ProtocolError into an error
+response. The state decides, the transport moves bytes, the exchange runs
+the application; this module knows nothing of the poller or the thread
+pool: the server calls ``on_readable`` when bytes arrive and ``expire``
+once the deadline has passed.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import select
-import socket
-import struct
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from .errors import BodyReadError, ClientDisconnected, ProtocolError
+from .accesslog import AccessEntry
+from .clock import Clock
+from .errors import BodyReadError, ClientDisconnected, ProtocolError, ResponseError
+from .exchange import Exchange, ExchangeSettings
 from .protocol.events import NEED_DATA, Data, Framing, Request
-from .protocol.parser import ParserLimits, RequestParser
-from .protocol.writer import reason_phrase
-from .proxy import ProxyTrust, apply_proxy_headers, request_id
-from .response import ResponseWriter
-from .wsgi import EnvironBuilder, InputStream, run_application
-
-if TYPE_CHECKING:  # ssl costs megabytes of memory: imported only for TLS listeners
-    import ssl
-
-    from .accesslog import AccessLog
-    from .upgrade import WebSocketRegistry
+from .protocol.parser import ParserLimits
+from .protocol.state import After, ConnectionState
+from .transport import Peer, Transport
 
 __all__ = ["Connection", "ConnectionSettings"]
 
 log = logging.getLogger("wsgiserver")
 
-_RECV_SIZE = 64 * 1024
 # After an error response, unread bytes from the client are read and thrown
 # away for a moment before closing; closing with unread data makes the
 # kernel send RST, which can destroy the response before the client reads it.
 _LINGER_SECONDS = 2.0
 # Waiting for the rest of an unread body costs a worker; cap the wait.
 _DRAIN_SECONDS = 5.0
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Bodies up to this size (with a Content-Length) are read while the
 # connection waits in the poller, before a worker takes the request: a client
 # trickling a small body then holds no thread. Larger bodies stream to the
 # app as it reads them.
 _BUFFERED_BODY_LIMIT = 64 * 1024
-_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
-# "Not now" from a non-blocking socket (TLS sockets add their own, see _tls_would_block).
-_WOULD_BLOCK: tuple[type[Exception], ...] = (BlockingIOError, InterruptedError)
+# While the server drains for shutdown, an idle keep-alive connection is
+# closed once it has been quiet this long: a client that just received a
+# response and sends its next request at once gets it answered (with
+# Connection: close) instead of finding the connection gone.
+DRAIN_QUIET_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
 class ConnectionSettings:
     """What every connection of one listening socket shares."""
 
-    app: Callable
-    environ: EnvironBuilder
+    exchange: ExchangeSettings
     limits: ParserLimits
     keepalive_timeout: float
     header_timeout: float
@@ -70,53 +62,39 @@ class ConnectionSettings:
     max_drain_bytes: int
     date: Callable[[], str] | None
     server_name: str | None
-    stopping: threading.Event
-    use_sendfile: bool = True
-    websockets: WebSocketRegistry | None = None
-    max_websocket_message_bytes: int = 1 << 20
-    proxy_trust: ProxyTrust | None = None
-    access_log: AccessLog | None = None
+    draining: Callable[[], bool]
+    clock: Clock
 
 
 class Connection:
     """A client connection, driven by whichever worker thread holds ``lock``."""
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        remote,
-        settings: ConnectionSettings,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        self.fd = sock.fileno()
-        # TLS: the handshake runs in on_readable as bytes arrive, so a slow
-        # or bogus handshake holds no worker and never blocks the poller.
-        self._handshaking = ssl_context is not None
-        self._would_block = _WOULD_BLOCK
-        if ssl_context is not None:
-            sock = ssl_context.wrap_socket(
-                sock, server_side=True, do_handshake_on_connect=False
-            )
-            self._would_block = _tls_would_block()
-        self.sock = sock
-        self.remote = remote
+    def __init__(self, transport: Transport, settings: ConnectionSettings) -> None:
+        self.transport = transport
+        self.fd = transport.fd
         self.settings = settings
-        self.parser = RequestParser(settings.limits)
+        self.clock = settings.clock
+        self.state = ConnectionState(
+            settings.limits,
+            date=settings.date,
+            server_name=settings.server_name,
+            draining=settings.draining,
+            max_drain_bytes=settings.max_drain_bytes,
+        )
         # Held by the worker serving the connection; the reaper only closes
         # a connection whose lock it can take, so it never closes under a worker.
         self.lock = threading.Lock()
         self.closed = False
-        self._tls = ssl_context is not None
-        self.deadline = time.monotonic() + settings.header_timeout
+        now = self.clock.monotonic()
+        self.deadline = now + settings.header_timeout
+        self._quiet_since = now  # when the connection last went idle
+        self._handshaking = True
         self._head_started: float | None = None
         self._lingering = False
-        self._writer: ResponseWriter | None = None
-        self._continue_pending = False
-        self._body_failed = False
-        self._upgrade = None
         self._pending: Request | None = None  # its head is here, its body is coming
+        self._io = _ExchangeIO(self)
 
-    # -- driven by the server ----------------------------------------------
+    # -- driven by the server ------------------------------------------------
 
     def on_readable(self) -> bool:
         """Read what arrived and serve every complete request.
@@ -125,398 +103,328 @@ class Connection:
         """
         if self._handshaking and not self._handshake():
             return not self.closed
-        try:
-            data = self._recv_ready()
-        except self._would_block:
+        data = self.transport.recv()
+        if data is None:
             return True
-        except OSError:
-            return self.close()
         if not data:
             return self.close()
         if self._lingering:
             return True  # discard: we are closing
-        self.parser.feed(data)
+        self.state.feed(data)
         return self._serve_available()
 
-    def _recv_ready(self) -> bytes:
-        """What the socket holds now (for TLS, everything already decrypted too:
-        the poller cannot see bytes buffered inside the TLS layer)."""
-        data = self.sock.recv(_RECV_SIZE)
-        if self._tls and data:
-            pending = self.sock.pending()
-            while pending:
-                data += self.sock.recv(pending)
-                pending = self.sock.pending()
-        return data
-
     def _handshake(self) -> bool:
-        """Advance the TLS handshake; True once it is complete."""
-        import ssl
-
         try:
-            self.sock.do_handshake()
-        except ssl.SSLWantReadError:
-            return False
-        except ssl.SSLWantWriteError:
-            if not self._wait(select.POLLOUT, time.monotonic() + self.settings.write_timeout):
-                self.close()
-            return False
+            done = self.transport.handshake()
         except (OSError, ValueError) as error:
             # Plain HTTP on the TLS port, scanners, expired handshakes: quietly.
-            log.debug("%s: TLS handshake failed: %s", self._peer(), error)
+            log.debug("%s: TLS handshake failed: %s", self._peer_text(), error)
             self.close()
             return False
-        self._handshaking = False
-        return True
+        self._handshaking = not done
+        return done
 
     @property
-    def receiving_head(self) -> bool:
-        """True while part of a request has arrived and the rest has not."""
-        if self._lingering or self.closed:
-            return False
-        return bool(self.parser.buffered) or self._pending is not None
+    def idle(self) -> bool:
+        """True while waiting for a request of which nothing has arrived."""
+        return not (self.closed or self._lingering or self._pending is not None
+                    or self.state.buffered)
+
+    def begin_draining(self) -> None:
+        """The server is draining: an idle connection closes once it has been quiet
+        for a moment; one with part of a request keeps its deadline."""
+        if self.idle:
+            self.deadline = min(self.deadline, self._quiet_since + DRAIN_QUIET_SECONDS)
 
     def expire(self) -> None:
-        """The deadline passed: send 408 for a half-received head (the server closes)."""
+        """The deadline passed: answer 408 to a half-received request (the server closes)."""
         waiting = self._head_started is not None or self._pending is not None
         if waiting and not self._lingering and not self.closed:
-            head = self._error_head(408, "request not received in time")
-            self._log_refused(408, len(head))
+            response = self.state.error_response(408, "request not received in time", close=True)
+            self._log_refused(408)
             try:
-                self.sock.send(head)
-            except OSError:
+                self.transport.send(response)
+            except ClientDisconnected:
                 pass
-            log.debug("%s: request head timed out", self._peer())
+            log.debug("%s: request not received in time", self._peer_text())
 
     def close(self) -> bool:
         """Close the socket now. Returns False (no longer watched)."""
         if not self.closed:
             self.closed = True
-            try:
-                self.sock.close()
-            except OSError:
-                pass
+            self.transport.close()
         return False
 
-    # -- requests ----------------------------------------------------------
+    # -- requests ------------------------------------------------------------
 
     def _serve_available(self) -> bool:
         while True:
-            if self._pending is not None:
-                event, self._pending = self._pending, None
-            else:
+            request = self._pending
+            self._pending = None
+            if request is None:
                 try:
-                    event = self.parser.next_event()
+                    event = self.state.next_event()
                 except ProtocolError as error:
                     return self._reject(error)
-                if event is NEED_DATA:
+                if type(event) is not Request:  # NEED_DATA: between requests
                     self._wait_for_request()
                     return True
-            if self._body_still_arriving(event):
-                self._pending = event  # served once its body is all here
-                self.deadline = time.monotonic() + self.settings.body_timeout
+                request = event
+            if self._body_still_arriving(request):
+                self._pending = request  # served once its body is all here
+                self.deadline = self.clock.monotonic() + self.settings.body_timeout
                 return True
-            if not self._serve(event):
+            if not self._serve(request):
                 return not self.closed  # lingering connections stay watched
 
     def _body_still_arriving(self, request: Request) -> bool:
+        length = request.content_length or 0
         return (
             request.framing is Framing.LENGTH
             and not request.expect_continue
-            and (request.content_length or 0) <= _BUFFERED_BODY_LIMIT
-            and self.parser.buffered < (request.content_length or 0)
+            and length <= _BUFFERED_BODY_LIMIT
+            and self.state.buffered < length
         )
 
     def _wait_for_request(self) -> None:
-        now = time.monotonic()
-        if self.parser.buffered:
+        now = self.clock.monotonic()
+        if self.state.buffered:
             if self._head_started is None:
                 self._head_started = now
             self.deadline = self._head_started + self.settings.header_timeout
         else:
-            self.deadline = now + self.settings.keepalive_timeout
+            self._quiet_since = now
+            wait = DRAIN_QUIET_SECONDS if self.settings.draining() else None
+            self.deadline = now + (wait or self.settings.keepalive_timeout)
 
     def _serve(self, request: Request) -> bool:
         """Run one request; True when the connection can carry another."""
-        settings = self.settings
         self._head_started = None
-        writer = ResponseWriter(
-            self._send,
-            method=request.method,
-            http_version=request.http_version,
-            keep_alive=request.keep_alive and not settings.stopping.is_set(),
-            date=settings.date,
-            server_name=settings.server_name,
-            closing=settings.stopping.is_set,
-        )
-        self._writer = writer
-        self._continue_pending = request.expect_continue and request.framing is not Framing.NONE
-        self._body_failed = False
-        environ = settings.environ.build(request, InputStream(self._receive_body), self.remote)
-        self._apply_proxy(environ)
-        upgrade = self._offer_upgrade(environ, writer)
-        send_file = self._send_file if settings.use_sendfile else None
-        started = time.perf_counter()
-        completed = run_application(settings.app, environ, writer, send_file)
-        if settings.access_log is not None:
-            settings.access_log.record(environ, writer.status_code, writer.response_headers,
-                                       writer.body_bytes, time.perf_counter() - started)
-        if writer.upgraded:
-            upgrade.finish()
-            self.close()  # an upgraded connection never returns to HTTP
-        elif not completed:
-            self._abort()
-        elif self._body_failed:
-            self._linger()
-        elif not writer.keep_alive or settings.stopping.is_set():
-            self._end()
-        elif not self._drain_body():
-            self._linger()
-        else:
-            self.parser.start_next_request()
+        Exchange(self.settings.exchange, request, self._io).run()
+        after = self.state.after_response()
+        if after is After.DRAIN:
+            after = self._drain_body()
+        if after is After.NEXT_REQUEST:
+            self.state.start_next_request()
             return True
-        return False
-
-    def _apply_proxy(self, environ: dict) -> None:
-        """Believe forwarding fields from trusted proxies only; drop them otherwise."""
-        trust = self.settings.proxy_trust
-        trusted = trust is not None and trust.trusts(environ["REMOTE_ADDR"])
-        apply_proxy_headers(environ, trust)
-        environ["wsgiserver.request_id"] = request_id(environ, trusted)
-
-    def _offer_upgrade(self, environ: dict, writer: ResponseWriter):
-        """Offer ``environ["wsgiserver.websocket"]`` to a WebSocket handshake."""
-        self._upgrade = None  # an earlier request's offer, if it was not taken
-        registry = self.settings.websockets
-        if registry is None or "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
-            return None
-        from .upgrade import ENVIRON_KEY, WebSocketUpgrade
-
-        upgrade = WebSocketUpgrade(
-            environ,
-            send=self._send,
-            recv=self._websocket_recv,
-            take_over=writer.take_over,
-            registry=registry,
-            max_message_bytes=self.settings.max_websocket_message_bytes,
-        )
-        environ[ENVIRON_KEY] = upgrade
-        self._upgrade = upgrade
-        return upgrade
-
-    def _websocket_recv(self, max_bytes: int) -> bytes:
-        """Block until bytes arrive for the WebSocket. Idle sockets wait
-        without limit; once a close handshake is under way the wait is cut
-        into short slices, so the handshake's own deadline can end it."""
-        closing_since = None
-        while True:
-            try:
-                return self._recv_ready()
-            except self._would_block:
-                pass
-            websocket = self._upgrade.websocket if self._upgrade else None
-            if self.closed or (websocket is not None and websocket.closed):
-                raise ConnectionAbortedError("the WebSocket is closed")
-            if websocket is not None and websocket.closing:
-                closing_since = closing_since or time.monotonic()
-                if time.monotonic() - closing_since > websocket.close_timeout + 1:
-                    raise TimeoutError("no Close frame from the peer")
-            self._wait(select.POLLIN, time.monotonic() + 0.25)
-
-    def _end(self) -> None:
-        """Close after a response; linger if the client may still be sending."""
-        if self.parser.buffered or self.parser.body_pending:
+        if after is After.ABORT:
+            self.transport.abort()
+            self.closed = True
+        elif after is After.LINGER:
             self._linger()
-        else:
+        else:  # CLOSE, and SWITCHED: an upgraded connection never returns to HTTP
             self.close()
-
-    def _receive_body(self, max_bytes: int) -> bytes:
-        """The next piece of the request body for ``wsgi.input``; b"" at its end."""
-        if self._continue_pending:
-            self._continue_pending = False
-            if self._writer is not None and not self._writer.head_sent:
-                self._send(_CONTINUE)
-        parser = self.parser
-        while True:
-            try:
-                event = parser.next_event(max_bytes)
-            except ProtocolError as error:
-                self._body_failed = True
-                raise BodyReadError(error.detail, error.status) from None
-            if type(event) is Data:
-                return event.data
-            if event is not NEED_DATA:
-                return b""  # EndOfMessage, then PAUSED
-            parser.feed(self._receive_more(self.settings.body_timeout))
-
-    def _receive_more(self, timeout: float) -> bytes:
-        try:
-            data = self._recv_waiting(timeout)
-        except TimeoutError:
-            self._body_failed = True
-            raise BodyReadError("request body not received in time", 408) from None
-        except OSError:
-            data = b""
-        if not data:
-            self._body_failed = True
-            raise BodyReadError("client closed the connection before the body ended")
-        return data
-
-    def _drain_body(self) -> bool:
-        """Read and discard what the app left of the body, within bounds."""
-        if not self.parser.body_pending:
-            return True
-        if self._continue_pending:
-            return False  # no 100 was sent: the client may never send the body
-        budget = self.settings.max_drain_bytes
-        settings = self.settings
-        try:
-            while budget >= 0:
-                event = self.parser.next_event(budget + 1)
-                if type(event) is Data:
-                    budget -= len(event.data)
-                elif event is NEED_DATA:
-                    self.parser.feed(self._receive_more(min(settings.body_timeout, _DRAIN_SECONDS)))
-                else:
-                    return True
-        except (ProtocolError, BodyReadError):
-            return False
         return False
+
+    def _drain_body(self) -> After:
+        """Read and discard what the application left of the body, within bounds."""
+        deadline = self.clock.monotonic() + min(self.settings.body_timeout, _DRAIN_SECONDS)
+        while (ended := self.state.discard_body()) is None:
+            if not self._io.receive_more(deadline, quietly=True):
+                return After.LINGER
+        return After.NEXT_REQUEST if ended else After.LINGER
 
     # -- error answers and closing -------------------------------------------
 
     def _reject(self, error: ProtocolError) -> bool:
         """Answer a request we could not parse, and close: framing is lost."""
-        log.debug("%s: %d %s", self._peer(), error.status, error.detail)
-        response = self._error_head(error.status, error.detail)
-        self._log_refused(error.status, len(response))
+        log.debug("%s: %d %s", self._peer_text(), error.status, error.detail)
+        response = self.state.error_response(error.status, error.detail, close=True)
+        self._log_refused(error.status)
         try:
-            self._send(response)
+            self._io.send_all(response)
         except ClientDisconnected:
             return self.close()
         return self._linger()
 
-    def _log_refused(self, status: int, size: int) -> None:
-        """An access-log line for a request that never reached the app."""
-        if self.settings.access_log is None:
+    def _log_refused(self, status: int) -> None:
+        """An access-log line for a request that never reached the application."""
+        access_log = self.settings.exchange.access_log
+        if access_log is None:
             return
-        remote = self.remote or ("", "")
-        environ = {"REMOTE_ADDR": remote[0], "REMOTE_PORT": str(remote[1])}
-        self.settings.access_log.record(environ, status, [], size, 0.0)
-
-    def _error_head(self, status: int, detail: str) -> bytes:
-        body = f"{status} {reason_phrase(status)}: {detail}\n".encode()
-        fields = [
-            f"HTTP/1.1 {status} {reason_phrase(status)}",
-            "Content-Type: text/plain; charset=utf-8",
-            f"Content-Length: {len(body)}",
-            "Connection: close",
-        ]
-        if self.settings.date is not None:
-            fields.append(f"Date: {self.settings.date()}")
-        if self.settings.server_name:
-            fields.append(f"Server: {self.settings.server_name}")
-        return ("\r\n".join(fields) + "\r\n\r\n").encode() + body
+        address, port = self.transport.peer
+        access_log.record(AccessEntry(
+            remote_addr=address, remote_port=str(port) if address else None,
+            method=None, target=None, query=None, protocol=None, request_id=None,
+            status=status, bytes_sent=self.state.body_bytes, duration=0.0,
+        ))
 
     def _linger(self) -> bool:
         """Stop sending, keep reading (and discarding) for a moment, then close."""
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
+        if not self.transport.shutdown_write():
             return self.close()
         self._lingering = True
-        self.deadline = time.monotonic() + _LINGER_SECONDS
+        self.deadline = self.clock.monotonic() + _LINGER_SECONDS
         return True
 
-    def _abort(self) -> bool:
-        """End a response that cannot be completed: reset, so no client
-        mistakes what it got for a whole response."""
+    def _peer_text(self) -> str:
+        address, port = self.transport.peer
+        return f"{address}:{port}" if address else "peer"
+
+
+class _ExchangeIO:
+    """The connection as its exchange sees it: body in, response out, upgrades.
+
+    Writes block the worker (with the write timeout) until the client took
+    the bytes; body reads block it until bytes arrive (with the body timeout).
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._state = connection.state
+        self._transport = connection.transport
+        self._clock = connection.clock
+        self._settings = connection.settings
+        self.upgraded = False
+        self._leftover = b""  # bytes that came after the 101, before we read on
+
+    # -- ResponseSink ----------------------------------------------------
+
+    @property
+    def head_sent(self) -> bool:
+        """True once the head has gone out."""
+        return self._state.head_sent
+
+    def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
+        """Set or replace the pending head."""
+        self._state.set_head(status, headers)
+
+    def write(self, data: bytes) -> None:
+        """Send body data (the head first)."""
+        self.send_all(self._state.write(data))
+
+    def write_whole(self, data: bytes) -> None:
+        """Send the whole response at once."""
+        self.send_all(self._state.write_whole(data))
+
+    def finish(self) -> None:
+        """End the response."""
+        self.send_all(self._state.finish())
+
+    def send_file(self, file_fd: int, offset: int, available: int) -> bool:
+        """Send a file's bytes with sendfile where the framing allows it."""
+        if not self._transport.can_sendfile:
+            return False
+        self.send_all(self._state.file_head(available))
+        count = self._state.raw_count(available)
+        if count is None:
+            return False  # chunked: the caller frames the file piece by piece
+        if count:
+            sent = self._transport.sendfile(file_fd, offset, count, self._settings.write_timeout)
+            self._state.sent_raw(sent)
+        self.finish()
+        return True
+
+    def send_error(self, status: int, detail: str, close: bool) -> bool:
+        """Answer with a short error response, unless a head already went."""
+        if self._state.head_sent:
+            return False
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
-        except OSError:
-            pass
-        return self.close()
+            self.send_all(self._state.error_response(status, detail, close=close))
+        except (ClientDisconnected, ResponseError):
+            return False
+        return True
 
-    def _peer(self) -> str:
-        return f"{self.remote[0]}:{self.remote[1]}" if self.remote else "peer"
+    # -- what the exchange reads and logs ----------------------------------
 
-    # -- socket I/O with timeouts (the socket is non-blocking) --------------
+    @property
+    def peer(self) -> Peer:
+        """The client's (address, port)."""
+        return self._transport.peer
 
-    def _wait(self, events: int, deadline: float) -> bool:
-        poller = select.poll()
-        poller.register(self.fd, events)
-        while (remaining := deadline - time.monotonic()) > 0:
-            if poller.poll(remaining * 1000):
-                return True
-        return False
+    @property
+    def status_code(self) -> int:
+        """The response's status."""
+        return self._state.status_code
 
-    def _recv_waiting(self, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
+    @property
+    def response_fields(self) -> tuple[tuple[str, str], ...]:
+        """The application's response fields."""
+        return self._state.response_fields
+
+    @property
+    def body_bytes(self) -> int:
+        """Response body bytes sent."""
+        return self._state.body_bytes
+
+    def receive_body(self, max_bytes: int) -> bytes:
+        """The next piece of the request body for ``wsgi.input``; b"" at its end."""
+        continue_head = self._state.continue_head()
+        if continue_head:
+            self.send_all(continue_head)
+        deadline = self._clock.monotonic() + self._settings.body_timeout
         while True:
             try:
-                return self._recv_ready()
-            except self._would_block:
-                if not self._wait(select.POLLIN, deadline):
-                    raise TimeoutError("read timed out") from None
+                event = self._state.next_event(max_bytes)
+            except ProtocolError as error:
+                raise BodyReadError(error.detail, error.status) from None
+            if type(event) is Data:
+                return event.data
+            if event is not NEED_DATA:
+                return b""  # EndOfMessage, then PAUSED
+            self.receive_more(deadline)
+            deadline = self._clock.monotonic() + self._settings.body_timeout
 
-    def _send(self, data: bytes) -> None:
-        """Send all of ``data`` or raise ClientDisconnected."""
-        sock = self.sock
-        try:
-            sent = sock.send(data)
-        except self._would_block:
-            sent = 0
-        except OSError as error:
-            raise ClientDisconnected(str(error)) from None
+    def receive_more(self, deadline: float, quietly: bool = False) -> bool:
+        """Feed the state the next bytes of a body; BodyReadError (or False,
+        ``quietly``) when the client goes silent past ``deadline`` or away."""
+        transport = self._transport
+        while (data := transport.recv()) is None:
+            if not transport.wait_readable(deadline):
+                self._state.input_failed()
+                if quietly:
+                    return False
+                raise BodyReadError("request body not received in time", 408)
+        if not data:
+            self._state.input_failed()
+            if quietly:
+                return False
+            raise BodyReadError("client closed the connection before the body ended")
+        self._state.feed(data)
+        return True
+
+    # -- upgrades ----------------------------------------------------------
+
+    def switch_protocols(self, fields: list[tuple[str, str]]) -> None:
+        """Send the 101; bytes already received belong to the new protocol."""
+        head = self._state.switch_protocols(fields)
+        self._leftover = self._state.take_buffered()
+        self.upgraded = True
+        self.send_all(head)
+
+    def upgraded_send(self, data: bytes) -> None:
+        """Send all of ``data`` on the upgraded connection."""
+        self.send_all(data)
+
+    def upgraded_recv(self, max_bytes: int, wait: float) -> bytes | None:
+        """After 101: the next bytes from the client (b"" at the end), or None
+        when nothing arrived within ``wait`` seconds."""
+        if self._leftover:
+            data, self._leftover = self._leftover, b""
+            return data
+        deadline = self._clock.monotonic() + wait
+        while True:
+            if self._connection.closed:
+                raise ConnectionAbortedError("the connection is closed")
+            received = self._transport.recv()
+            if received is not None:
+                return received
+            if not self._transport.wait_readable(deadline):
+                return None
+
+    # -- sending -----------------------------------------------------------
+
+    def send_all(self, data: bytes) -> None:
+        """Send all of ``data`` or raise ClientDisconnected (write timeout included)."""
+        if not data:
+            return
+        transport = self._transport
+        sent = transport.send(data)
         if sent == len(data):
             return
         view = memoryview(data)[sent:]
         while view:
-            if not self._wait(select.POLLOUT, time.monotonic() + self.settings.write_timeout):
+            deadline = self._clock.monotonic() + self._settings.write_timeout
+            if not transport.wait_writable(deadline):
                 raise ClientDisconnected("write timed out")
-            try:
-                view = view[sock.send(view):]
-            except self._would_block:
-                continue
-            except OSError as error:
-                raise ClientDisconnected(str(error)) from None
-
-    def _send_file(self, file_fd: int, offset: int, count: int) -> int:
-        """Send ``count`` bytes of a file with sendfile; the number sent.
-
-        The socket blocks for the duration, with the write timeout as its
-        kernel send timeout: one sendfile call then moves the whole file
-        (the kernel waits for buffer space itself), instead of one call and
-        one poll per socket buffer's worth.
-        """
-        sent = 0
-        self.sock.setblocking(True)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._send_timeout)
-        try:
-            while sent < count:
-                try:
-                    done = os.sendfile(self.fd, file_fd, offset + sent, count - sent)
-                except InterruptedError:
-                    continue
-                except BlockingIOError:  # SO_SNDTIMEO expired with nothing sent
-                    raise ClientDisconnected("write timed out") from None
-                except OSError as error:
-                    raise ClientDisconnected(str(error)) from None
-                if done == 0:
-                    break  # the file is shorter than it was
-                sent += done
-        finally:
-            self.sock.setblocking(False)
-        return sent
-
-    @property
-    def _send_timeout(self) -> bytes:
-        seconds = self.settings.write_timeout
-        return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
-
-
-def _tls_would_block() -> tuple[type[Exception], ...]:
-    """``_WOULD_BLOCK`` plus the TLS layer's own "not now" errors."""
-    import ssl
-
-    return _WOULD_BLOCK + (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+            view = view[transport.send(view):]

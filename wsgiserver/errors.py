@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ProtocolError", "BodyReadError", "ClientDisconnected"]
+__all__ = ["ProtocolError", "ResponseError", "BodyReadError", "ClientDisconnected"]
 
 
 class ProtocolError(Exception):
@@ -17,6 +17,10 @@ class ProtocolError(Exception):
         super().__init__(f"{status} {detail}")
         self.status = status
         self.detail = detail
+
+
+class ResponseError(Exception):
+    """The application's response cannot be sent as given (an app error)."""
 
 
 class BodyReadError(OSError):

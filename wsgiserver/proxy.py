@@ -16,6 +16,9 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from .protocol.grammar import QUOTED_STRING_TEXT, TOKEN_TEXT
 
 __all__ = [
     "FORWARDING_HEADERS",
@@ -53,8 +56,8 @@ _MAX_ANSWERS = 4096
 #   forwarded-element = [ forwarded-pair ] *( ";" [ forwarded-pair ] )
 #   forwarded-pair    = token "=" value
 #   value             = token / quoted-string
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_TOKEN = TOKEN_TEXT
+_QUOTED = QUOTED_STRING_TEXT
 _PAIR = re.compile(rf"[ \t]*(?:({_TOKEN})=({_TOKEN}|{_QUOTED}))?[ \t]*([;,]|\Z)")
 _UNQUOTE = re.compile(r"\\(.)")
 
@@ -142,8 +145,9 @@ class _Forwarding:
     server_port: str | None = None
 
 
-def apply_proxy_headers(environ: dict, trust: ProxyTrust | None) -> None:
-    """Rewrite ``environ`` from a trusted proxy's headers, or strip them.
+def apply_proxy_headers(environ: dict[str, Any], trust: ProxyTrust | None) -> bool:
+    """Rewrite ``environ`` from a trusted proxy's headers, or strip them;
+    whether the peer was trusted.
 
     ``Forwarded`` (RFC 7239) wins over ``X-Forwarded-*``. The values replaced
     are kept in ``environ[ORIGINAL_KEY]``, which is present exactly when the
@@ -152,7 +156,7 @@ def apply_proxy_headers(environ: dict, trust: ProxyTrust | None) -> None:
     if trust is None or not trust.trusts(environ.get("REMOTE_ADDR", "")):
         for key in FORWARDING_HEADERS:
             environ.pop(key, None)
-        return
+        return False
     environ[ORIGINAL_KEY] = {key: environ[key] for key in _REPLACEABLE if key in environ}
     forwarded = environ.get("HTTP_FORWARDED")
     if forwarded is not None:
@@ -161,9 +165,10 @@ def apply_proxy_headers(environ: dict, trust: ProxyTrust | None) -> None:
         forwarding = _from_x_forwarded(environ, trust)
     if forwarding is not None:
         _apply(environ, forwarding)
+    return True
 
 
-def request_id(environ: dict, trusted: bool) -> str:
+def request_id(environ: dict[str, Any], trusted: bool) -> str:
     """The request's id: a trusted peer's safe ``X-Request-ID``, else a new one."""
     if trusted:
         incoming = environ.get("HTTP_X_REQUEST_ID")
@@ -240,7 +245,7 @@ def _parse_forwarded(value: str) -> list[dict[str, str]] | None:
     return elements
 
 
-def _from_x_forwarded(environ: dict, trust: ProxyTrust) -> _Forwarding | None:
+def _from_x_forwarded(environ: dict[str, Any], trust: ProxyTrust) -> _Forwarding | None:
     """X-Forwarded-For/-Proto/-Host/-Port, lists aligned from the right."""
     chain = environ.get("HTTP_X_FORWARDED_FOR")
     address = port = None
@@ -305,7 +310,7 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 # -- writing the environ --------------------------------------------------
 
 
-def _apply(environ: dict, forwarding: _Forwarding) -> None:
+def _apply(environ: dict[str, Any], forwarding: _Forwarding) -> None:
     """Set the environ from what the proxy said; invalid values are ignored."""
     if forwarding.address is not None:
         environ["REMOTE_ADDR"] = forwarding.address
@@ -350,7 +355,7 @@ def _valid_port(text: str) -> bool:
     return _PORT.fullmatch(text) is not None and 0 < int(text) < 65536
 
 
-def _host_port(environ: dict) -> str:
+def _host_port(environ: dict[str, Any]) -> str:
     """The port of the (possibly forwarded) Host, else the scheme's default."""
     host = _HOST.fullmatch(environ.get("HTTP_HOST", ""))
     if host is not None and host.group(2) is not None and _valid_port(host.group(2)):

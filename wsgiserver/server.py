@@ -1,187 +1,59 @@
-"""Server: the listening socket, the poller, worker threads and shutdown.
+"""Server: the composition root. Builds the parts from a ServerConfig and runs
+them: listeners, the shared one-shot poller, worker threads, the reaper,
+graceful shutdown.
 
 Knows sockets and threads, nothing of HTTP grammar: a connection is told
 when its socket is readable (``on_readable``) or its deadline has passed
-(``expire``).
+(``expire``). Signals and the ``--workers`` supervisor live above it
+(runner.py, supervisor.py).
 
-Concurrency (see ARCHITECTURE.md): every worker thread waits on one shared
-one-shot poller that holds the listening socket and every connection not
-being served. The kernel wakes one waiting worker per ready socket, and that
-worker reads, parses and serves the request itself, then re-arms the socket
-and goes back to waiting. There is no dispatcher thread, so the common
-keep-alive request crosses no thread boundary at all; idle and half-received
-connections sit in the poller and hold no worker.
+Concurrency (docs/architecture.md): every worker thread waits on one shared
+one-shot poller that holds the listening sockets and every connection not
+being served. The kernel wakes one waiting worker per ready socket, and
+that worker reads, parses and serves the request itself, then re-arms the
+socket and goes back to waiting. There is no dispatcher thread, so the
+common keep-alive request crosses no thread boundary at all; idle and
+half-received connections sit in the poller and hold no worker.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import resource
-import select
-import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .binding import (
-    BindSpec,
-    describe,
-    open_listener,
-    parse_bind,
-    remove_unix_socket,
-    systemd_listeners,
-)
+from .binding import Listener, open_listeners
+from .clock import SYSTEM_CLOCK, Clock, HttpDate
 from .config import ServerConfig
 from .connection import Connection, ConnectionSettings
+from .exchange import ExchangeSettings
+from .poller import Poller
 from .protocol.parser import ParserLimits
 from .proxy import ProxyTrust
-from .response import HttpDate
+from .transport import SocketTransport, TlsTransport, Transport
 from .upgrade import WebSocketRegistry
-from .wsgi import EnvironBuilder
+from .wsgi import EnvironBuilder, WSGIApp
 
-if TYPE_CHECKING:  # ssl costs megabytes of memory: only TLS listeners import it
-    import ssl
+if TYPE_CHECKING:
+    from .accesslog import AccessLog
 
-__all__ = ["Server", "Listener", "serve"]
+__all__ = ["Server", "Listener", "listeners_for"]
 
 log = logging.getLogger("wsgiserver")
 
 # How often the reaper looks for connections past their deadline.
 _REAP_INTERVAL = 0.25
+# How often a stopping server looks at what is left to drain.
+_DRAIN_INTERVAL = 0.02
 # File descriptors kept free for the application (logs, files, databases).
 _RESERVED_FDS = 64
 
 
-class _Poller:
-    """A one-shot readiness poller shared by all worker threads.
-
-    A registered descriptor fires once, to one waiting thread, and stays
-    silent until ``rearm``: so no two workers ever serve one connection.
-    epoll gives exactly this on Linux; elsewhere a lock lets one thread at a
-    time select, and unregistering on delivery makes it one-shot.
-    """
-
-    def __init__(self) -> None:
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        if hasattr(select, "epoll"):
-            self._epoll = select.epoll()
-            self._oneshot = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
-            # Level-triggered and never disarmed: once written, wakes every waiter.
-            self._epoll.register(self._wake_read, select.EPOLLIN)
-        else:  # pragma: no cover - exercised on non-Linux systems
-            import selectors
-
-            self._epoll = None
-            self._selector = selectors.DefaultSelector()
-            self._selector.register(self._wake_read, selectors.EVENT_READ)
-            self._select_lock = threading.Lock()
-
-    def register(self, fd: int) -> None:
-        """Watch ``fd`` for one readable event."""
-        if self._epoll is not None:
-            self._epoll.register(fd, self._oneshot)
-        else:  # pragma: no cover
-            import selectors
-
-            self._selector.register(fd, selectors.EVENT_READ)
-            self._nudge()
-
-    def rearm(self, fd: int) -> None:
-        """Watch ``fd`` again after its event was delivered."""
-        if self._epoll is not None:
-            self._epoll.modify(fd, self._oneshot)
-        else:  # pragma: no cover
-            self.register(fd)
-
-    def unregister(self, fd: int) -> None:
-        """Stop watching ``fd`` (before it is closed)."""
-        try:
-            if self._epoll is not None:
-                self._epoll.unregister(fd)
-            else:  # pragma: no cover
-                self._selector.unregister(fd)
-        except (KeyError, OSError, ValueError):
-            pass
-
-    def wait(self, timeout: float) -> int | None:
-        """The next ready descriptor, or None on timeout or wake-up."""
-        if self._epoll is not None:
-            events = self._epoll.poll(timeout, 1)
-            if events and events[0][0] != self._wake_read:
-                return events[0][0]
-            return None
-        with self._select_lock:  # pragma: no cover
-            for key, _ in self._selector.select(timeout):
-                if key.fd == self._wake_read:
-                    self._drain_wakeups()
-                    continue
-                self._selector.unregister(key.fd)
-                return key.fd
-        return None  # pragma: no cover
-
-    def wake_all(self) -> None:
-        """Wake every waiting thread for good (shutdown)."""
-        os.write(self._wake_write, b"x")
-
-    def _nudge(self) -> None:  # pragma: no cover
-        try:
-            os.write(self._wake_write, b".")
-        except BlockingIOError:
-            pass
-
-    def _drain_wakeups(self) -> None:  # pragma: no cover
-        try:
-            while os.read(self._wake_read, 4096) == b"." * 4096:
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        """Release the poller's descriptors."""
-        if self._epoll is not None:
-            self._epoll.close()
-        else:  # pragma: no cover
-            self._selector.close()
-        os.close(self._wake_read)
-        os.close(self._wake_write)
-
-
-class Listener:
-    """A listening socket, with the TLS context for its connections if any."""
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        ssl_context: ssl.SSLContext | None = None,
-        on_close: Callable[[], None] | None = None,
-    ) -> None:
-        self.sock = sock
-        self.ssl_context = ssl_context
-        self.settings: ConnectionSettings | None = None  # set by the server
-        self.paused = False  # by the connection limit
-        self._on_close = on_close
-
-    def describe(self) -> str:
-        """Where it listens, as a URL (or ``unix:PATH``)."""
-        return describe(self.sock, "https" if self.ssl_context is not None else "http")
-
-    def close(self) -> None:
-        """Stop listening (and clean up, e.g. a Unix socket file)."""
-        try:
-            self.sock.close()
-        finally:
-            if self._on_close is not None:
-                self._on_close()
-                self._on_close = None
-
-
 class Server:
-    """A WSGI server on one listening socket, run by a pool of worker threads.
+    """A WSGI server on its listening sockets, run by a pool of worker threads.
 
     ``start()`` returns once it listens (``address`` tells where);
     ``stop()`` shuts down gracefully; ``serve_forever()`` blocks until stopped.
@@ -189,32 +61,37 @@ class Server:
 
     def __init__(
         self,
-        app: Callable,
+        app: WSGIApp,
         config: ServerConfig | None = None,
         *,
         listeners: Sequence[Listener] = (),
         multiprocess: bool | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.app = app
         self.config = config or ServerConfig()
         self.listeners = list(listeners)
+        self.clock = clock
         self._multiprocess = self.config.workers > 1 if multiprocess is None else multiprocess
-        self._poller: _Poller | None = None
-        self._by_fd: dict[int, Listener] = {}
+        self._poller: Poller | None = None
+        self._by_fd: dict[int, tuple[Listener, ConnectionSettings]] = {}
         self._connections: dict[int, Connection] = {}
         self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
+        # start() and stop() run one at a time: a signal's stop during start
+        # waits for the server to be whole, then takes it apart.
+        self._lifecycle = threading.Lock()
+        self._stopping = threading.Event()  # draining: no new connections
         self._stopped = threading.Event()  # workers: leave your loops
         self._finished = threading.Event()  # stop() has cleaned everything up
         self._accept_lock = threading.Lock()
         self._table_lock = threading.Lock()
         self._accepting = False
+        self._paused: set[Listener] = set()  # by the connection limit
         self._max_connections = self.config.max_connections
         self._websockets = WebSocketRegistry(self.config.max_websockets)
-        self._proxy_trust = (
-            ProxyTrust(self.config.forwarded_allow_ips) if self.config.forwarded_allow_ips else None
-        )
-        self._access_log = None  # opened by start(), closed by stop()
+        allowed = self.config.forwarded_allow_ips
+        self._proxy_trust = ProxyTrust(allowed) if allowed else None
+        self._access_log: AccessLog | None = None  # opened by start(), closed by stop()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -223,66 +100,57 @@ class Server:
         """The (host, port) of the first listening socket."""
         if not self.listeners:
             raise RuntimeError("the server is not bound")
-        return self.listeners[0].sock.getsockname()[:2]
+        name = self.listeners[0].sock.getsockname()
+        return (name[0], name[1]) if isinstance(name, tuple) else (str(name), 0)
 
     def bind(self) -> list[Listener]:
         """Create the listening sockets from the config, unless given some."""
         if not self.listeners:
-            self.listeners = open_listeners(self.config)
+            self.listeners = listeners_for(self.config)
         return self.listeners
 
     def start(self) -> None:
         """Bind, and serve in background threads; returns once listening."""
-        self._max_connections = _connection_limit(self.config.max_connections)
-        listeners = self.bind()
-        self._access_log = _make_access_log(self.config)
-        self._poller = _Poller()
-        for listener in listeners:
-            listener.sock.setblocking(False)
-            listener.settings = self._connection_settings(listener)
-            self._by_fd[listener.sock.fileno()] = listener
-            self._poller.register(listener.sock.fileno())
-        self._accepting = True
-        for number in range(self.config.threads):
-            self._spawn(self._work, f"wsgiserver-worker-{number}")
-        self._spawn(self._reap, "wsgiserver-reaper")
-        for listener in self.listeners:
-            log.info("serving on %s with %d threads", listener.describe(), self.config.threads)
+        with self._lifecycle:
+            if self._poller is not None or self._finished.is_set():
+                return  # running, or stopped (perhaps before it ever started)
+            self._max_connections = _connection_limit(self.config.max_connections)
+            listeners = self.bind()
+            self._access_log = _make_access_log(self.config, self.clock)
+            self._poller = Poller()
+            for listener in listeners:
+                listener.sock.setblocking(False)
+                fd = listener.sock.fileno()
+                self._by_fd[fd] = (listener, self._connection_settings(listener))
+                self._poller.register(fd)
+            self._accepting = True
+            for number in range(self.config.threads):
+                self._spawn(self._work, f"wsgiserver-worker-{number}")
+            self._spawn(self._reap, "wsgiserver-reaper")
+            for listener in listeners:
+                log.info("serving on %s with %d threads", listener.url, self.config.threads)
 
     def serve_forever(self) -> None:
         """Start (if needed) and block until ``stop()`` has finished."""
-        if self._poller is None:
-            self.start()
+        self.start()
         while not self._finished.wait(0.5):
             pass
 
     def stop(self, timeout: float | None = None) -> None:
-        """Graceful shutdown: stop accepting, close idle connections, let
-        in-flight requests finish within ``timeout`` seconds, then stop."""
-        if self._poller is None or self._stopped.is_set():
-            return
-        grace = self.config.shutdown_timeout if timeout is None else timeout
-        deadline = time.monotonic() + grace
-        self._stopping.set()
-        self._stop_accepting()
-        self._websockets.close_all(1001, "server shutting down")
-        while time.monotonic() < deadline:
-            self._close_idle()
-            if not self._connections:
-                break
-            time.sleep(0.05)
-        self._stopped.set()
-        self._poller.wake_all()
-        for thread in self._threads:
-            thread.join(max(deadline - time.monotonic(), 0.1))
-        for connection in list(self._connections.values()):
-            connection.close()
-        self._connections.clear()
-        self._poller.close()
-        if self._access_log is not None:
-            self._access_log.close()
-        log.info("stopped")
-        self._finished.set()
+        """Graceful shutdown: stop accepting, answer what arrives with
+        ``Connection: close``, close connections once idle, let in-flight
+        requests finish within ``timeout`` seconds, then stop. Every caller
+        returns once the server has stopped."""
+        with self._lifecycle:
+            if self._poller is None:
+                self._finished.set()  # stopped before it started: it never will
+                return
+            first = not self._stopping.is_set()
+            self._stopping.set()
+        if first:
+            grace = self.config.shutdown_timeout if timeout is None else timeout
+            self._shut_down(self.clock.monotonic() + grace)
+        self._finished.wait()
 
     def stop_in_background(self) -> None:
         """Start a graceful stop without waiting for it (safe in a signal handler)."""
@@ -292,8 +160,32 @@ class Server:
         self.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def _shut_down(self, deadline: float) -> None:
+        poller = self._poller
+        assert poller is not None
+        self._stop_accepting()
+        self._websockets.close_all(1001, "server shutting down")
+        while self._connections and self.clock.monotonic() < deadline:
+            self._expire_due(drain=True)
+            time.sleep(_DRAIN_INTERVAL)
+        self._stopped.set()
+        poller.wake_all()
+        for thread in self._threads:
+            thread.join(max(deadline - self.clock.monotonic(), 0.1))
+        left = list(self._connections.values())
+        if left:
+            log.warning("shutdown timeout: closing %d connections still in use", len(left))
+        for connection in left:
+            connection.close()
+        self._connections.clear()
+        poller.close()
+        if self._access_log is not None:
+            self._access_log.close()
+        log.info("stopped")
+        self._finished.set()
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -304,14 +196,22 @@ class Server:
         config = self.config
         name = listener.sock.getsockname()
         host, port = (name[0], name[1]) if isinstance(name, tuple) else (config.host, 0)
+        environ = EnvironBuilder(
+            server_name=host,
+            server_port=port,
+            url_scheme="https" if listener.ssl_context is not None else "http",
+            multiprocess=self._multiprocess,
+            directory=config.directory,
+        )
         return ConnectionSettings(
-            app=self.app,
-            environ=EnvironBuilder(
-                server_name=host,
-                server_port=port,
-                url_scheme="https" if listener.ssl_context is not None else "http",
-                multiprocess=self._multiprocess,
-                directory=config.directory,
+            exchange=ExchangeSettings(
+                app=self.app,
+                environ=environ,
+                proxy_trust=self._proxy_trust,
+                access_log=self._access_log,
+                websockets=self._websockets,
+                max_websocket_message_bytes=config.max_websocket_message_bytes,
+                clock=self.clock,
             ),
             limits=ParserLimits(
                 max_request_line=config.max_request_line,
@@ -324,17 +224,13 @@ class Server:
             body_timeout=config.body_timeout,
             write_timeout=config.write_timeout,
             max_drain_bytes=config.max_drain_bytes,
-            date=HttpDate() if config.send_date_header else None,
+            date=HttpDate(self.clock) if config.send_date_header else None,
             server_name=config.server_name if config.send_server_header else None,
-            stopping=self._stopping,
-            use_sendfile=listener.ssl_context is None,
-            websockets=self._websockets,
-            max_websocket_message_bytes=config.max_websocket_message_bytes,
-            proxy_trust=self._proxy_trust,
-            access_log=self._access_log,
+            draining=self._stopping.is_set,
+            clock=self.clock,
         )
 
-    # -- the worker loop ---------------------------------------------------
+    # -- the worker loop -----------------------------------------------------
 
     def _work(self) -> None:
         poller = self._poller
@@ -344,38 +240,36 @@ class Server:
             fd = poller.wait(1.0)
             if fd is None:
                 continue
-            listener = listeners.get(fd)
-            if listener is not None:
-                self._accept(listener)
+            entry = listeners.get(fd)
+            if entry is not None:
+                self._accept(*entry)
                 continue
             connection = self._connections.get(fd)
             if connection is not None:
-                self._drive(connection)
+                self._drive(connection, poller.rearm)
 
-    def _drive(self, connection: Connection) -> None:
+    def _drive(self, connection: Connection, rearm: Callable[[int], None]) -> None:
         """Let ``connection`` handle readable bytes, then re-arm or forget it."""
         with connection.lock:
-            if not connection.closed:
-                self._drive_locked(connection, rearm=self._poller.rearm)
-
-    def _drive_locked(self, connection: Connection, rearm: Callable[[int], None]) -> None:
-        try:
-            keep = connection.on_readable()
-        except BaseException:  # a bug of ours: never let it kill a worker
-            log.exception("unexpected error on a connection")
-            keep = connection.close()
-        if keep:
-            try:
-                rearm(connection.fd)
+            if connection.closed:
                 return
-            except OSError:
-                connection.close()
-        self._forget(connection)
+            try:
+                keep = connection.on_readable()
+            except BaseException:  # a bug of ours: never let it kill a worker
+                log.exception("unexpected error on a connection")
+                keep = connection.close()
+            if keep:
+                try:
+                    rearm(connection.fd)
+                    return
+                except OSError:
+                    connection.close()
+            self._forget(connection)
 
-    def _accept(self, listener: Listener) -> None:
+    def _accept(self, listener: Listener, settings: ConnectionSettings) -> None:
         """Accept one connection, re-arm the listener, serve what arrived."""
         if self._stopping.is_set():
-            return
+            return  # left in the kernel's queue, for another worker process
         try:
             sock, remote = listener.sock.accept()
         except (BlockingIOError, InterruptedError):
@@ -387,32 +281,44 @@ class Server:
         self._rearm_listener(listener, accepted=sock is not None)
         if sock is None:
             return
+        connection = Connection(self._transport(sock, remote, listener), settings)
+        poller = self._poller
+        assert poller is not None
+        with self._table_lock:
+            self._connections[connection.fd] = connection
+        # The request often arrives with the connection: serve it now
+        # rather than after a round trip through the poller.
+        self._drive(connection, poller.register)
+
+    def _transport(self, sock: socket.socket, remote: object, listener: Listener) -> Transport:
         sock.setblocking(False)
-        if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family == socket.AF_UNIX:
+            peer = ("", 0)  # a Unix socket peer has no address
         else:
-            remote = ("", 0)  # a Unix socket peer has no address
-        connection = Connection(sock, remote, listener.settings, listener.ssl_context)
-        with connection.lock:
-            with self._table_lock:
-                self._connections[connection.fd] = connection
-            # The request often arrives with the connection: serve it now
-            # rather than after a round trip through the poller.
-            self._drive_locked(connection, rearm=self._poller.register)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            assert isinstance(remote, tuple)
+            peer = (str(remote[0]), int(remote[1]))
+        if listener.ssl_context is not None:
+            return TlsTransport(sock, peer, listener.ssl_context, self.clock)
+        return SocketTransport(sock, peer, self.clock)
 
     def _rearm_listener(self, listener: Listener, accepted: bool) -> None:
+        poller = self._poller
+        assert poller is not None
         with self._accept_lock:
             if self._stopping.is_set():
                 self._accepting = False
             elif len(self._connections) + accepted >= self._max_connections:
                 self._accepting = False  # resumed by _forget
-                listener.paused = True
+                self._paused.add(listener)
             else:
-                self._poller.rearm(listener.sock.fileno())
+                poller.rearm(listener.sock.fileno())
                 self._accepting = True
 
     def _forget(self, connection: Connection) -> None:
         """Drop a connection and close it; resume accepting if the limit paused it."""
+        poller = self._poller
+        assert poller is not None
         # The table lock orders this against _accept: once the socket is
         # closed its descriptor number may come back for a new connection,
         # which must not be the one removed here.
@@ -420,66 +326,53 @@ class Server:
             if self._connections.get(connection.fd) is connection:
                 del self._connections[connection.fd]
                 if not connection.closed:
-                    self._poller.unregister(connection.fd)
+                    poller.unregister(connection.fd)
         connection.close()
         if not self._accepting and not self._stopping.is_set():
             with self._accept_lock:
                 if not self._accepting and len(self._connections) < self._max_connections:
-                    for listener in self.listeners:
-                        if listener.paused:
-                            listener.paused = False
-                            self._poller.rearm(listener.sock.fileno())
+                    for listener in self._paused:
+                        poller.rearm(listener.sock.fileno())
+                    self._paused.clear()
                     self._accepting = True
 
-    # -- deadlines and shutdown -------------------------------------------
+    # -- deadlines and shutdown ----------------------------------------------
 
     def _reap(self) -> None:
         """Close connections past their deadline (idle, slow heads, lingering)."""
         while not self._stopped.wait(_REAP_INTERVAL):
-            now = time.monotonic()
-            for connection in list(self._connections.values()):
-                if connection.deadline < now and connection.lock.acquire(blocking=False):
-                    try:
-                        if not connection.closed and connection.deadline < now:
-                            connection.expire()
-                            self._forget(connection)
-                    finally:
-                        connection.lock.release()
+            self._expire_due(drain=self._stopping.is_set())
 
-    def _stop_accepting(self) -> None:
-        with self._accept_lock:
-            self._accepting = False
-            for listener in self.listeners:
-                self._poller.unregister(listener.sock.fileno())
-                listener.close()
-
-    def _close_idle(self) -> None:
-        """Close every connection that no worker is serving.
-
-        A request that already arrived is served first (answered with
-        ``Connection: close``); one still arriving keeps the grace period.
-        """
+    def _expire_due(self, drain: bool) -> None:
+        """Expire every connection past its deadline that no worker holds;
+        while draining, first shorten the wait of idle ones."""
+        now = self.clock.monotonic()
         for connection in list(self._connections.values()):
             if not connection.lock.acquire(blocking=False):
                 continue
             try:
-                if not connection.closed and self._still_receiving(connection):
+                if connection.closed:
                     continue
-                self._forget(connection)
+                if drain:
+                    connection.begin_draining()
+                if connection.deadline < now:
+                    connection.expire()
+                    self._forget(connection)
             finally:
                 connection.lock.release()
 
-    def _still_receiving(self, connection: Connection) -> bool:
-        try:
-            return connection.on_readable() and connection.receiving_head
-        except Exception:
-            log.exception("unexpected error on a connection")
-            return False
+    def _stop_accepting(self) -> None:
+        poller = self._poller
+        assert poller is not None
+        with self._accept_lock:
+            self._accepting = False
+            for listener in self.listeners:
+                poller.unregister(listener.sock.fileno())
+                listener.close()
 
 
-def open_listeners(config: ServerConfig) -> list[Listener]:
-    """The listening sockets ``config`` asks for: systemd's, else each bind
-    spec, else host and port; TLS on each when a certificate is given."""
+def listeners_for(config: ServerConfig) -> list[Listener]:
+    """The listening sockets ``config`` asks for, with TLS when it gives a certificate."""
     context = None
     if config.certfile:
         from .tls import make_server_context
@@ -487,32 +380,17 @@ def open_listeners(config: ServerConfig) -> list[Listener]:
         context = make_server_context(
             config.certfile, config.keyfile, config.ca_certs, config.client_certs
         )
-    inherited = systemd_listeners()
-    if inherited:
-        return [Listener(sock, context) for sock in inherited]
-    specs = [parse_bind(text) for text in config.binds] or [
-        BindSpec("tcp", host=config.host.strip("[]"), port=config.port)
-    ]
-    listeners: list[Listener] = []
-    try:
-        for spec in specs:
-            sock = open_listener(spec, config.backlog, config.unix_socket_mode)
-            cleanup = None
-            if spec.kind == "unix":
-                path = spec.path
-
-                def cleanup(path=path, sock=sock) -> None:
-                    remove_unix_socket(path, sock)
-
-            listeners.append(Listener(sock, context, on_close=cleanup))
-    except BaseException:
-        for listener in listeners:
-            listener.close()
-        raise
-    return listeners
+    return open_listeners(
+        config.binds,
+        host=config.host,
+        port=config.port,
+        backlog=config.backlog,
+        unix_mode=config.unix_socket_mode,
+        ssl_context=context,
+    )
 
 
-def _make_access_log(config: ServerConfig):
+def _make_access_log(config: ServerConfig, clock: Clock) -> AccessLog | None:
     if config.access_log is None:
         return None
     from .accesslog import COMBINED, AccessLog, open_access_log
@@ -521,11 +399,14 @@ def _make_access_log(config: ServerConfig):
         open_access_log(config.access_log),
         config.access_log_format or COMBINED,
         json_lines=config.access_log_json,
+        clock=clock.time,
     )
 
 
 def _connection_limit(wanted: int) -> int:
     """``wanted`` connections, raising the file limit if it can, else fewer."""
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = wanted + _RESERVED_FDS
     if soft != resource.RLIM_INFINITY and soft < need:
@@ -540,57 +421,3 @@ def _connection_limit(wanted: int) -> int:
         log.warning("file limit %d allows only %d connections", soft, limited)
         return limited
     return wanted
-
-
-def serve(
-    app: Callable,
-    config: ServerConfig | None = None,
-    *,
-    listeners: Sequence[Listener] = (),
-    **settings,
-) -> int:
-    """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully.
-
-    With ``workers`` > 1 a supervisor runs that many processes. A second
-    SIGINT during shutdown exits at once. Returns the exit status.
-    """
-    if config is None:
-        config = ServerConfig(**settings)
-    elif settings:
-        config = config.replace(**settings)
-    if config.workers > 1:
-        from .supervisor import Supervisor  # only the multi-process mode forks
-
-        return Supervisor(app, config, list(listeners) or open_listeners(config)).run()
-    server = Server(app, config, listeners=listeners)
-    stop_requested = _stop_on_signals(server)  # before start: no gap for a signal
-    server.start()
-    if stop_requested():
-        server.stop()
-    server.serve_forever()
-    return 0
-
-
-def _stop_on_signals(server: Server) -> Callable[[], bool]:
-    """SIGTERM/SIGINT stop ``server`` gracefully (a second SIGINT exits at
-    once); returns whether a stop was asked for before the server started."""
-    requests: list[int] = []
-
-    def on_signal(number: int, frame) -> None:
-        if requests and number == signal.SIGINT:
-            log.warning("second interrupt: exiting now")
-            os._exit(1)
-        requests.append(number)
-        log.info("received %s: shutting down", signal.Signals(number).name)
-        server.stop_in_background()
-
-    def on_hangup(number: int, frame) -> None:
-        log.warning("SIGHUP ignored: reloading workers needs --workers 2 or more")
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGHUP, on_hangup)
-    else:  # pragma: no cover - signals only reach the main thread
-        print("wsgiserver: not in the main thread; signals not handled", file=sys.stderr)
-    return lambda: bool(requests)

@@ -15,11 +15,14 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 
+from .binding import Listener
 from .config import ServerConfig
-from .server import Listener, Server
+from .server import Server
+from .wsgi import WSGIApp
 
 __all__ = ["Supervisor"]
 
@@ -46,7 +49,7 @@ class _Worker:
 class Supervisor:
     """Runs ``config.workers`` processes of ``Server(app)`` on ``listeners``."""
 
-    def __init__(self, app: Callable, config: ServerConfig, listeners: list[Listener]) -> None:
+    def __init__(self, app: WSGIApp, config: ServerConfig, listeners: list[Listener]) -> None:
         self.app = app
         self.config = config
         self.listeners = listeners
@@ -54,10 +57,12 @@ class Supervisor:
         self._signals: list[int] = []
         self._backoff = 0.0
 
-    def run(self) -> int:
-        """Supervise until SIGTERM/SIGINT; the exit status."""
+    def run(self, early_signals: Sequence[int] = ()) -> int:
+        """Supervise until SIGTERM/SIGINT; the exit status. ``early_signals``
+        arrived before the supervisor's own handlers were installed."""
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, self._on_signal)
+        self._signals.extend(early_signals)
         for listener in self.listeners:
             log.info("serving on %s with %d workers of %d threads", listener.describe(),
                      self.config.workers, self.config.threads)
@@ -75,7 +80,7 @@ class Supervisor:
         self._stop_all()
         return 0
 
-    def _on_signal(self, signum: int, frame) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals.append(signum)
 
     # -- workers ---------------------------------------------------------

@@ -5,25 +5,30 @@ calls ``environ["wsgiserver.websocket"].accept()``: the server checks the
 handshake, answers ``101 Switching Protocols`` and returns a blocking
 ``WebSocket`` bound to the connection, which the app uses on its worker
 thread until it returns. The connection is then closed; it never goes back
-to HTTP keep-alive. Knows the handshake and a send/recv pair, not sockets.
+to HTTP keep-alive. Knows the parsed request, the handshake and the
+callables the connection gives it, not sockets.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .protocol.writer import reason_phrase
+from .protocol.events import Request
 
 # The WebSocket implementation is imported on the first upgrade only: a
 # server that never sees one does not pay its memory.
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
-__all__ = ["WebSocketUpgrade", "WebSocketRegistry", "ENVIRON_KEY"]
+__all__ = ["WebSocketUpgrade", "WebSocketRegistry", "ENVIRON_KEY", "wants_websocket"]
 
 ENVIRON_KEY = "wsgiserver.websocket"
+# Reads on an upgraded connection wait in slices this long, so that a close
+# handshake under way (from another thread) can end the wait.
+_POLL_SECONDS = 0.25
 
 
 class WebSocketRegistry:
@@ -76,18 +81,18 @@ class WebSocketUpgrade:
 
     def __init__(
         self,
-        environ: dict,
+        request: Request,
         *,
+        switch: Callable[[list[tuple[str, str]]], None],
         send: Callable[[bytes], None],
-        recv: Callable[[int], bytes],
-        take_over: Callable[[], None],
+        recv: Callable[[int, float], bytes | None],
         registry: WebSocketRegistry,
         max_message_bytes: int,
     ) -> None:
-        self._environ = environ
+        self._request = request
+        self._switch = switch
         self._send = send
         self._recv = recv
-        self._take_over = take_over
         self._registry = registry
         self._max_message_bytes = max_message_bytes
         self.websocket: WebSocket | None = None
@@ -99,15 +104,12 @@ class WebSocketUpgrade:
 
         return check_handshake(*self._handshake_inputs())[1]
 
-    def _handshake_inputs(self) -> tuple[str, dict, str]:
-        from .websocket import headers_from_environ
+    def _handshake_inputs(self) -> tuple[str, dict[str, str], str]:
+        from .websocket import headers_from_request
 
-        environ = self._environ
-        return (
-            environ["REQUEST_METHOD"],
-            headers_from_environ(environ),
-            environ["SERVER_PROTOCOL"].partition("/")[2],
-        )
+        request = self._request
+        version = "1.1" if request.http_version >= (1, 1) else "1.0"
+        return request.method.decode("ascii"), headers_from_request(request.headers), version
 
     def accept(self, subprotocol: str | None = None) -> WebSocket:
         """Answer 101 and return the WebSocket.
@@ -125,19 +127,33 @@ class WebSocketUpgrade:
             raise ValueError(f"the client did not offer subprotocol {subprotocol!r}")
         headers = response_headers(key, subprotocol)
         websocket = WebSocket(
-            self._recv,
+            self._receive,
             self._send,
             subprotocol=subprotocol,
             max_message_bytes=self._max_message_bytes,
         )
         if not self._registry.add(websocket):
             raise HandshakeError(503, "too many WebSocket connections")
-        self._take_over()
-        head = [f"HTTP/1.1 101 {reason_phrase(101)}"]
-        head += [f"{name}: {value}" for name, value in headers]
-        self._send(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        self._switch(headers)
         self.websocket = websocket
         return websocket
+
+    def _receive(self, max_bytes: int) -> bytes:
+        """Block until bytes arrive for the WebSocket. Idle sockets wait
+        without limit; once a close handshake is under way the wait is cut
+        into short slices, so the handshake's own deadline can end it."""
+        closing_since: float | None = None
+        while (data := self._recv(max_bytes, _POLL_SECONDS)) is None:
+            websocket = self.websocket
+            if websocket is None:
+                continue
+            if websocket.closed:
+                raise ConnectionAbortedError("the WebSocket is closed")
+            if websocket.closing:
+                closing_since = closing_since or time.monotonic()
+                if time.monotonic() - closing_since > websocket.close_timeout + 1:
+                    raise TimeoutError("no Close frame from the peer")
+        return data
 
     def finish(self) -> None:
         """After the app returned: close the WebSocket if it left it open."""
@@ -148,3 +164,10 @@ class WebSocketUpgrade:
                 _close_quietly(self.websocket, 1000, "")
         finally:
             self._registry.remove(self.websocket)
+
+
+def wants_websocket(request: Request) -> bool:
+    """Whether ``request`` asks to upgrade to a WebSocket (the handshake is
+    checked only when the application accepts)."""
+    return any(name == b"upgrade" and b"websocket" in value.lower()
+               for name, value in request.headers)

@@ -2,9 +2,9 @@
 
 Owns the environ, ``start_response``, ``write()``, ``wsgi.input``,
 ``wsgi.file_wrapper``, the call to the result's ``close()`` and the one 500
-path for application errors. Knows no sockets: bytes go to a ResponseWriter,
-body bytes come from a ``receive`` callable, files go to a ``send_file``
-callable when the transport offers one.
+path for application errors. Knows no sockets and no framing: the response
+goes to a ResponseSink (the connection, which frames it), body bytes come
+from a ``receive`` callable.
 """
 
 from __future__ import annotations
@@ -16,18 +16,29 @@ import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
-from .errors import BodyReadError, ClientDisconnected
+from .errors import BodyReadError, ClientDisconnected, ResponseError
 from .protocol.events import Framing, Request
-from .protocol.writer import reason_phrase
-from .response import ResponseError, ResponseWriter
+from .protocol.grammar import token_text
 
-__all__ = ["InputStream", "FileWrapper", "EnvironBuilder", "run_application"]
+__all__ = [
+    "InputStream",
+    "FileWrapper",
+    "EnvironBuilder",
+    "ResponseSink",
+    "WSGIApp",
+    "run_application",
+]
 
 log = logging.getLogger("wsgiserver")
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 # A header value may hold visible latin-1, SP and HTAB; CR, LF, NUL and the
 # other controls would let an application split the response (RFC 9110 5.5).
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
@@ -107,7 +118,7 @@ class InputStream:
 class FileWrapper:
     """``wsgi.file_wrapper``: a file the server may send with sendfile."""
 
-    def __init__(self, filelike, blksize: int = 64 * 1024) -> None:
+    def __init__(self, filelike: Any, blksize: int = 64 * 1024) -> None:
         self.filelike = filelike
         self.blksize = blksize
         if hasattr(filelike, "close"):
@@ -160,7 +171,7 @@ class EnvironBuilder:
                 self._keys[name] = key
         return key
 
-    def build(self, request: Request, body: InputStream, remote: tuple) -> dict:
+    def build(self, request: Request, body: InputStream, remote: tuple[str, int]) -> Environ:
         """The environ for ``request`` from a peer at ``remote`` (address, port)."""
         environ = self._base.copy()
         path = request.path
@@ -169,8 +180,8 @@ class EnvironBuilder:
         environ["QUERY_STRING"] = request.query.decode("latin-1")
         environ["REQUEST_URI"] = environ["RAW_URI"] = request.target.decode("latin-1")
         environ["SERVER_PROTOCOL"] = "HTTP/1.1" if request.http_version >= (1, 1) else "HTTP/1.0"
-        environ["REMOTE_ADDR"] = remote[0] if remote else ""
-        environ["REMOTE_PORT"] = str(remote[1]) if remote and len(remote) > 1 else ""
+        environ["REMOTE_ADDR"] = remote[0]
+        environ["REMOTE_PORT"] = str(remote[1]) if remote[0] else ""
         environ["wsgi.input"] = body
         if request.scheme is not None:
             environ["wsgi.url_scheme"] = request.scheme.decode("ascii")
@@ -179,7 +190,7 @@ class EnvironBuilder:
             environ["CONTENT_LENGTH"] = str(request.content_length)
         return environ
 
-    def _add_fields(self, environ: dict, request: Request) -> None:
+    def _add_fields(self, environ: Environ, request: Request) -> None:
         key_for = self._key
         for name, raw in request.headers:
             key = key_for(name)
@@ -199,61 +210,97 @@ class EnvironBuilder:
             environ["HTTP_HOST"] = request.authority.decode("latin-1")
 
 
-SendFile = Callable[[int, int, int], int]
+class ResponseSink(Protocol):
+    """Where a response goes: the connection, which frames and sends it."""
+
+    @property
+    def head_sent(self) -> bool:
+        """True once the head has gone out (start_response can no longer change it)."""
+        ...
+
+    @property
+    def upgraded(self) -> bool:
+        """True once the application took the connection over (101)."""
+        ...
+
+    def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
+        """Set or replace the head; ResponseError once it was sent."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send body data, the head first."""
+        ...
+
+    def write_whole(self, data: bytes) -> None:
+        """Send the entire body at once; its length becomes the Content-Length."""
+        ...
+
+    def finish(self) -> None:
+        """End the body; ResponseError when it fell short of its Content-Length."""
+        ...
+
+    def send_file(self, file_fd: int, offset: int, available: int) -> bool:
+        """Send the body from a file raw (sendfile) and finish; False to frame
+        it piece by piece instead (the head may have gone out already)."""
+        ...
+
+    def send_error(self, status: int, detail: str, close: bool) -> bool:
+        """A short error response of the server's own; False if too late."""
+        ...
 
 
-class _Exchange:
+class _Call:
     """One call of the application: start_response, write, and the result."""
 
-    def __init__(self, writer: ResponseWriter) -> None:
-        self.writer = writer
+    def __init__(self, sink: ResponseSink) -> None:
+        self.sink = sink
         self.started = False
 
-    def start_response(self, status, headers, exc_info=None):
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: ExcInfo | None = None) -> Callable[[bytes], None]:
         """PEP 3333 start_response: check and keep the head; return write()."""
         if exc_info is not None:
             try:
-                if self.writer.head_sent:
+                if self.sink.head_sent:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
         elif self.started:
             raise ResponseError("start_response called a second time without exc_info")
-        self.writer.set_head(_checked_status(status), _checked_headers(headers))
+        self.sink.set_head(_checked_status(status), _checked_headers(headers))
         self.started = True
         return self.write
 
     def write(self, data: bytes) -> None:
         """The legacy write() callable: send at once."""
         self._check_started()
-        self.writer.write(_checked_bytes(data))
+        self.sink.write(_checked_bytes(data))
 
     def _check_started(self) -> None:
         if not self.started:
             raise ResponseError("the application sent a body before start_response")
 
-    def send_result(self, result: Iterable[bytes], send_file: SendFile | None) -> None:
+    def send_result(self, result: Iterable[bytes]) -> None:
         """Send the application's iterable, using sendfile where it can."""
-        if self.writer.upgraded:
+        if self.sink.upgraded:
             return  # the app spoke its own protocol on the connection
         if type(result) in (list, tuple) and len(result) <= 1:  # type: ignore[arg-type]
             self._check_started()
             body = _checked_bytes(result[0]) if result else b""  # type: ignore[index]
-            self.writer.write_whole(body)
+            self.sink.write_whole(body)
             return
-        if type(result) is FileWrapper and send_file is not None:
-            if self._send_file(result, send_file):
-                return
+        if type(result) is FileWrapper and self._send_file(result):
+            return
         for data in result:
             if data:
                 self.write(data)
             else:
                 _checked_bytes(data)
         self._check_started()
-        self.writer.finish()
+        self.sink.finish()
 
-    def _send_file(self, wrapper: FileWrapper, send_file: SendFile) -> bool:
-        """Send a regular file with sendfile; False to fall back to iterating."""
+    def _send_file(self, wrapper: FileWrapper) -> bool:
+        """Send a regular file raw; False to fall back to iterating."""
         try:
             fd = wrapper.filelike.fileno()
             offset = wrapper.filelike.tell()
@@ -263,57 +310,43 @@ class _Exchange:
         if not stat.S_ISREG(info.st_mode):
             return False
         self._check_started()
-        writer = self.writer
-        available = max(info.st_size - offset, 0)
-        writer.send_head_now(available)
-        count = writer.file_range(available)
-        if count is None:
-            return False  # chunked: let the iteration frame it
-        if count:
-            writer.sent_raw(send_file(fd, offset, count))
-        writer.finish()
-        return True
+        return self.sink.send_file(fd, offset, max(info.st_size - offset, 0))
 
 
-def _checked_status(status) -> str:
+def _checked_status(status: object) -> str:
     if type(status) is not str or _STATUS.fullmatch(status) is None:
         raise ResponseError(f"invalid status from the application: {status!r}")
     return status
 
 
-def _checked_headers(headers) -> list[tuple[str, str]]:
+def _checked_headers(headers: object) -> list[tuple[str, str]]:
     if type(headers) is not list:
         raise ResponseError("response headers must be a list")
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
             raise ResponseError(f"a response header must be a (name, value) tuple: {item!r}")
         name, value = item
-        if type(name) is not str or _TOKEN.fullmatch(name) is None:
+        if type(name) is not str or token_text.fullmatch(name) is None:
             raise ResponseError(f"invalid response header name: {name!r}")
         if type(value) is not str or _BAD_VALUE.search(value) is not None:
             raise ResponseError(f"invalid value for response header {name}: {value!r}")
     return headers
 
 
-def _checked_bytes(data) -> bytes:
+def _checked_bytes(data: object) -> bytes:
     if type(data) is not bytes:
         raise ResponseError(f"the application yielded {type(data).__name__}, not bytes")
     return data
 
 
-def run_application(
-    app: Callable,
-    environ: dict,
-    writer: ResponseWriter,
-    send_file: SendFile | None = None,
-) -> bool:
-    """Run ``app`` for one request. False means the response could not be
-    completed after its head went out: the connection must be aborted."""
-    exchange = _Exchange(writer)
+def run_application(app: WSGIApp, environ: Environ, sink: ResponseSink) -> None:
+    """Run ``app`` for one request. Whether its response was completed, the
+    sink's owner knows: a failure after the head went out leaves it unfinished."""
+    call = _Call(sink)
     try:
-        result = app(environ, exchange.start_response)
+        result = app(environ, call.start_response)
         try:
-            exchange.send_result(result, send_file)
+            call.send_result(result)
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -322,29 +355,17 @@ def run_application(
         # The client broke or abandoned its body: its fault, no traceback.
         # The body's framing is lost, so the connection ends after this.
         log.debug("request body failed: %s", error.detail)
-        writer.keep_alive = False
-        return _answer_error(writer, error.status, error.detail)
+        sink.send_error(error.status, error.detail, close=True)
     except ClientDisconnected:
-        return False  # the client went away while we wrote: nothing to answer
+        pass  # the client went away while we wrote: nothing to answer
     except BaseException:  # SystemExit and friends from an app must not kill a worker
         _log_app_error(environ)
-        return _answer_error(writer, 500, "Internal Server Error")
-    return True
+        sink.send_error(500, "", close=False)
 
 
-def _log_app_error(environ: dict) -> None:
+def _log_app_error(environ: Environ) -> None:
     log.exception(
         "error in application for %s %s",
         environ.get("REQUEST_METHOD", "?"),
         environ.get("REQUEST_URI", "?"),
     )
-
-
-def _answer_error(writer: ResponseWriter, status: int, detail: str) -> bool:
-    """Send a short plain-text error, or report that only an abort is left."""
-    if writer.head_sent:
-        return False
-    reason = reason_phrase(status)
-    writer.set_head(f"{status} {reason}", [("Content-Type", "text/plain; charset=utf-8")])
-    writer.write_whole(f"{status} {reason}\n".encode())
-    return True

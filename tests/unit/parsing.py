@@ -22,6 +22,7 @@ from wsgiserver.protocol import (
     Request,
     RequestParser,
 )
+from wsgiserver.protocol.state import client_persists
 
 # A complete request that must come out intact after any case it follows.
 FOLLOWING = b"GET /following?x=1 HTTP/1.1\r\nHost: following.example\r\n\r\n"
@@ -69,7 +70,7 @@ class Outcome:
 def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     """``data`` cut at the given offsets (duplicates and ends allowed)."""
     points = sorted({0, len(data), *(c for c in cuts if 0 <= c <= len(data))})
-    return [data[a:b] for a, b in zip(points, points[1:])] or [b""]
+    return [data[a:b] for a, b in zip(points, points[1:], strict=False)] or [b""]
 
 
 def bytewise(data: bytes) -> list[bytes]:
@@ -214,6 +215,8 @@ def assert_outcome(outcome: Outcome, expected) -> None:
             actual = message.body
         elif name == "trailers":
             actual = message.trailers
+        elif name == "client_persists":
+            actual = client_persists(message.request)
         else:
             actual = getattr(message.request, name)
         assert actual == value, f"{name}: {actual!r} != {value!r}"

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from wsgiserver.accesslog import COMBINED, COMMON, AccessLog, open_access_log
+from wsgiserver.accesslog import COMBINED, COMMON, AccessEntry, AccessLog, open_access_log
 
 # 2026-11-21 09:12:00.250 UTC, the moment each test request ends.
 NOW = 1795252320.25
@@ -39,9 +39,10 @@ def logged(format: str = COMBINED, json_lines: bool = False, environ: dict | Non
     """The text one request writes to the log."""
     stream = io.StringIO()
     log = AccessLog(stream, format, json_lines, clock=lambda: NOW)
-    log.record(environ if environ is not None else environ_for(), status,
-               headers if headers is not None else [("Content-Type", "text/plain")],
-               bytes_sent, duration)
+    log.record(AccessEntry.from_environ(
+        environ if environ is not None else environ_for(), status,
+        headers if headers is not None else [("Content-Type", "text/plain")],
+        bytes_sent, duration))
     return stream.getvalue()
 
 
@@ -191,7 +192,7 @@ def test_threads_never_interleave_lines():
 
     def hammer(number: int) -> None:
         for _ in range(200):
-            log.record(environ_for(REMOTE_ADDR=f"10.0.0.{number}"), 200, [], 10, 0.001)
+            log.record(AccessEntry.from_environ(environ_for(REMOTE_ADDR=f"10.0.0.{number}"), 200, [], 10, 0.001))
 
     threads = [threading.Thread(target=hammer, args=(number,)) for number in range(8)]
     for thread in threads:
@@ -207,8 +208,8 @@ def test_write_failure_is_reported_once_and_not_raised(caplog):
     stream = io.StringIO()
     log = AccessLog(stream)
     stream.close()
-    log.record(environ_for(), 200, [], 0, 0.0)
-    log.record(environ_for(), 200, [], 0, 0.0)
+    log.record(AccessEntry.from_environ(environ_for(), 200, [], 0, 0.0))
+    log.record(AccessEntry.from_environ(environ_for(), 200, [], 0, 0.0))
     assert [record.message.startswith("access log write failed") for record in caplog.records] \
         == [True]
 
@@ -224,7 +225,7 @@ def test_open_access_log_appends_to_a_file(tmp_path):
     path.write_text("earlier\n")
     stream = open_access_log(str(path))
     try:
-        AccessLog(stream, "{status}").record(environ_for(), 204, [], 0, 0.0)
+        AccessLog(stream, "{status}").record(AccessEntry.from_environ(environ_for(), 204, [], 0, 0.0))
         # Line-buffered: the line is on disk before the file is closed.
         assert path.read_text() == "earlier\n204\n"
     finally:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from wsgiserver.protocol import NEED_DATA, Framing, ParserLimits
+from wsgiserver.protocol.state import client_persists
 
 from .parsing import Message, Outcome, bytewise, parse, random_splits
 
@@ -96,8 +97,12 @@ def check_message(message: Message, checks: list[tuple[str, bytes]]) -> None:
             assert request.framing is FRAMINGS[value]
         elif key == "length":
             assert request.content_length == (None if value == b"none" else int(value))
-        elif key in ("keep-alive", "expect-continue"):
-            assert getattr(request, key.replace("-", "_")) is FLAGS[value], key
+        elif key == "keep-alive":
+            # The client's half of persistence; the connection state adds
+            # the server's (tests/unit/test_state.py).
+            assert client_persists(request) is FLAGS[value], key
+        elif key == "expect-continue":
+            assert request.expect_continue is FLAGS[value], key
         elif key in ("method", "target", "path", "query", "scheme", "authority"):
             actual = getattr(request, key)
             assert actual == (None if value == b"none" else value), f"{key}: {actual!r}"
@@ -111,7 +116,7 @@ def check_outcome(outcome: Outcome, expectation: Expectation) -> None:
     assert len(outcome.messages) == len(oks), (
         f"{len(outcome.messages)} messages, expected {len(oks)}; error {outcome.error!r}"
     )
-    for message, block in zip(outcome.messages, oks):
+    for message, block in zip(outcome.messages, oks, strict=True):
         check_message(message, block.checks)
     last = blocks[-1]
     if last.kind == "status":

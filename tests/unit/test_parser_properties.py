@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from wsgiserver.protocol import ParserLimits
+from wsgiserver.protocol.state import client_persists
 from wsgiserver.protocol.writer import LAST_CHUNK, encode_chunk, encode_head
 
 from .parsing import events_of, parse, split_at
@@ -82,7 +83,7 @@ def valid_messages(draw) -> tuple[bytes, dict]:
         "target": target,
         "http_version": version,
         "headers": tuple((name.lower(), value) for name, value in fields),
-        "keep_alive": version == (1, 1),
+        "client_persists": version == (1, 1),
         "body": body,
         "trailers": trailers,
     }
@@ -100,10 +101,11 @@ def test_valid_messages_parse_the_same_in_any_split(messages, data):
     whole = parse([raw])
     assert whole.error is None, repr(whole.error)
     assert len(whole.messages) == len(messages)
-    for parsed, (_, expected) in zip(whole.messages, messages):
+    for parsed, (_, expected) in zip(whole.messages, messages, strict=True):
         request = parsed.request
-        for name in ("method", "target", "http_version", "headers", "keep_alive"):
+        for name in ("method", "target", "http_version", "headers"):
             assert getattr(request, name) == expected[name], name
+        assert client_persists(request) == expected["client_persists"]
         assert parsed.body == expected["body"]
         assert parsed.trailers == expected["trailers"]
     pieces = data.draw(splits_of(raw))

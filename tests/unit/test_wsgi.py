@@ -9,46 +9,80 @@ from wsgiref.validate import validator
 
 import pytest
 
-from wsgiserver.errors import BodyReadError
-from wsgiserver.protocol import RequestParser
-from wsgiserver.response import ResponseWriter
+from wsgiserver.errors import BodyReadError, ResponseError
+from wsgiserver.protocol import After, ConnectionState
 from wsgiserver.wsgi import EnvironBuilder, FileWrapper, InputStream, run_application
+
+
+class StateSink:
+    """A ResponseSink over the connection state that keeps the bytes it would send."""
+
+    def __init__(self, state: ConnectionState, sendfile: bool) -> None:
+        self.state = state
+        self.sent: list[bytes] = []
+        self.files: list[tuple[int, int, int]] = []
+        self.sendfile = sendfile
+        self.upgraded = False
+
+    @property
+    def head_sent(self) -> bool:
+        return self.state.head_sent
+
+    def set_head(self, status, headers) -> None:
+        self.state.set_head(status, headers)
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(self.state.write(data))
+
+    def write_whole(self, data: bytes) -> None:
+        self.sent.append(self.state.write_whole(data))
+
+    def finish(self) -> None:
+        self.sent.append(self.state.finish())
+
+    def send_file(self, file_fd: int, offset: int, available: int) -> bool:
+        if not self.sendfile:
+            return False
+        self.sent.append(self.state.file_head(available))
+        count = self.state.raw_count(available)
+        if count is None:
+            return False
+        if count:
+            self.files.append((file_fd, offset, count))
+            self.state.sent_raw(count)
+        self.finish()
+        return True
+
+    def send_error(self, status: int, detail: str, close: bool) -> bool:
+        if self.state.head_sent:
+            return False
+        try:
+            self.sent.append(self.state.error_response(status, detail, close=close))
+        except ResponseError:
+            return False
+        return True
 
 
 class Exchange:
     """Runs an app on raw request bytes; collects what would go to the socket."""
 
     def __init__(self, request: bytes, **builder_options) -> None:
-        parser = RequestParser()
-        parser.feed(request)
-        self.request = parser.next_event()
-        self.parser = parser
-        self.sent: list[bytes] = []
-        self.files: list[tuple[int, int, int]] = []
+        self.state = ConnectionState()
+        self.state.feed(request)
+        self.request = self.state.next_event()
         self.builder = EnvironBuilder(server_name="127.0.0.1", server_port=8080, **builder_options)
 
     def receive(self, max_bytes: int) -> bytes:
-        event = self.parser.next_event(max_bytes)
+        event = self.state.next_event(max_bytes)
         return getattr(event, "data", b"")
 
     def run(self, app, *, sendfile=False):
-        writer = ResponseWriter(
-            self.sent.append,
-            method=self.request.method,
-            http_version=self.request.http_version,
-            keep_alive=self.request.keep_alive,
-            date=None,
-            server_name=None,
-        )
+        self.sink = StateSink(self.state, sendfile)
         environ = self.builder.build(self.request, InputStream(self.receive), ("10.0.0.1", 5555))
-        send_file = self._send_file if sendfile else None
-        self.completed = run_application(app, environ, writer, send_file)
-        self.writer = writer
-        return b"".join(self.sent)
-
-    def _send_file(self, fd: int, offset: int, count: int) -> int:
-        self.files.append((fd, offset, count))
-        return count
+        run_application(app, environ, self.sink)
+        self.completed = self.state.after_response() is not After.ABORT
+        self.files = self.sink.files
+        return b"".join(self.sink.sent)
 
 
 GET = b"GET /a%20b/c?x=1&y=%20 HTTP/1.1\r\nHost: example.test\r\nX-Two: 1\r\nX-Two: 2\r\n\r\n"

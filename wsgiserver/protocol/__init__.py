@@ -3,22 +3,38 @@
 Nothing here knows sockets, threads, time, logging or WSGI.
 """
 
-from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Framing, Request
+from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Event, Framing, Request
 from .parser import ParserLimits, RequestParser
-from .writer import BodyFraming, body_allowed, choose_framing, encode_chunk, encode_head
+from .state import After, ConnectionState
+from .writer import (
+    BodyFramer,
+    BodyFraming,
+    ResponseHead,
+    body_allowed,
+    choose_framing,
+    encode_chunk,
+    encode_head,
+    reason_phrase,
+)
 
 __all__ = [
     "NEED_DATA",
     "PAUSED",
     "Data",
     "EndOfMessage",
+    "Event",
     "Framing",
     "Request",
     "ParserLimits",
     "RequestParser",
+    "After",
+    "ConnectionState",
+    "BodyFramer",
     "BodyFraming",
+    "ResponseHead",
     "body_allowed",
     "choose_framing",
     "encode_chunk",
     "encode_head",
+    "reason_phrase",
 ]

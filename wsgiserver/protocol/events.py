@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Framing", "Request", "Data", "EndOfMessage", "NEED_DATA", "PAUSED"]
+__all__ = ["Framing", "Request", "Data", "EndOfMessage", "Event", "NEED_DATA", "PAUSED"]
 
 
 class Framing(enum.Enum):
@@ -36,10 +36,10 @@ class Request:
     authority: bytes | None
     framing: Framing
     content_length: int | None
-    # The peer asked to close, HTTP/1.0 without keep-alive, or the framing
-    # is suspect enough (Content-Length with Transfer-Encoding) that the
-    # connection must not be reused after this request.
-    keep_alive: bool
+    # The Connection field's options, lower-cased (RFC 9110 section 7.6.1):
+    # facts for the connection state, which alone decides persistence.
+    connection: frozenset[bytes]
+    # Expect: 100-continue from an HTTP/1.1 client (RFC 9110 section 10.1.1).
     expect_continue: bool
 
     def header(self, name: bytes) -> bytes | None:
@@ -67,6 +67,9 @@ class EndOfMessage:
 class _Signal(enum.Enum):
     NEED_DATA = "need data"
     PAUSED = "paused"
+
+
+Event = Request | Data | EndOfMessage | _Signal
 
 
 # The parser needs more bytes before it can produce another event.

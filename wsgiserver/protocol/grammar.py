@@ -57,3 +57,9 @@ host = re.compile(
 
 # RFC 9112 section 3.2.2: absolute-form = absolute-URI, here only http(s).
 absolute_target = re.compile(rb"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?#]*)([^#]*)")
+
+# The token rule for text: response field names from applications, Forwarded
+# pairs, WebSocket subprotocols and header names in log formats.
+TOKEN_TEXT = TOKEN.decode("ascii")
+token_text = re.compile(TOKEN_TEXT)
+QUOTED_STRING_TEXT = QUOTED_STRING.decode("latin-1")

@@ -9,10 +9,11 @@ parser refuses to go on, because the framing can no longer be trusted.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator
 
 from ..errors import ProtocolError
 from . import grammar
-from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Framing, Request
+from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Event, Framing, Request
 
 __all__ = ["RequestParser", "ParserLimits"]
 
@@ -21,6 +22,9 @@ __all__ = ["RequestParser", "ParserLimits"]
 _MAX_LENGTH_DIGITS = 18
 # A chunk-size line with extensions; longer lines are an attack or a bug.
 _MAX_CHUNK_LINE = 4096
+
+Version = tuple[int, int]
+Fields = tuple[tuple[bytes, bytes], ...]
 
 
 class _State(enum.Enum):
@@ -97,6 +101,23 @@ class RequestParser:
             return self._remaining > 0
         return self._state not in (_State.HEAD, _State.DONE, _State.ERROR)
 
+    @property
+    def body_remaining(self) -> int | None:
+        """Body bytes still to come under a Content-Length; None when unknown (chunked)."""
+        if self._state is _State.BODY:
+            return self._remaining
+        if self._state in (_State.HEAD, _State.DONE, _State.ERROR):
+            return 0
+        return None
+
+    def take_buffered(self) -> bytes:
+        """Hand over the unparsed bytes (after a protocol switch); the parser is done."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        self._state = _State.ERROR
+        self._error = ProtocolError(400, "the connection switched protocols")
+        return data
+
     def start_next_request(self) -> None:
         """Forget the finished request; the next one may already be buffered."""
         if self._state is not _State.DONE and (self._state is not _State.BODY or self._remaining):
@@ -107,7 +128,7 @@ class RequestParser:
 
     # -- events ------------------------------------------------------------
 
-    def next_event(self, max_data: int | None = None):
+    def next_event(self, max_data: int | None = None) -> Event:
         """The next event; Data events carry at most ``max_data`` bytes."""
         if self._error is not None:
             raise self._error
@@ -118,7 +139,7 @@ class RequestParser:
             self._error = error
             raise
 
-    def _next_event(self, max_data: int | None):
+    def _next_event(self, max_data: int | None) -> Event:
         state = self._state
         if state is _State.HEAD:
             return self._parse_head()
@@ -130,7 +151,7 @@ class RequestParser:
 
     # -- head --------------------------------------------------------------
 
-    def _parse_head(self):
+    def _parse_head(self) -> Request | Event:
         buffer = self._buffer
         # RFC 9112 section 2.2: ignore empty lines before the request-line.
         while buffer[:2] == b"\r\n":
@@ -184,7 +205,7 @@ class RequestParser:
         headers = parse_field_lines(field_lines)
         path, query, scheme, authority = _split_target(method, target)
         _check_host(version, headers, authority)
-        framing, length, keep_alive = self._framing(version, headers)
+        framing, length = self._framing(version, headers)
         return Request(
             method=method,
             target=target,
@@ -196,27 +217,29 @@ class RequestParser:
             authority=authority,
             framing=framing,
             content_length=length,
-            keep_alive=keep_alive,
+            connection=_connection_options(headers),
             expect_continue=_expects_continue(version, headers),
         )
 
-    def _framing(self, version, headers) -> tuple[Framing, int | None, bool]:
-        keep_alive = _wants_keep_alive(version, headers)
+    def _framing(self, version: Version, headers: Fields) -> tuple[Framing, int | None]:
         codings = _transfer_codings(headers)
         lengths = [value for name, value in headers if name == b"content-length"]
         if codings is not None:
             if version < (1, 1):
                 # RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
                 raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
-            # RFC 9112 section 6.3 (3): with both, chunked frames the body,
-            # and the connection is closed after the response.
-            return Framing.CHUNKED, None, keep_alive and not lengths
+            if lengths:
+                # RFC 9112 section 6.1 lets a server refuse both at once, and
+                # section 6.3 (3) says to close either way: refusing is safer
+                # behind a proxy that framed the body by the other one.
+                raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
+            return Framing.CHUNKED, None
         if not lengths:
-            return Framing.NONE, None, keep_alive
+            return Framing.NONE, None
         length = _content_length(lengths)
         if length > self.limits.max_body_bytes:
             raise ProtocolError(413, "request body larger than the server accepts")
-        return (Framing.LENGTH if length else Framing.NONE), length, keep_alive
+        return (Framing.LENGTH if length else Framing.NONE), length
 
     def _start_body(self, request: Request) -> None:
         if request.framing is Framing.CHUNKED:
@@ -228,13 +251,13 @@ class RequestParser:
 
     # -- bodies ------------------------------------------------------------
 
-    def _length_body(self, max_data: int | None):
+    def _length_body(self, max_data: int | None) -> Event:
         if self._remaining == 0:
             self._state = _State.DONE
             return EndOfMessage()
         return self._take_data(max_data)
 
-    def _take_data(self, max_data: int | None):
+    def _take_data(self, max_data: int | None) -> Event:
         buffer = self._buffer
         if not buffer:
             return NEED_DATA
@@ -250,7 +273,7 @@ class RequestParser:
         self._remaining -= size
         return Data(data)
 
-    def _chunked_body(self, max_data: int | None):
+    def _chunked_body(self, max_data: int | None) -> Event:
         while True:
             state = self._state
             if state is _State.CHUNK_SIZE:
@@ -264,7 +287,7 @@ class RequestParser:
             elif state is _State.CHUNK_END:
                 # RFC 9112 section 7.1: chunk-data is followed by CRLF, exactly.
                 if len(self._buffer) < 2:
-                    if self._buffer[:1] not in (b"", b"\r"):
+                    if self._buffer and self._buffer[0] != 0x0D:
                         raise ProtocolError(400, "chunk data not followed by CRLF")
                     return NEED_DATA
                 if self._buffer[:2] != b"\r\n":
@@ -299,7 +322,7 @@ class RequestParser:
             self._remaining = size
         return True
 
-    def _parse_trailers(self):
+    def _parse_trailers(self) -> Event:
         buffer = self._buffer
         if buffer[:2] == b"\r\n":
             del buffer[:2]
@@ -328,7 +351,7 @@ class RequestParser:
 # -- the grammar of single pieces, as functions without state ---------------
 
 
-def _parse_request_line(line: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
+def _parse_request_line(line: bytes) -> tuple[bytes, bytes, Version]:
     match = grammar.request_line.fullmatch(line)
     if match is None:
         raise ProtocolError(400, "invalid request-line")
@@ -339,7 +362,7 @@ def _parse_request_line(line: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
     return method, target, (1, 0) if minor == b"0" else (1, 1)
 
 
-def parse_field_lines(lines: list[bytes]) -> tuple[tuple[bytes, bytes], ...]:
+def parse_field_lines(lines: list[bytes]) -> Fields:
     """Field lines (without CRLF) as (lower-case name, value) pairs."""
     fields = []
     token = grammar.token.fullmatch
@@ -367,7 +390,9 @@ def _field_name_problem(line: bytes, colon: bytes) -> str:
     return "invalid field name"
 
 
-def _split_target(method: bytes, target: bytes):
+def _split_target(
+    method: bytes, target: bytes
+) -> tuple[bytes, bytes, bytes | None, bytes | None]:
     """(path, query, scheme, authority) of a request-target (RFC 9112 section 3.2)."""
     if method == b"CONNECT":
         raise ProtocolError(501, "CONNECT is not supported")
@@ -395,7 +420,7 @@ def _split_target(method: bytes, target: bytes):
     return path or b"/", query, scheme, authority
 
 
-def _check_host(version, headers, authority) -> None:
+def _check_host(version: Version, headers: Fields, authority: bytes | None) -> None:
     hosts = [value for name, value in headers if name == b"host"]
     if len(hosts) > 1:
         raise ProtocolError(400, "more than one Host field")
@@ -407,7 +432,7 @@ def _check_host(version, headers, authority) -> None:
         raise ProtocolError(400, "invalid Host field")
 
 
-def _list_elements(values):
+def _list_elements(values: Iterable[bytes]) -> Iterator[bytes]:
     """The non-empty, whitespace-trimmed elements of comma lists (RFC 9110 5.6.1)."""
     for value in values:
         for element in value.split(b","):
@@ -416,7 +441,7 @@ def _list_elements(values):
                 yield element
 
 
-def _transfer_codings(headers) -> list[bytes] | None:
+def _transfer_codings(headers: Fields) -> list[bytes] | None:
     """The Transfer-Encoding codings in order, or None without the field."""
     values = [value for name, value in headers if name == b"transfer-encoding"]
     if not values:
@@ -457,18 +482,13 @@ def _content_length(values: list[bytes]) -> int:
     return int(digits)
 
 
-def _wants_keep_alive(version, headers) -> bool:
-    """RFC 9112 section 9.3: persistence by version and the Connection field."""
-    options = {
-        element.lower()
-        for element in _list_elements(value for name, value in headers if name == b"connection")
-    }
-    if b"close" in options:
-        return False
-    return version >= (1, 1) or b"keep-alive" in options
+def _connection_options(headers: Fields) -> frozenset[bytes]:
+    """The Connection field's options, lower-cased (RFC 9110 section 7.6.1)."""
+    values = (value for name, value in headers if name == b"connection")
+    return frozenset(element.lower() for element in _list_elements(values))
 
 
-def _expects_continue(version, headers) -> bool:
+def _expects_continue(version: Version, headers: Fields) -> bool:
     """RFC 9110 section 10.1.1: 100-continue, ignored from HTTP/1.0 clients."""
     if version < (1, 1):
         return False

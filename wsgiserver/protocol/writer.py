@@ -1,25 +1,43 @@
-"""Response heads and body framing as bytes (RFC 9112 sections 4, 6, 7).
+"""The response side of RFC 9112 as bytes: heads, body framing, chunks.
 
-Sans-IO: decides how a response body is delimited from the request's version
-and method and the response's status and length, and encodes heads and
-chunks. Header values arrive already validated by the caller.
+Sans-IO: decides how a response body is delimited (from the request's
+version and method and the response's status and length), which fields of
+an application's head the server owns, and encodes heads, chunks and the
+framed body. Header syntax arrives already checked by the caller; whether
+the connection persists is the connection state's decision, not this one's.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
+
+from ..errors import ResponseError
 
 __all__ = [
     "BodyFraming",
+    "BodyFramer",
+    "ResponseHead",
     "body_allowed",
     "choose_framing",
+    "known_length",
+    "length_field_kept",
+    "HOP_BY_HOP",
     "encode_head",
     "encode_chunk",
     "LAST_CHUNK",
     "status_line",
     "reason_phrase",
 ]
+
+# Fields an application must not set (PEP 3333; RFC 9110 section 7.6.1): the
+# server frames the message and manages the connection itself.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "proxy-connection"}
+)
+_MAX_LENGTH_DIGITS = 18
 
 LAST_CHUNK = b"0\r\n\r\n"
 
@@ -37,6 +55,24 @@ def body_allowed(method: bytes, status: int) -> bool:
     """RFC 9110 sections 9.3.2, 15.2, 15.3.5, 15.3.6, 15.4.5: HEAD, 1xx, 204,
     205 and 304 carry no body."""
     return method != b"HEAD" and status >= 200 and status not in (204, 205, 304)
+
+
+def known_length(method: bytes, status: int, body_length: int) -> int | None:
+    """The Content-Length that a body known whole gives a response, if it gives one."""
+    if status < 200 or status in (204, 304):
+        return None
+    if method == b"HEAD" and body_length == 0:
+        return None  # an empty HEAD body says nothing of the GET's length
+    return body_length
+
+
+def length_field_kept(framing: BodyFraming, status: int, content_length: int | None) -> bool:
+    """Whether the head carries Content-Length: with a length framing, and for
+    HEAD and 304, which keep the length a GET would have had (RFC 9110 8.6);
+    never on 1xx or 204."""
+    if content_length is None:
+        return False
+    return framing is BodyFraming.LENGTH or (status >= 200 and status != 204)
 
 
 def choose_framing(
@@ -92,3 +128,106 @@ def encode_chunk(data: bytes) -> bytes:
         # A zero-size chunk is the last-chunk: it would end the body early.
         return b""
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """An application's response head as the server will send it.
+
+    ``fields`` are the application's own, without the hop-by-hop ones and
+    without Content-Length, whose value is kept apart. ``close`` records
+    that the application asked for ``Connection: close``.
+    """
+
+    status: str
+    code: int
+    fields: tuple[tuple[str, str], ...]
+    content_length: int | None
+    close: bool
+    names: frozenset[str]
+
+    @classmethod
+    def from_application(cls, status: str, headers: Iterable[tuple[str, str]]) -> ResponseHead:
+        """Sort an application's fields; ResponseError for a bad Content-Length."""
+        kept: list[tuple[str, str]] = []
+        length: int | None = None
+        close = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                close = close or (lower == "connection" and "close" in value.lower())
+                continue
+            if lower == "content-length":
+                length = _parse_length(value, length)
+                continue
+            kept.append((name, value))
+        return cls(status, int(status[:3]), tuple(kept), length, close,
+                   frozenset(name.lower() for name, _ in kept))
+
+
+def _parse_length(value: str, previous: int | None) -> int:
+    value = value.strip(" \t")
+    if not value.isascii() or not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
+        raise ResponseError(f"invalid Content-Length from the application: {value!r}")
+    length = int(value)
+    if previous is not None and previous != length:
+        raise ResponseError("conflicting Content-Length values from the application")
+    return length
+
+
+class BodyFramer:
+    """Frames the body of one response: chunks, a Content-Length count, or raw.
+
+    Never sends more than a Content-Length announced (the excess would read
+    as the start of the next response): ``overflowed`` records the cut.
+    """
+
+    __slots__ = ("framing", "_left", "body_bytes", "overflowed")
+
+    def __init__(self, framing: BodyFraming, content_length: int | None) -> None:
+        self.framing = framing
+        self._left = content_length or 0  # bytes still owed under Content-Length
+        self.body_bytes = 0  # body bytes framed so far
+        self.overflowed = False
+
+    def frame(self, data: bytes) -> bytes:
+        """``data`` as it goes on the wire (b"" where no body may be sent)."""
+        framing = self.framing
+        if not data or framing is BodyFraming.NONE:
+            return b""
+        if framing is BodyFraming.CHUNKED:
+            self.body_bytes += len(data)
+            return encode_chunk(data)
+        if framing is BodyFraming.LENGTH:
+            if len(data) > self._left:
+                self.overflowed = True
+                data = data[: self._left]
+            self._left -= len(data)
+        self.body_bytes += len(data)
+        return data
+
+    def end(self) -> bytes:
+        """The bytes that end the body; ResponseError when it fell short."""
+        if self.framing is BodyFraming.CHUNKED:
+            return LAST_CHUNK
+        if self.framing is BodyFraming.LENGTH and self._left:
+            # The client cannot tell where this response ends.
+            raise ResponseError(f"response ended {self._left} bytes short of its Content-Length")
+        return b""
+
+    def raw_count(self, available: int) -> int | None:
+        """How many bytes of a file to send unframed (sendfile), or None when
+        the body must be framed piece by piece (chunked)."""
+        if self.framing is BodyFraming.LENGTH:
+            return min(self._left, available)
+        if self.framing is BodyFraming.CLOSE:
+            return available
+        if self.framing is BodyFraming.NONE:
+            return 0
+        return None
+
+    def sent_raw(self, count: int) -> None:
+        """Account for ``count`` body bytes sent around ``frame`` (sendfile)."""
+        self.body_bytes += count
+        if self.framing is BodyFraming.LENGTH:
+            self._left -= count

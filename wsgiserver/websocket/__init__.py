@@ -1,12 +1,10 @@
 """RFC 6455 WebSocket: the opening handshake, framing, and a blocking session.
 
 handshake.py and frames.py are sans-IO (no socket, threading, time, logging
-or environ keys); environ.py reads the handshake's fields from a WSGI
-environ; session.py is the blocking WebSocket an application uses on its
+or environ keys); session.py is the blocking WebSocket an application uses on its
 worker thread once the server has answered 101 and handed the socket over.
 """
 
-from .environ import headers_from_environ
 from .frames import (
     MAX_CONTROL_PAYLOAD,
     NEED_DATA,
@@ -28,12 +26,12 @@ from .handshake import (
     HandshakeError,
     accept_value,
     check_handshake,
+    headers_from_request,
     response_headers,
 )
 from .session import ConnectionClosed, WebSocket
 
 __all__ = [
-    "headers_from_environ",
     "MAX_CONTROL_PAYLOAD",
     "NEED_DATA",
     "BinaryMessage",
@@ -52,6 +50,7 @@ __all__ = [
     "HandshakeError",
     "accept_value",
     "check_handshake",
+    "headers_from_request",
     "response_headers",
     "ConnectionClosed",
     "WebSocket",

@@ -11,7 +11,9 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+
+from ..protocol.grammar import token_text
 
 __all__ = [
     "HandshakeError",
@@ -19,6 +21,7 @@ __all__ = [
     "check_handshake",
     "accept_value",
     "response_headers",
+    "headers_from_request",
 ]
 
 # RFC 6455 section 4.2.1 item 6: the only version this module speaks.
@@ -29,7 +32,7 @@ _ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # RFC 9110 section 5.6.2: token = 1*tchar. Subprotocol names (RFC 6455
 # section 4.1, Sec-WebSocket-Protocol) and connection options are tokens.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = token_text
 
 # RFC 9112 section 2.3: HTTP-version = HTTP-name "/" DIGIT "." DIGIT
 _HTTP_VERSION = re.compile(r"(?:HTTP/)?([0-9])\.([0-9])")
@@ -52,6 +55,16 @@ class HandshakeError(Exception):
         self.status = status
         self.detail = detail
         self.headers = headers
+
+
+def headers_from_request(fields: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """A request's fields as {lower-case name: value}, repeated fields joined
+    with commas (RFC 9110 section 5.3), which is how check_handshake reads lists."""
+    headers: dict[str, str] = {}
+    for name, value in fields:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
 
 
 def check_handshake(

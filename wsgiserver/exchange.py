@@ -1,0 +1,122 @@
+"""One request's exchange with the application, on a worker thread.
+
+Owns what happens between a parsed request and its response: the environ
+(built by wsgi.py), proxy trust (decided once), the request id, the
+WebSocket offer made from the parsed request, the application call and its
+access-log entry. Knows no sockets and no framing: the connection gives it
+an ExchangeIO, which reads the body and frames and sends the response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from .accesslog import AccessEntry
+from .clock import SYSTEM_CLOCK, Clock
+from .protocol.events import Request
+from .proxy import ProxyTrust, apply_proxy_headers, request_id
+from .upgrade import ENVIRON_KEY, WebSocketRegistry, WebSocketUpgrade, wants_websocket
+from .wsgi import EnvironBuilder, InputStream, ResponseSink, WSGIApp, run_application
+
+if TYPE_CHECKING:
+    from .accesslog import AccessLog
+
+__all__ = ["Exchange", "ExchangeIO", "ExchangeSettings"]
+
+
+@dataclass(frozen=True)
+class ExchangeSettings:
+    """What every exchange of one listening socket shares."""
+
+    app: WSGIApp
+    environ: EnvironBuilder
+    proxy_trust: ProxyTrust | None = None
+    access_log: AccessLog | None = None
+    websockets: WebSocketRegistry | None = None
+    max_websocket_message_bytes: int = 1 << 20
+    clock: Clock = SYSTEM_CLOCK
+
+
+class ExchangeIO(ResponseSink, Protocol):
+    """What an exchange needs from its connection, beyond the response sink."""
+
+    @property
+    def peer(self) -> tuple[str, int]:
+        """The client's (address, port); ("", 0) on a Unix socket."""
+        ...
+
+    @property
+    def status_code(self) -> int:
+        """The status of the response sent (for the log)."""
+        ...
+
+    @property
+    def response_fields(self) -> tuple[tuple[str, str], ...]:
+        """The application's response fields as sent (for the log)."""
+        ...
+
+    @property
+    def body_bytes(self) -> int:
+        """Response body bytes sent (for the log)."""
+        ...
+
+    def receive_body(self, max_bytes: int) -> bytes:
+        """The next piece of the request body; b"" at its end; BodyReadError."""
+        ...
+
+    def switch_protocols(self, fields: list[tuple[str, str]]) -> None:
+        """Send ``101 Switching Protocols``: the connection leaves HTTP."""
+        ...
+
+    def upgraded_recv(self, max_bytes: int, wait: float) -> bytes | None:
+        """After 101: the next bytes from the client (b"" at the end), or None
+        when nothing arrived within ``wait`` seconds."""
+        ...
+
+    def upgraded_send(self, data: bytes) -> None:
+        """After 101: send all of ``data``."""
+        ...
+
+
+class Exchange:
+    """Runs one request: ``run()`` returns once the application is done with it."""
+
+    def __init__(self, settings: ExchangeSettings, request: Request, io: ExchangeIO) -> None:
+        self.settings = settings
+        self.request = request
+        self.io = io
+        self.upgrade: WebSocketUpgrade | None = None
+
+    def run(self) -> None:
+        """Build the environ, call the application, log the request."""
+        settings, io = self.settings, self.io
+        environ = settings.environ.build(self.request, InputStream(io.receive_body), io.peer)
+        trusted = apply_proxy_headers(environ, settings.proxy_trust)
+        environ["wsgiserver.request_id"] = request_id(environ, trusted)
+        self._offer_upgrade(environ)
+        started = settings.clock.monotonic()
+        try:
+            run_application(settings.app, environ, io)
+            if settings.access_log is not None:
+                settings.access_log.record(AccessEntry.from_environ(
+                    environ, io.status_code, io.response_fields, io.body_bytes,
+                    settings.clock.monotonic() - started))
+        finally:
+            if self.upgrade is not None:
+                self.upgrade.finish()
+
+    def _offer_upgrade(self, environ: dict[str, object]) -> None:
+        """Offer ``environ["wsgiserver.websocket"]`` to a WebSocket handshake."""
+        registry = self.settings.websockets
+        if registry is None or not wants_websocket(self.request):
+            return
+        self.upgrade = WebSocketUpgrade(
+            self.request,
+            switch=self.io.switch_protocols,
+            send=self.io.upgraded_send,
+            recv=self.io.upgraded_recv,
+            registry=registry,
+            max_message_bytes=self.settings.max_websocket_message_bytes,
+        )
+        environ[ENVIRON_KEY] = self.upgrade

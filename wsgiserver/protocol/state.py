@@ -1,0 +1,379 @@
+"""The server side of one HTTP/1.1 connection as a state machine (RFC 9112 section 9).
+
+Sans-IO: bytes and events in, bytes and decisions out. It alone decides
+whether the connection persists (versions, Connection fields, framing
+errors, an application's close, draining for shutdown), when the one
+``100 Continue`` goes out, whether an unread body is drained or the
+connection closed, and it writes every head the server sends: the
+application's, and its own (errors, 100, 101). Knows nothing of sockets,
+threads, clocks, logging or WSGI: the date, the server's name and whether
+the server is draining are functions it is given.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+
+from ..errors import ProtocolError, ResponseError
+from .events import NEED_DATA, Data, Event, Framing, Request
+from .parser import ParserLimits, RequestParser
+from .writer import (
+    BodyFramer,
+    BodyFraming,
+    ResponseHead,
+    choose_framing,
+    encode_head,
+    known_length,
+    length_field_kept,
+    reason_phrase,
+    status_line,
+)
+
+__all__ = ["After", "ConnectionState", "client_persists"]
+
+# RFC 9110 section 15.2.1: an interim response, a status line and no fields.
+CONTINUE_HEAD = status_line(100) + b"\r\n"
+# What the server answers with before any request could be parsed.
+_NO_REQUEST = (b"GET", (1, 1))
+
+
+class After(enum.Enum):
+    """What the connection does once a response is over."""
+
+    NEXT_REQUEST = "next request"  # persist; the next request may already be buffered
+    DRAIN = "drain"  # discard the rest of this request's body, then persist
+    CLOSE = "close"  # close now: the client has nothing more to send
+    LINGER = "linger"  # stop sending, discard what still arrives for a moment, close
+    ABORT = "abort"  # reset: the response is incomplete and must not pass for whole
+    SWITCHED = "switched"  # after 101 the connection speaks another protocol
+
+
+class _Response(enum.Enum):
+    NONE = "none"  # no final head sent (the application's may be pending)
+    BODY = "body"  # head sent, body under way
+    DONE = "done"
+    SWITCHED = "switched"
+
+
+class _Continue(enum.Enum):
+    NOT_EXPECTED = "not expected"
+    PENDING = "pending"  # the client waits for it before sending the body
+    SENT = "sent"
+    WITHHELD = "withheld"  # a final response went first; the body may never come
+
+
+def _never() -> bool:
+    return False
+
+
+def client_persists(request: Request) -> bool:
+    """RFC 9112 section 9.3: HTTP/1.1 persists unless ``close``; HTTP/1.0 only
+    with ``keep-alive`` (and a response that says so, see ``_server_fields``)."""
+    if b"close" in request.connection:
+        return False
+    return request.http_version >= (1, 1) or b"keep-alive" in request.connection
+
+
+class ConnectionState:
+    """One connection's requests and responses, in order.
+
+    Receiving: ``feed`` bytes, then ``next_event`` gives a Request, Data,
+    EndOfMessage, NEED_DATA or PAUSED; a ProtocolError is final. Responding:
+    ``set_head`` (replaceable until sent), then ``write``/``write_whole``/
+    ``finish`` return the bytes to send; ``error_response`` and
+    ``switch_protocols`` are the server's own. Then ``after_response`` says
+    what comes next, and ``start_next_request`` moves on.
+    """
+
+    def __init__(
+        self,
+        limits: ParserLimits | None = None,
+        *,
+        date: Callable[[], str] | None = None,
+        server_name: str | None = None,
+        draining: Callable[[], bool] = _never,
+        max_drain_bytes: int = 256 * 1024,
+    ) -> None:
+        self._parser = RequestParser(limits)
+        self._date = date
+        self._server_name = server_name
+        self._draining = draining
+        self._max_drain_bytes = max_drain_bytes
+        self.request: Request | None = None
+        self._persist = True  # the connection may carry another request
+        self._input_broken = False  # the request's framing was lost
+        self._continue = _Continue.NOT_EXPECTED
+        self._response = _Response.NONE
+        self._head: ResponseHead | None = None
+        self._framer: BodyFramer | None = None
+        self._drain_left = max_drain_bytes
+
+    # -- receiving -----------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes received from the client."""
+        self._parser.feed(data)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet turned into events."""
+        return self._parser.buffered
+
+    @property
+    def receiving_head(self) -> bool:
+        """True while part of a request head has arrived and the rest has not."""
+        return self._parser.in_head and self._parser.buffered > 0
+
+    @property
+    def body_pending(self) -> bool:
+        """True while body bytes of the current request are still to come."""
+        return self._parser.body_pending
+
+    def next_event(self, max_data: int | None = None) -> Event:
+        """The next request event; a ProtocolError ends the connection's requests."""
+        try:
+            event = self._parser.next_event(max_data)
+        except ProtocolError:
+            self._persist = False
+            self._input_broken = True
+            raise
+        if type(event) is Request:
+            self._begin(event)
+        return event
+
+    def _begin(self, request: Request) -> None:
+        self.request = request
+        self._persist = client_persists(request)
+        expects = request.expect_continue and request.framing is not Framing.NONE
+        self._continue = _Continue.PENDING if expects else _Continue.NOT_EXPECTED
+        self._response = _Response.NONE
+        self._head = None
+        self._framer = None
+        self._drain_left = self._max_drain_bytes
+
+    def input_failed(self) -> None:
+        """The request body cannot be completed: the client went silent or away."""
+        self._persist = False
+        self._input_broken = True
+
+    def continue_head(self) -> bytes:
+        """The ``100 Continue`` to send before reading the body, or b"".
+
+        Exactly once, only to a client that asked (RFC 9110 section
+        10.1.1: HTTP/1.1, ``Expect: 100-continue``, a body to come), and
+        never once a final response has started.
+        """
+        if self._continue is not _Continue.PENDING or self._response is not _Response.NONE:
+            return b""
+        self._continue = _Continue.SENT
+        return CONTINUE_HEAD
+
+    # -- responding ----------------------------------------------------------
+
+    def set_head(self, status: str, headers: Iterable[tuple[str, str]]) -> None:
+        """Set (or replace) the response head; it goes out with the first body bytes."""
+        if self._response is not _Response.NONE:
+            raise ResponseError("the response head was already sent")
+        self._head = ResponseHead.from_application(status, headers)
+
+    @property
+    def head_sent(self) -> bool:
+        """True once a final (or 101) head has been produced."""
+        return self._response is not _Response.NONE
+
+    @property
+    def status_code(self) -> int:
+        """The status of the pending or sent head; 0 before any."""
+        if self._response is _Response.SWITCHED:
+            return 101
+        return self._head.code if self._head is not None else 0
+
+    @property
+    def response_fields(self) -> tuple[tuple[str, str], ...]:
+        """The application's fields as kept (no hop-by-hop ones)."""
+        return self._head.fields if self._head is not None else ()
+
+    @property
+    def body_bytes(self) -> int:
+        """Body bytes of the current response framed so far."""
+        return self._framer.body_bytes if self._framer is not None else 0
+
+    def write(self, data: bytes) -> bytes:
+        """Body bytes to send: the head first if it has not gone yet."""
+        if self._response is _Response.NONE:
+            head = self._head_bytes(None)
+            return head + self._frame(data)
+        return self._frame(data)
+
+    def write_whole(self, data: bytes) -> bytes:
+        """The entire body at once: its length becomes the Content-Length."""
+        if self._response is not _Response.NONE:
+            return self.write(data) + self.finish()
+        head = self._head_bytes(len(data))
+        return head + self._frame(data) + self.finish()
+
+    def finish(self) -> bytes:
+        """The bytes that end the response; ResponseError if it fell short."""
+        if self._response is _Response.NONE:
+            return self.write_whole(b"")  # an empty iterable: the body is known empty
+        framer = self._framer
+        if self._response is not _Response.BODY or framer is None:
+            return b""
+        ending = framer.end()  # raises before the response counts as done
+        self._response = _Response.DONE
+        return ending
+
+    def file_head(self, available: int) -> bytes:
+        """The head before a file body of ``available`` bytes that may go out raw."""
+        return self._head_bytes(available) if self._response is _Response.NONE else b""
+
+    def raw_count(self, available: int) -> int | None:
+        """Bytes of a file to send unframed (sendfile), or None to frame it in pieces."""
+        return self._framer.raw_count(available) if self._framer is not None else None
+
+    def sent_raw(self, count: int) -> None:
+        """Account for ``count`` body bytes sent around ``write`` (sendfile)."""
+        if self._framer is not None:
+            self._framer.sent_raw(count)
+
+    def error_response(self, status: int, detail: str = "", *, close: bool = False) -> bytes:
+        """A whole short ``text/plain`` response of the server's own.
+
+        Replaces a head the application set but did not send; ``close``
+        ends the connection after it (the request's framing is lost).
+        """
+        if self._response is not _Response.NONE:
+            raise ResponseError("a response is already under way")
+        if close:
+            self._persist = False
+        reason = reason_phrase(status)
+        text = f"{status} {reason}: {detail}\n" if detail else f"{status} {reason}\n"
+        self._head = ResponseHead.from_application(
+            f"{status} {reason}", [("Content-Type", "text/plain; charset=utf-8")]
+        )
+        return self.write_whole(text.encode("utf-8"))
+
+    def switch_protocols(self, fields: Iterable[tuple[str, str]]) -> bytes:
+        """The ``101 Switching Protocols`` head; HTTP ends on this connection."""
+        if self._response is not _Response.NONE:
+            raise ResponseError("a response is already under way")
+        self._response = _Response.SWITCHED
+        self._persist = False
+        return encode_head(f"101 {reason_phrase(101)}", list(fields))
+
+    def take_buffered(self) -> bytes:
+        """Bytes received after a 101, which belong to the new protocol."""
+        return self._parser.take_buffered()
+
+    def _head_bytes(self, body_length: int | None) -> bytes:
+        head = self._head
+        if head is None:
+            raise ResponseError("no response head was set")
+        method, version = self._method_and_version()
+        length = head.content_length
+        if length is None and body_length is not None:
+            length = known_length(method, head.code, body_length)
+        framing = choose_framing(version, method, head.code, length)
+        fields = list(head.fields)
+        if length_field_kept(framing, head.code, length):
+            fields.append(("Content-Length", str(length)))
+        elif framing is BodyFraming.CHUNKED:
+            fields.append(("Transfer-Encoding", "chunked"))
+        if framing is BodyFraming.CLOSE or head.close:
+            self._persist = False
+        if self._continue is _Continue.PENDING:
+            self._continue = _Continue.WITHHELD
+        self._framer = BodyFramer(framing, length)
+        self._response = _Response.BODY
+        fields += self._server_fields(head, version)
+        return encode_head(head.status, fields)
+
+    def _frame(self, data: bytes) -> bytes:
+        framer = self._framer
+        if framer is None or self._response is not _Response.BODY:
+            return b""
+        framed = framer.frame(data)
+        if framer.overflowed:
+            self._persist = False  # the application broke its own framing
+        return framed
+
+    def _method_and_version(self) -> tuple[bytes, tuple[int, int]]:
+        request = self.request
+        if request is None:
+            return _NO_REQUEST
+        return request.method, request.http_version
+
+    def _server_fields(self, head: ResponseHead, version: tuple[int, int]) -> list[tuple[str, str]]:
+        fields = []
+        if self._date is not None and "date" not in head.names:
+            fields.append(("Date", self._date()))  # RFC 9110 section 6.6.1
+        if self._server_name and "server" not in head.names:
+            fields.append(("Server", self._server_name))
+        options = []
+        if not self._will_persist():
+            self._persist = False  # said once, it holds
+            options.append("close")
+        elif version < (1, 1):
+            options.append("keep-alive")  # RFC 9112 appendix C.2.2
+        if "upgrade" in head.names:
+            options.append("upgrade")  # RFC 9110 section 7.8
+        if options:
+            fields.append(("Connection", ", ".join(options)))
+        return fields
+
+    # -- after a response ----------------------------------------------------
+
+    def _will_persist(self) -> bool:
+        if not self._persist or self._input_broken or self._draining():
+            return False
+        if self._parser.body_pending:
+            if self._continue in (_Continue.PENDING, _Continue.WITHHELD):
+                return False  # no 100 went out: the client may never send the body
+            remaining = self._parser.body_remaining
+            if remaining is not None and remaining > self._drain_left:
+                return False  # closing is cheaper than reading it
+        return True
+
+    def after_response(self) -> After:
+        """What the connection does now that the application is done."""
+        if self._response is _Response.SWITCHED:
+            return After.SWITCHED
+        if self._response is not _Response.DONE:
+            return After.ABORT
+        if self._will_persist():
+            return After.DRAIN if self._parser.body_pending else After.NEXT_REQUEST
+        self._persist = False
+        if self._input_broken or self._parser.buffered or self._parser.body_pending:
+            return After.LINGER
+        return After.CLOSE
+
+    def discard_body(self) -> bool | None:
+        """Drop what has arrived of an unread body, within the drain budget.
+
+        True once the body has ended, None while more is needed, False when
+        it is over the budget or broken: then the connection must close.
+        """
+        while True:
+            try:
+                event = self.next_event(self._drain_left + 1)
+            except ProtocolError:
+                return False
+            if type(event) is Data:
+                self._drain_left -= len(event.data)
+                if self._drain_left < 0:
+                    self._persist = False
+                    return False
+            elif event is NEED_DATA:
+                return None
+            else:
+                return True
+
+    def start_next_request(self) -> None:
+        """Forget the finished exchange; the next request may already be buffered."""
+        self._parser.start_next_request()
+        self.request = None
+        self._response = _Response.NONE
+        self._head = None
+        self._framer = None
+        self._continue = _Continue.NOT_EXPECTED

@@ -1,0 +1,107 @@
+"""Running the server as a program: ``serve()`` until a signal says stop.
+
+Owns signal handling (SIGTERM and SIGINT stop gracefully, a second SIGINT
+exits at once, SIGHUP belongs to the ``--workers`` supervisor) and the
+choice between one process and the supervisor. Sits above server.py and
+supervisor.py; neither imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+from .binding import Listener
+from .config import ServerConfig
+from .server import Server, listeners_for
+from .wsgi import WSGIApp
+
+__all__ = ["serve", "StopSignals"]
+
+log = logging.getLogger("wsgiserver")
+
+
+class StopSignals:
+    """Records SIGTERM and SIGINT from the moment it is installed, and passes
+    them to whatever is being served, so that no moment of start-up is
+    without a handler: a stop asked for early is acted on once there is
+    something to stop."""
+
+    def __init__(self) -> None:
+        self.requested: list[int] = []
+        self._target: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+
+    def install(self) -> bool:
+        """Handle the signals (main thread only); False where that is impossible."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hangup)
+        return True
+
+    def notify(self, target: Callable[[], None]) -> None:
+        """Call ``target`` on a stop signal; at once if one came already."""
+        with self._lock:
+            self._target = target
+            pending = bool(self.requested)
+        if pending:
+            target()
+
+    def _on_stop(self, number: int, frame: FrameType | None) -> None:
+        if self.requested and number == signal.SIGINT:
+            log.warning("second interrupt: exiting now")
+            os._exit(1)
+        self.requested.append(number)
+        log.info("received %s: shutting down", signal.Signals(number).name)
+        # A signal handler must not block on the lock a thread may hold.
+        target = self._target
+        if target is not None:
+            target()
+
+    def _on_hangup(self, number: int, frame: FrameType | None) -> None:
+        log.warning("SIGHUP ignored: reloading workers needs --workers 2 or more")
+
+
+def serve(
+    app: WSGIApp,
+    config: ServerConfig | None = None,
+    *,
+    listeners: Sequence[Listener] = (),
+    signals: StopSignals | None = None,
+    **settings: Any,
+) -> int:
+    """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully.
+
+    With ``workers`` > 1 a supervisor runs that many processes. A second
+    SIGINT during shutdown exits at once. ``signals`` are handlers the
+    caller installed earlier (the command line does, before it imports the
+    application). Returns the exit status.
+    """
+    if config is None:
+        config = ServerConfig(**settings)
+    elif settings:
+        config = config.replace(**settings)
+    if signals is None:
+        signals = StopSignals()
+        if not signals.install():
+            print("wsgiserver: not in the main thread; signals not handled", file=sys.stderr)
+    if signals.requested:
+        return 0  # asked to stop before anything was started
+    if config.workers > 1:
+        from .supervisor import Supervisor  # only the multi-process mode forks
+
+        supervisor = Supervisor(app, config, list(listeners) or listeners_for(config))
+        return supervisor.run(early_signals=signals.requested)
+    server = Server(app, config, listeners=listeners)
+    # Before start: a stop that lands during start waits for it to finish.
+    signals.notify(server.stop_in_background)
+    server.serve_forever()
+    return 0

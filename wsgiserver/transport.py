@@ -1,0 +1,239 @@
+"""Transports: one client socket's I/O, plain or TLS, and nothing else.
+
+Owns recv, send and sendfile on a non-blocking socket, waiting for
+readiness until a deadline, the TLS handshake, half-close, reset and
+close. Knows no HTTP, no parser and no threads; deadlines are read on the
+clock it is given. ``Transport`` is the interface the connection uses, so
+tests drive a connection over an in-memory fake instead of a socket.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+from typing import TYPE_CHECKING, Protocol
+
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import ClientDisconnected
+
+if TYPE_CHECKING:  # ssl costs megabytes of memory: imported only for TLS listeners
+    import ssl
+
+__all__ = ["Transport", "SocketTransport", "TlsTransport", "Peer"]
+
+# (address, port) of the client; ("", 0) on a Unix socket.
+Peer = tuple[str, int]
+
+_RECV_SIZE = 64 * 1024
+# How long a TLS handshake may wait for room to send its next flight.
+_HANDSHAKE_WRITE_WAIT = 5.0
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
+# "Not now" from a non-blocking socket (TLS adds its own, see TlsTransport).
+_WOULD_BLOCK: tuple[type[Exception], ...] = (BlockingIOError, InterruptedError)
+
+
+class Transport(Protocol):
+    """The I/O a connection needs from its client's socket."""
+
+    fd: int
+    peer: Peer
+    can_sendfile: bool
+
+    def handshake(self) -> bool:
+        """Advance a TLS handshake: True once done; OSError when it failed."""
+        ...
+
+    def recv(self) -> bytes | None:
+        """What arrived: None when nothing has, b"" when the client is gone."""
+        ...
+
+    def send(self, data: bytes | memoryview) -> int:
+        """Bytes taken now (0 when the socket is full); ClientDisconnected on failure."""
+        ...
+
+    def wait_readable(self, deadline: float) -> bool:
+        """Block until bytes arrive (True) or the deadline passes (False)."""
+        ...
+
+    def wait_writable(self, deadline: float) -> bool:
+        """Block until the socket takes bytes (True) or the deadline passes (False)."""
+        ...
+
+    def sendfile(self, file_fd: int, offset: int, count: int, timeout: float) -> int:
+        """Send up to ``count`` bytes of a file, waiting up to ``timeout`` for the
+        client between pieces; the number sent. ClientDisconnected on failure."""
+        ...
+
+    def shutdown_write(self) -> bool:
+        """Stop sending (FIN) but keep reading; False if the socket is gone."""
+        ...
+
+    def abort(self) -> None:
+        """Close with a reset, so no client takes what it got for a whole response."""
+        ...
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+        ...
+
+
+class SocketTransport:
+    """A plain TCP or Unix socket, non-blocking."""
+
+    can_sendfile = True
+
+    def __init__(self, sock: socket.socket, peer: Peer, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self._clock = clock
+        self._would_block = _WOULD_BLOCK
+
+    def handshake(self) -> bool:
+        """Nothing to agree on: always done."""
+        return True
+
+    def recv(self) -> bytes | None:
+        """What arrived: None when nothing has, b"" when the client is gone."""
+        try:
+            return self.sock.recv(_RECV_SIZE)
+        except self._would_block:
+            return None
+        except OSError:
+            return b""  # reset or failed: gone either way
+
+    def send(self, data: bytes | memoryview) -> int:
+        """Bytes taken now (0 when the socket is full); ClientDisconnected on failure."""
+        try:
+            return self.sock.send(data)
+        except self._would_block:
+            return 0
+        except OSError as error:
+            raise ClientDisconnected(str(error)) from None
+
+    def wait_readable(self, deadline: float) -> bool:
+        """Block until bytes arrive (True) or the deadline passes (False)."""
+        return self._wait(select.POLLIN, deadline)
+
+    def wait_writable(self, deadline: float) -> bool:
+        """Block until the socket takes bytes (True) or the deadline passes (False)."""
+        return self._wait(select.POLLOUT, deadline)
+
+    def _wait(self, events: int, deadline: float) -> bool:
+        poller = select.poll()
+        poller.register(self.fd, events)
+        while (remaining := deadline - self._clock.monotonic()) > 0:
+            if poller.poll(remaining * 1000):
+                return True
+        return False
+
+    def sendfile(self, file_fd: int, offset: int, count: int, timeout: float) -> int:
+        """Send a file with os.sendfile; the number of bytes sent.
+
+        The socket blocks for the duration, with ``timeout`` as its kernel
+        send timeout: one call then moves the whole file (the kernel waits
+        for buffer space itself) instead of one call and one poll per
+        socket buffer's worth.
+        """
+        sent = 0
+        self.sock.setblocking(True)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
+        try:
+            while sent < count:
+                try:
+                    done = os.sendfile(self.fd, file_fd, offset + sent, count - sent)
+                except InterruptedError:
+                    continue
+                except BlockingIOError:  # SO_SNDTIMEO expired with nothing sent
+                    raise ClientDisconnected("write timed out") from None
+                except OSError as error:
+                    raise ClientDisconnected(str(error)) from None
+                if done == 0:
+                    break  # the file is shorter than it was
+                sent += done
+        finally:
+            self.sock.setblocking(False)
+        return sent
+
+    def shutdown_write(self) -> bool:
+        """Stop sending (FIN) but keep reading; False if the socket is gone."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return False
+        return True
+
+    def abort(self) -> None:
+        """Close with a reset."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        except OSError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class TlsTransport(SocketTransport):
+    """A TLS socket: the handshake advances as bytes arrive, never blocking a thread."""
+
+    can_sendfile = False  # the kernel cannot encrypt for us
+
+    def __init__(self, sock: socket.socket, peer: Peer, context: ssl.SSLContext,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        import ssl
+
+        wrapped = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        super().__init__(wrapped, peer, clock)
+        self._tls: ssl.SSLSocket = wrapped
+        self._would_block = _WOULD_BLOCK + (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+        self._handshaken = False
+
+    def handshake(self) -> bool:
+        """Advance the handshake: True once done, False while it waits for the
+        client; OSError (or ValueError) when it failed."""
+        if self._handshaken:
+            return True
+        import ssl
+
+        while True:
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                return False
+            except ssl.SSLWantWriteError:
+                # Rare on a fresh socket: our flight did not fit; wait for room.
+                if not self.wait_writable(self._clock.monotonic() + _HANDSHAKE_WRITE_WAIT):
+                    raise TimeoutError("TLS handshake: the client reads nothing") from None
+                continue
+            self._handshaken = True
+            return True
+
+    def recv(self) -> bytes | None:
+        """What arrived, including everything already decrypted: the poller
+        cannot see bytes buffered inside the TLS layer."""
+        data = super().recv()
+        if data:
+            try:
+                while pending := self._tls.pending():
+                    data += self._tls.recv(pending)
+            except self._would_block:
+                pass
+            except OSError:
+                pass  # the next recv reports it
+        return data
+
+    def sendfile(self, file_fd: int, offset: int, count: int, timeout: float) -> int:
+        """Not offered: the connection reads the file and sends it through TLS."""
+        raise NotImplementedError("no sendfile through TLS")
+
+
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
