@@ -756,14 +756,20 @@ IO_MODULES = {"socket", "threading", "time", "logging", "select", "selectors", "
 def test_protocol_package_imports_no_io_modules():
     package = Path(wsgiserver.protocol.__file__).parent
     imported = set()
+    outside = set()  # modules of wsgiserver outside the protocol package
     for source in package.glob("*.py"):
         for node in ast.walk(ast.parse(source.read_text(), str(source))):
             if isinstance(node, ast.Import):
                 imported.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 imported.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom) and node.level > 1:
+                outside.add(node.module)
     assert imported, "no imports found: the scan is broken"
     assert imported & IO_MODULES == set()
+    assert {"state.py", "parser.py", "writer.py"} <= {p.name for p in package.glob("*.py")}
+    # Only the error types: no environ, WSGI, connection or server code.
+    assert outside == {"errors"}
 
 
 def test_importing_the_protocol_package_loads_no_io_modules():
@@ -781,5 +787,9 @@ def test_importing_the_protocol_package_loads_no_io_modules():
         [sys.executable, "-c", probe, str(parent)], capture_output=True, text=True, check=True
     )
     loaded = set(result.stdout.split())
-    assert "wsgiserver.protocol.parser" in loaded
+    assert {"wsgiserver.protocol.parser", "wsgiserver.protocol.state"} <= loaded
     assert loaded & (IO_MODULES - {"os"}) == set()
+    ours = {name for name in loaded if name.startswith("wsgiserver.")}
+    assert {name for name in ours if not name.startswith("wsgiserver.protocol")} == {
+        "wsgiserver.errors"
+    }

@@ -1,0 +1,63 @@
+"""The direction of imports between the server's layers (docs/architecture.md).
+
+Each module may use the layers below it, never those above: the transport
+knows no HTTP, the exchange no sockets, the server no signals. Read from the
+source, so a violation fails here before it tangles anything.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import wsgiserver
+
+PACKAGE = Path(wsgiserver.__file__).parent
+
+# module -> what it must not import (wsgiserver modules by name, or stdlib modules)
+FORBIDDEN = {
+    "transport": {"protocol", "wsgi", "exchange", "connection", "server", "runner", "threading"},
+    "clock": {"protocol", "socket", "transport", "connection", "server"},
+    "wsgi": {"socket", "select", "transport", "connection", "exchange", "server", "upgrade"},
+    "exchange": {"socket", "select", "transport", "connection", "server", "runner"},
+    "connection": {"socket", "select", "poller", "server", "runner", "supervisor", "wsgi"},
+    "poller": {"protocol", "connection", "server", "socket"},
+    "server": {"runner", "supervisor", "cli", "signal"},
+    "supervisor": {"runner", "cli", "connection", "protocol"},
+    "upgrade": {"socket", "select", "transport", "connection", "server", "wsgi"},
+    "accesslog": {"socket", "wsgi", "connection", "server"},
+    "proxy": {"socket", "wsgi", "connection", "server"},
+    "binding": {"protocol", "connection", "server", "config"},
+}
+
+
+def imports_of(module: str) -> set[str]:
+    """Top-level stdlib names and wsgiserver module names ``module`` imports."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                names.add(node.module.split(".")[0])
+            elif node.module:
+                names.add(node.module.split(".")[0])
+            else:  # from . import x
+                names.update(alias.name for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(FORBIDDEN))
+def test_module_imports_only_layers_below_it(module):
+    found = imports_of(module)
+    assert found, "no imports found: the scan is broken"
+    assert found & FORBIDDEN[module] == set()
+
+
+def test_no_import_cycle_between_server_and_supervisor():
+    assert "supervisor" not in imports_of("server")
+    assert "server" in imports_of("supervisor")
+    assert {"server", "supervisor"} <= imports_of("runner")
