@@ -95,3 +95,71 @@ def test_sigterm_drains_all_workers_and_exits_zero(start_cli):
     assert process.returncode == 0
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+class KeepAliveClient:
+    """Requests on one kept-alive connection, reconnecting only when the
+    server said ``Connection: close``, as wrk does: a request the server drops
+    on a kept-alive connection is a failure, not a retry."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn: http.client.HTTPConnection | None = None
+
+    def get(self) -> bytes:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        self.conn.request("GET", "/")
+        response = self.conn.getresponse()
+        body = response.read()
+        if response.will_close:
+            self.conn.close()
+            self.conn = None
+        return body
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def test_two_rolling_restarts_under_keep_alive_load_fail_no_request(start_cli):
+    process, port = start_cli("tests.functional.cli_apps:pid_app", "--workers", "2",
+                              "--threads", "4")
+    first = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+    failures: list[Exception] = []
+    served: list[bytes] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        client = KeepAliveClient(port)
+        try:
+            while not stop.is_set() and len(served) < 200_000:
+                try:
+                    served.append(client.get())
+                except Exception as error:  # reset, EOF or timeout on a kept-alive request
+                    failures.append(error)
+                    client.close()
+                    client = KeepAliveClient(port)
+        finally:
+            client.close()
+
+    clients = [threading.Thread(target=load) for _ in range(8)]
+    for thread in clients:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        os.kill(process.pid, signal.SIGHUP)
+        second = wait_for(lambda: (c := children(process.pid)) and len(c) == 2
+                          and not (c & first) and c, timeout=20)
+        time.sleep(0.5)
+        os.kill(process.pid, signal.SIGHUP)
+        wait_for(lambda: (c := children(process.pid)) and len(c) == 2 and not (c & second),
+                 timeout=20)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(20)
+    assert failures == []
+    pids = {int(body.split()[0]) for body in served}
+    assert len(pids) >= 4, "the requests were not served by both generations of workers"

@@ -311,7 +311,7 @@ class ConnectionState:
         if self._server_name and "server" not in head.names:
             fields.append(("Server", self._server_name))
         options = []
-        if not self._will_persist():
+        if not self._will_persist(at_head=True):
             self._persist = False  # said once, it holds
             options.append("close")
         elif version < (1, 1):
@@ -324,8 +324,13 @@ class ConnectionState:
 
     # -- after a response ----------------------------------------------------
 
-    def _will_persist(self) -> bool:
-        if not self._persist or self._input_broken or self._draining():
+    def _will_persist(self, at_head: bool = False) -> bool:
+        if not self._persist or self._input_broken:
+            return False
+        # Draining is weighed when a head is written: a head that promised
+        # persistence is kept to, since the client may already be sending its
+        # next request; that one is answered with close (RFC 9112 9.6).
+        if at_head and self._draining():
             return False
         if self._parser.body_pending:
             if self._continue in (_Continue.PENDING, _Continue.WITHHELD):
