@@ -137,7 +137,9 @@ class MultipartParser:
         return self._state is State.EPILOGUE
 
     def feed(self, data: bytes) -> list[Event]:
-        """Take the next bytes of the body; the events they complete."""
+        """Take the next bytes of the body; the events they complete. When
+        they hold an error, MultipartError is raised and their events are not
+        returned: the body is refused as a whole."""
         self._total += len(data)
         if self._total > self.max_total_bytes:
             raise MultipartError(413, f"the form is larger than {self.max_total_bytes} bytes")
