@@ -259,7 +259,13 @@ class FileStore:
         symlinks that resolve to one directly inside the directory (as
         serve() requires); never temporaries, directories, or names the
         store would refuse or that are not UTF-8."""
-        with os.scandir(self.root) as scan:
+        try:
+            scan = os.scandir(self.root)
+        except PermissionError:
+            raise HTTPError(403, "the directory cannot be listed") from None
+        except OSError:  # removed, or replaced by a file, since the request began
+            raise HTTPError(404) from None
+        with scan:
             entries = [self._entry(item) for item in scan if _listable(item.name)]
         return sorted((entry for entry in entries if entry is not None),
                       key=lambda entry: entry.name)

@@ -157,6 +157,15 @@ def test_listing_shows_only_what_can_be_downloaded(client, files_dir, tmp_path):
         client.get(entry["url"], status=200)
 
 
+@pytest.mark.parametrize(("error", "status"), [(PermissionError, 403), (FileNotFoundError, 404)])
+def test_a_directory_that_cannot_be_listed_is_not_a_500(client, monkeypatch, error, status):
+    def refuse(path):
+        raise error(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    client.get("/files/", status=status)
+
+
 def test_listing_without_a_directory_is_404():
     webtest.TestApp(create_app()).get("/files/", status=404)
 
