@@ -10,10 +10,12 @@ from __future__ import annotations
 from microapp.application import App
 from microapp.compression import GzipMiddleware
 from microapp.errors import HTTPError
+from microapp.forms import FormLimits, UploadedFile
 from microapp.request import Request
 from microapp.response import Response
 from microapp.views import create_app
 
-__all__ = ["App", "GzipMiddleware", "HTTPError", "Request", "Response", "app", "create_app"]
+__all__ = ["App", "FormLimits", "GzipMiddleware", "HTTPError", "Request", "Response",
+           "UploadedFile", "app", "create_app"]
 
 app = create_app()

@@ -1,7 +1,7 @@
 """App: the WSGI callable that routes a request to a handler and answers.
 
 Owns the request lifecycle (before hooks, routing, handler, error handlers,
-after hooks, HEAD) and the middleware stack. Exceptions other than
+after hooks, HEAD, closing the request's uploads) and the middleware stack. Exceptions other than
 HTTPError propagate untouched to the server's single 500 path.
 
 WebSocket routes (websocket.py) are GET routes in the same table: before
@@ -15,10 +15,11 @@ hooks and error handlers see every HTTP answer (426, a refused handshake,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from microapp.errors import HTTPError
+from microapp.forms import DEFAULT_FORM_LIMITS, FormLimits
 from microapp.headers import Environ, StartResponse, WSGIApp
 from microapp.request import DEFAULT_MAX_BODY_BYTES, Request
 from microapp.response import Response, make_response
@@ -42,12 +43,16 @@ class App:
             return f"Hello, {name}"
 
     Handlers receive the Request and the route parameters, and return a
-    Response, str, bytes or dict, or raise HTTPError.
+    Response, str, bytes or dict, or raise HTTPError. ``max_body_bytes``
+    bounds ``request.body``; ``form_limits`` bounds ``request.form``,
+    ``request.files`` and ``request.stream_parts()``.
     """
 
-    def __init__(self, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(self, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 form_limits: FormLimits = DEFAULT_FORM_LIMITS) -> None:
         self.router = Router()
         self.max_body_bytes = max_body_bytes
+        self.form_limits = form_limits
         self._before: list[BeforeHook] = []
         self._after: list[AfterHook] = []
         self._error_handlers: dict[int, ErrorHandler] = {}
@@ -126,11 +131,21 @@ class App:
         return self._wsgi(environ, start_response)
 
     def _dispatch(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ, max_body_bytes=self.max_body_bytes)
-        response = self.handle(request)
-        if request.method == "HEAD":
-            response.drop_body()  # RFC 9110 section 9.3.2: the GET head, no content
-        return response(environ, start_response)
+        request = Request(environ, max_body_bytes=self.max_body_bytes,
+                          form_limits=self.form_limits)
+        try:
+            response = self.handle(request)
+            if request.method == "HEAD":
+                response.drop_body()  # RFC 9110 section 9.3.2: the GET head, no content
+            result = response(environ, start_response)
+        except BaseException:
+            request.close()
+            raise
+        if not request.holds_files:
+            return result
+        # The body may still read an upload (a handler may send one back):
+        # release them when the server closes the response (PEP 3333).
+        return _ClosingBody(result, request.close)
 
     def handle(self, request: Request) -> Response:
         """The Response for ``request``, with the after-request hooks applied."""
@@ -169,3 +184,19 @@ class App:
                     return answer
                 return Response(answer, error.status, error.headers)
         return Response(error.detail, error.status, error.headers)
+
+
+class _ClosingBody:
+    """A response iterable whose close() also runs ``release``."""
+
+    def __init__(self, result: Iterable[bytes], release: Callable[[], None]) -> None:
+        self._result, self._release = result, release
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._result)
+
+    def close(self) -> None:
+        try:
+            getattr(self._result, "close", lambda: None)()
+        finally:
+            self._release()

@@ -1,5 +1,5 @@
 """Files under one directory: safe names, reads with validators and ranges,
-atomic uploads.
+atomic uploads, deletion and listing.
 
 Owns every touch of the disk the bundled app makes. Names are checked
 before the disk is touched; symlinks are resolved and must stay inside the
@@ -32,7 +32,7 @@ from microapp.conditional import (
 from microapp.errors import HTTPError
 from microapp.response import BINARY, FileBody, Response
 
-__all__ = ["FileStore", "NameLocks", "check_name"]
+__all__ = ["Entry", "FileStore", "NameLocks", "Received", "check_name"]
 
 MAX_NAME_BYTES = 255  # NAME_MAX on common file systems
 TEMPORARY_PREFIX = ".microapp-upload-"
@@ -87,6 +87,25 @@ class Saved:
     """The outcome of an upload: whether the name is new."""
 
     created: bool
+
+
+@dataclass(frozen=True)
+class Received:
+    """A body received into a temporary file beside its target, not yet visible."""
+
+    name: str
+    target: str
+    temporary: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of a listing."""
+
+    name: str
+    size: int
+    modified: float  # seconds since the epoch
 
 
 class FileStore:
@@ -149,16 +168,34 @@ class FileStore:
     def save(self, name: str, body: Iterable[bytes], *, create_only: bool = False) -> Saved:
         """Store ``body`` as ``name`` atomically. ``create_only``: 412 if it exists.
         Any failure while the body arrives leaves neither file nor temporary."""
+        received = self.receive(name, body, create_only=create_only)
+        try:
+            return self.commit(received, create_only=create_only)
+        finally:
+            self.discard(received)
+
+    def receive(self, name: str, body: Iterable[bytes], *,
+                create_only: bool = False) -> Received:
+        """Stream ``body`` into a temporary file for ``name``, checking the name
+        first; commit() makes it visible, discard() drops it. A failure while
+        the body arrives leaves no temporary."""
         target = self._writable_path(name)
         if create_only and os.path.lexists(target):
             raise HTTPError(412, "the file already exists")
-        temporary = self._receive(body)
-        try:
-            with self.locks.hold(name):
-                return self._commit(temporary, target, create_only)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+        temporary, size = self._receive(body)
+        return Received(name, target, temporary, size)
+
+    def commit(self, received: Received, *, create_only: bool = False) -> Saved:
+        """Put a received body in place atomically (os.replace, or os.link for
+        ``create_only``); discard() it afterwards whatever happened."""
+        with self.locks.hold(received.name):
+            return self._commit(received.temporary, received.target, create_only)
+
+    @staticmethod
+    def discard(received: Received) -> None:
+        """Remove a received body's temporary file, if it is still there."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(received.temporary)
 
     def _writable_path(self, name: str) -> str:
         """Where ``name`` lives; a symlink there must resolve inside the directory."""
@@ -168,20 +205,23 @@ class FileStore:
             raise HTTPError(409, "a directory has that name")
         return target
 
-    def _receive(self, body: Iterable[bytes]) -> str:
-        """Stream ``body`` into a new temporary file beside the target; its path."""
+    def _receive(self, body: Iterable[bytes]) -> tuple[str, int]:
+        """Stream ``body`` into a new temporary file beside the target; its
+        path and size."""
         descriptor, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=self.root)
+        size = 0
         try:
             with os.fdopen(descriptor, "wb") as file:
                 for chunk in body:
                     file.write(chunk)
+                    size += len(chunk)
                 file.flush()
                 os.fsync(file.fileno())
             os.chmod(temporary, 0o644)
         except BaseException:
             os.unlink(temporary)
             raise
-        return temporary
+        return temporary, size
 
     @staticmethod
     def _commit(temporary: str, target: str, create_only: bool) -> Saved:
@@ -197,6 +237,63 @@ class FileStore:
         created = not os.path.lexists(target)
         os.replace(temporary, target)
         return Saved(created=created)
+
+
+    # Deleting and listing.
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` (a symlink itself, never what it points to); 404
+        when there is no such file, 409 for a directory."""
+        self._inside(name)
+        target = os.path.join(self.root, name)
+        with self.locks.hold(name):
+            try:
+                if stat.S_ISDIR(os.lstat(target).st_mode):
+                    raise HTTPError(409, "a directory has that name")
+                os.unlink(target)
+            except FileNotFoundError:
+                raise HTTPError(404) from None
+
+    def listing(self) -> list[Entry]:
+        """The files a client can read here, by name: regular files, and
+        symlinks that resolve to one directly inside the directory (as
+        serve() requires); never temporaries, directories, or names the
+        store would refuse or that are not UTF-8."""
+        try:
+            scan = os.scandir(self.root)
+        except PermissionError:
+            raise HTTPError(403, "the directory cannot be listed") from None
+        except OSError:  # removed, or replaced by a file, since the request began
+            raise HTTPError(404) from None
+        with scan:
+            entries = [self._entry(item) for item in scan if _listable(item.name)]
+        return sorted((entry for entry in entries if entry is not None),
+                      key=lambda entry: entry.name)
+
+    def _entry(self, item: os.DirEntry[str]) -> Entry | None:
+        try:
+            if item.is_symlink():
+                resolved = os.path.realpath(item.path)
+                if os.path.dirname(resolved) != self.root:
+                    return None
+                info = os.stat(resolved)
+            else:
+                info = item.stat(follow_symlinks=False)
+        except OSError:  # gone meanwhile, or unreadable
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return Entry(item.name, info.st_size, info.st_mtime)
+
+
+def _listable(name: str) -> bool:
+    """Whether a client could name this file: UTF-8, and a name check_name allows."""
+    try:
+        name.encode("utf-8")
+        check_name(name)
+    except (UnicodeEncodeError, HTTPError):
+        return False
+    return True
 
 
 def _open_no_follow(path: str, flags: int) -> int:

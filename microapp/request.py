@@ -1,18 +1,29 @@
 """Request: a read-only view over one WSGI environ, and bounded body reading.
 
 Owns decoding what the server put in the environ (path, query, headers,
-cookies, body, JSON); knows nothing of routing or responses.
+cookies, body, JSON, forms through forms.py) and closing the uploads it
+opened; knows nothing of routing or responses.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl
 
 from microapp.errors import HTTPError
+from microapp.forms import (
+    DEFAULT_FORM_LIMITS,
+    MULTIPART,
+    Fields,
+    FormLimits,
+    FormPart,
+    UploadedFile,
+    new_multipart_reader,
+    read_form,
+)
 
 __all__ = ["EnvironHeaders", "Request", "content_length", "iter_body"]
 
@@ -142,11 +153,15 @@ class Request:
     """What the client asked for, read from ``environ``; route params in ``params``."""
 
     def __init__(self, environ: dict[str, Any], *,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 form_limits: FormLimits = DEFAULT_FORM_LIMITS) -> None:
         self.environ = environ
         self.max_body_bytes = max_body_bytes
+        self.form_limits = form_limits
         self.params: dict[str, Any] = {}
         self.headers = EnvironHeaders(environ)
+        self._body_reader: str | None = None  # what consumed wsgi.input
+        self._form: tuple[Fields[str], Fields[UploadedFile]] | HTTPError | None = None
 
     @property
     def method(self) -> str:
@@ -196,7 +211,68 @@ class Request:
     @cached_property
     def body(self) -> bytes:
         """The whole body, at most ``max_body_bytes`` (HTTPError 413 beyond)."""
-        return b"".join(iter_body(self.environ, self.max_body_bytes))
+        return b"".join(self._read_body("body", self.max_body_bytes))
+
+    def _read_body(self, reader: str, limit: int) -> Iterable[bytes]:
+        """The body's chunks, at most ``limit`` bytes, for one reader only:
+        wsgi.input can be read once. A body already read whole is reused."""
+        if "body" in self.__dict__:
+            if len(self.body) > limit:
+                raise HTTPError(413, f"the request body is larger than {limit} bytes")
+            return [self.body]
+        if self._body_reader is not None:
+            raise RuntimeError(f"the request body was already read by {self._body_reader}")
+        self._body_reader = reader
+        return iter_body(self.environ, limit)
+
+    @property
+    def form(self) -> Fields[str]:
+        """The text fields of an urlencoded or multipart/form-data body (empty
+        for other bodies); ``form[name]`` is the first value, ``form.get_all(name)``
+        every one. Parsed once, on first use, within ``form_limits``."""
+        return self._parsed_form()[0]
+
+    @property
+    def files(self) -> Fields[UploadedFile]:
+        """The file parts of a multipart/form-data body, spooled to memory or
+        unnamed temporary files that are closed when the request ends."""
+        return self._parsed_form()[1]
+
+    def _parsed_form(self) -> tuple[Fields[str], Fields[UploadedFile]]:
+        if self._form is None:
+            try:
+                self._form = read_form(self.headers.get("Content-Type", ""),
+                                       lambda limit: self._read_body("form", limit),
+                                       self.form_limits)
+            except HTTPError as error:
+                self._form = error  # the body is gone: the same answer every time
+        if isinstance(self._form, HTTPError):
+            raise self._form
+        return self._form
+
+    def stream_parts(self) -> Iterator[FormPart]:
+        """The parts of a multipart/form-data body as they arrive, for uploads
+        too big to spool: read each part's ``chunks()`` before asking for the
+        next. 415 for another media type; the same limits as ``form``."""
+        if self.content_type != MULTIPART:
+            raise HTTPError(415, "expected a multipart/form-data body")
+        reader = new_multipart_reader(self.headers["Content-Type"],
+                                      lambda limit: self._read_body("stream_parts()", limit),
+                                      self.form_limits)
+        return reader.parts()
+
+    def close(self) -> None:
+        """Release what the request opened (the uploaded files). The App calls
+        this when the response is done, whether the handler returned or raised."""
+        if isinstance(self._form, tuple):
+            for name in self._form[1]:
+                for upload in self._form[1].get_all(name):
+                    upload.close()
+
+    @property
+    def holds_files(self) -> bool:
+        """Whether close() has uploads to release."""
+        return isinstance(self._form, tuple) and len(self._form[1]) > 0
 
     def json(self) -> Any:
         """The body parsed as JSON: 415 unless it is declared JSON, 400 when invalid."""

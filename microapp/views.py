@@ -1,7 +1,9 @@
 """The bundled application: ``/``, ``/echo/<text>``, ``/user-agent``,
-``/files/<name>`` and the WebSocket ``/ws/echo``, built by create_app(directory).
+``/files/`` (a page for people, JSON for programs), ``/files/<name>`` and the
+WebSocket ``/ws/echo``, built by create_app(directory).
 
-Owns the routes and their HTTP answers; the disk work is files.py's.
+Owns the routes and their HTTP answers; the disk work is files.py's and the
+page's markup filepage.py's.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from urllib.parse import quote
 from microapp.application import App
 from microapp.compression import GzipMiddleware
 from microapp.errors import HTTPError
-from microapp.files import FileStore, NameLocks
+from microapp.filepage import listing_json, page
+from microapp.files import FileStore, NameLocks, Received
+from microapp.forms import MULTIPART, FormLimits
+from microapp.origin import refuse_cross_origin
+from microapp.parameters import preferred_media_type
 from microapp.request import Request, iter_body
 from microapp.response import Response
 
@@ -23,6 +29,7 @@ TEXT_PLAIN = "text/plain"
 DEFAULT_MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
 DIRECTORY_KEY = "wsgiserver.directory"
 _CONDITIONAL_HEADERS = ("If-None-Match", "If-Modified-Since", "If-Range", "Range")
+HTML, JSON = "text/html", "application/json"
 
 
 def create_app(directory: str | None = None, *,
@@ -30,15 +37,21 @@ def create_app(directory: str | None = None, *,
     """The bundled app. Files live in ``directory``, else in the directory the
     server names in ``environ["wsgiserver.directory"]``; with neither, /files
     answers 404. ``compress``: gzip every compressible response, however small.
+    Browsers may change files only from the app's own pages (origin.py).
     """
-    app = App()
+    app = App(form_limits=FormLimits(max_total_bytes=max_upload_bytes))
     files = FileRoutes(directory, max_upload_bytes)
+    app.before_request(refuse_cross_origin)
     app.get("/")(index)
     app.get("/echo/<text>")(echo)
     app.get("/user-agent")(user_agent)
     app.websocket("/ws/echo")(echo_messages)
+    app.get("/files")(to_files_page)
+    app.get("/files/")(files.listing)
+    app.post("/files/")(files.upload_form)
     app.get("/files/<path:name>")(files.read)
     app.route("/files/<path:name>", methods=["POST", "PUT"])(files.write)
+    app.delete("/files/<path:name>")(files.delete)
     if compress:
         app.add_middleware(GzipMiddleware, minimum_size=0)
     return app
@@ -66,8 +79,14 @@ def echo_messages(websocket: Any) -> None:
         websocket.send(message)
 
 
+def to_files_page(request: Request) -> Response:
+    """GET /files: the page lives at /files/ (308, so relative links work)."""
+    return Response(status=308, headers=[("Location", request.script_name + "/files/")])
+
+
 class FileRoutes:
-    """GET/HEAD and POST/PUT of /files/<name>, with the state they share."""
+    """/files/ and /files/<name>: listing, uploads (raw and form), reads and
+    deletion, with the state they share."""
 
     def __init__(self, directory: str | None, max_upload_bytes: int) -> None:
         self.directory = directory
@@ -85,9 +104,29 @@ class FileRoutes:
         headers = {field: request.headers.get(field) for field in _CONDITIONAL_HEADERS}
         return self.store_for(request).serve(name, request.method, headers)
 
+    def listing(self, request: Request) -> Response:
+        """GET /files/: the page, or JSON when Accept prefers it (Vary: Accept)."""
+        entries = self.store_for(request).listing()
+        base = request.script_name + "/files/"
+        if preferred_media_type(request.headers.get("Accept"), [HTML, JSON]) == JSON:
+            response = Response.json(listing_json(entries, base),
+                                     headers=[("Cache-Control", "no-store")])
+        else:
+            response = page(entries, base)
+        response.add_header("Vary", "Accept")
+        return response
+
+    def delete(self, request: Request, name: str) -> Response:
+        """DELETE /files/<name>: 204, or 404 when there is no such file."""
+        self.store_for(request).delete(name)
+        return Response(status=204)
+
     def write(self, request: Request, name: str) -> Response:
         """POST creates or replaces (201); PUT answers 201 or 204, and with
-        ``If-None-Match: *`` refuses to replace (412)."""
+        ``If-None-Match: *`` refuses to replace (412). A multipart/form-data
+        POST stores the form's file, not the body; PUT always stores the body."""
+        if request.method == "POST" and request.content_type == MULTIPART:
+            return self.upload_form(request, name)
         store = self.store_for(request)
         body = _upload_body(request, self.max_upload_bytes)
         create_only = request.method == "PUT" and _wants_new(request)
@@ -98,16 +137,69 @@ class FileRoutes:
         return Response(b"", 201, [("Location", location)], content_type=TEXT_PLAIN)
 
 
-def _upload_body(request: Request, limit: int) -> Any:
-    """The upload body's chunks; 411 when its length is unknowable, 413 when
-    Content-Length already says it is too big (before any byte is read)."""
-    environ = request.environ
+    def upload_form(self, request: Request, name: str | None = None) -> Response:
+        """POST a multipart/form-data form to /files/ (each file under its own
+        name) or to /files/<name> (one file, under that name). The files are
+        streamed into the store and made visible together, only once the
+        whole form has arrived intact. A browser's plain form post is sent
+        back to the page (303); other clients get 201 and the stored files."""
+        store = self.store_for(request)
+        _check_upload_length(request, self.max_upload_bytes)
+        received = _receive_files(request, store, name)
+        try:
+            for upload in received:
+                store.commit(upload)
+        finally:
+            for upload in received:
+                store.discard(upload)
+        base = request.script_name + "/files/"
+        if preferred_media_type(request.headers.get("Accept"), [JSON, HTML]) == HTML:
+            return Response(status=303, headers=[("Location", base)])
+        urls = [base + quote(upload.name) for upload in received]
+        stored = [{"name": upload.name, "size": upload.size, "url": url}
+                  for upload, url in zip(received, urls, strict=True)]
+        return Response.json({"files": stored}, 201, [("Location", urls[0])])
+
+
+def _receive_files(request: Request, store: FileStore, name: str | None) -> list[Received]:
+    """Every file part of the form, received but not committed; 400 when
+    there is none, or more than one for a named target. Text fields are
+    read and ignored; a file input left empty (no file name) is skipped."""
+    if request.content_type != MULTIPART:
+        raise HTTPError(415, "POST /files/ takes a multipart/form-data form; "
+                             "send a raw body to /files/<name>")
+    received: list[Received] = []
+    try:
+        for part in request.stream_parts():
+            if not part.filename:
+                continue
+            if name is not None and received:
+                raise HTTPError(400, "a form posted to /files/<name> holds one file; "
+                                     "post several to /files/")
+            received.append(store.receive(name or part.filename, part.chunks()))
+    except BaseException:
+        for upload in received:
+            store.discard(upload)
+        raise
+    if not received:
+        raise HTTPError(400, "the form has no file")
+    return received
+
+
+def _check_upload_length(request: Request, limit: int) -> None:
+    """411 when the body's length is unknowable, 413 when Content-Length
+    already says it is too big (before any byte is read)."""
     length = request.content_length
-    if length is None and not environ.get("wsgi.input_terminated"):
+    if length is None and not request.environ.get("wsgi.input_terminated"):
         raise HTTPError(411, "Content-Length or chunked transfer coding required")
     if length is not None and length > limit:
         raise HTTPError(413, f"uploads are limited to {limit} bytes")
-    return iter_body(environ, limit)
+
+
+def _upload_body(request: Request, limit: int) -> Any:
+    """The raw upload body's chunks, after _check_upload_length."""
+    _check_upload_length(request, limit)
+    return iter_body(request.environ, limit)
 
 
 def _wants_new(request: Request) -> bool:

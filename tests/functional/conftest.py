@@ -1,4 +1,4 @@
-"""Fixtures of the functional tests: the command line in a subprocess."""
+"""Fixtures of the functional tests: the command line in a subprocess, a browser."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.functional.browser import launch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,3 +56,11 @@ def start_cli():
             except subprocess.TimeoutExpired:
                 process.kill()
         process.communicate(timeout=15)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium on loopback and a DevTools connection to it
+    (skips, saying how to install it, when there is no Chromium)."""
+    with launch(tmp_path) as devtools:
+        yield devtools

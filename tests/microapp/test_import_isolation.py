@@ -25,7 +25,8 @@ def test_public_api_is_listed_in_dunder_all():
     import microapp
 
     assert set(microapp.__all__) == {"App", "Request", "Response", "HTTPError",
-                                     "GzipMiddleware", "create_app", "app"}
+                                     "GzipMiddleware", "FormLimits", "UploadedFile",
+                                     "create_app", "app"}
     for name in microapp.__all__:
         assert getattr(microapp, name) is not None
 
