@@ -51,7 +51,8 @@ BodyReader = Callable[[int], Iterable[bytes]]
 
 @dataclass(frozen=True)
 class FormLimits:
-    """What one form may cost; beyond a limit the request gets 413."""
+    """What one form may cost: beyond a per-part limit the request gets 400,
+    beyond the total 413."""
 
     # Parts of a multipart body, or pairs of a urlencoded one: each costs
     # parsing, a Python object and, for files, perhaps a temporary file.
@@ -244,7 +245,7 @@ def _parse_urlencoded(body: bytes, max_parts: int) -> Fields[str]:
         pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
                           errors="replace", max_num_fields=max_parts)
     except ValueError:
-        raise HTTPError(413, f"the form has more than {max_parts} fields") from None
+        raise HTTPError(400, f"the form has more than {max_parts} fields") from None
     return Fields(pairs)
 
 

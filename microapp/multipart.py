@@ -48,8 +48,10 @@ DEFAULT_CONTENT_TYPE = "text/plain"
 
 
 class MultipartError(Exception):
-    """The body cannot be accepted: ``status`` is the answer (400 malformed,
-    413 over a limit) and ``detail`` says why, for the client."""
+    """The body cannot be accepted: ``status`` is the answer and ``detail``
+    says why, for the client. A malformed body, and a part over a per-part
+    limit (count, field size, header size), is 400: the request is wrong in
+    its parts. Only the whole form over its total is 413 (RFC 9110 15.5.14)."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"{status} {detail}")
@@ -221,12 +223,12 @@ class MultipartParser:
         size = (content_start if block_end >= 0 else len(buffer)) - start
         if size > self.max_part_header_bytes:
             raise MultipartError(
-                413, f"a part's headers are larger than {self.max_part_header_bytes} bytes")
+                400, f"a part's headers are larger than {self.max_part_header_bytes} bytes")
         if block_end < 0:
             return False
         self._parts += 1
         if self._parts > self.max_parts:
-            raise MultipartError(413, f"the form has more than {self.max_parts} parts")
+            raise MultipartError(400, f"the form has more than {self.max_parts} parts")
         started = _part_started(bytes(buffer[start:block_end]))
         events.append(started)
         self._in_part = True
@@ -254,7 +256,7 @@ class MultipartParser:
             self._field_bytes += len(data)
             if self._field_bytes > self.max_field_bytes:
                 raise MultipartError(
-                    413, f"a form field is larger than {self.max_field_bytes} bytes")
+                    400, f"a form field is larger than {self.max_field_bytes} bytes")
         events.append(PartData(data))
 
 
