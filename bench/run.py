@@ -551,9 +551,21 @@ def parse_args(argv: list[str] | None = None):
                         "hello/close/idle)")
     p.add_argument("--pin", action="store_true",
                    help="taskset: servers on CPU 0, wrk and idle.py on CPU 1")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="also run wsgiserver as checked out in DIR (git worktree add DIR REV) "
+                        "as 'wsgiserver-base', for before/after figures in one run")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--json", action="store_true", help="also write bench/results/<time>.json")
     args = p.parse_args(argv)
+    if args.baseline:
+        if not os.path.isdir(os.path.join(args.baseline, "wsgiserver")):
+            p.error(f"--baseline {args.baseline}: no wsgiserver package there")
+        base = servers.baseline(os.path.abspath(args.baseline))
+        servers.ALL.append(base)
+        servers.BY_NAME[base.name] = base
+        servers.DEFAULT.append(base.name)
+        if args.servers is not None and base.name not in args.servers:
+            args.servers.append(base.name)
     if args.repeat < 1 or args.duration < 1:
         p.error("--repeat and --duration must be at least 1")
     return args

@@ -57,7 +57,7 @@ class Server:
 
     @property
     def is_ours(self) -> bool:
-        return self.name.startswith("wsgiserver")
+        return self.name.startswith("wsgiserver") and not self.name.endswith("-base")
 
 
 def wsgiserver(workers: int) -> Callable[[int, Context], list[str]]:
@@ -66,6 +66,20 @@ def wsgiserver(workers: int) -> Callable[[int, Context], list[str]]:
                "--keepalive-timeout", "30"]
         return cmd + (["--workers", str(workers)] if workers > 1 else [])
     return build
+
+
+def baseline(directory: str) -> Server:
+    """wsgiserver as checked out in ``directory`` (another commit), for a
+    before/after comparison in one run: compared with the current wsgiserver."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (f"import sys; sys.path[:0] = [{directory!r}, {repo!r}]; "
+            "from wsgiserver.cli import main; sys.exit(main(sys.argv[1:]))")
+
+    def build(port: int, ctx: Context) -> list[str]:
+        return [PY, "-c", code, APP, "--host", HOST, "--port", str(port), "--threads", "8",
+                "--keepalive-timeout", "30"]
+
+    return Server("wsgiserver-base", f"wsgiserver from {directory} (--threads 8)", build)
 
 
 def waitress(port: int, ctx: Context) -> list[str]:

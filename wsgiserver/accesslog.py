@@ -117,6 +117,22 @@ class AccessLog:
             with self._lock:
                 self._stream.close()
 
+    def record_exchange(self, environ: Mapping[str, Any], status: int,
+                        response_headers: Sequence[tuple[str, str]], bytes_sent: int,
+                        duration: float) -> None:
+        """Log a request the application answered."""
+        self.record(AccessEntry.from_environ(environ, status, response_headers, bytes_sent,
+                                             duration))
+
+    def record_refused(self, peer: tuple[str, int], status: int, bytes_sent: int) -> None:
+        """Log a request refused before it reached the application (no environ)."""
+        address, port = peer
+        self.record(AccessEntry(
+            remote_addr=address, remote_port=str(port) if address else None,
+            method=None, target=None, query=None, protocol=None, request_id=None,
+            status=status, bytes_sent=bytes_sent, duration=0.0,
+        ))
+
     def record(self, entry: AccessEntry) -> None:
         """Log one finished request."""
         start = self._clock() - entry.duration  # Apache's %t: when the request began

@@ -24,17 +24,11 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clocks."""
+    """The real clocks (the functions themselves: no call in between)."""
 
     __slots__ = ()
-
-    def monotonic(self) -> float:
-        """``time.monotonic()``."""
-        return time.monotonic()
-
-    def time(self) -> float:
-        """``time.time()``."""
-        return time.time()
+    monotonic = staticmethod(time.monotonic)
+    time = staticmethod(time.time)
 
 
 SYSTEM_CLOCK = SystemClock()

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .accesslog import AccessEntry
 from .clock import Clock
 from .errors import BodyReadError, ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange, ExchangeSettings
@@ -240,14 +239,8 @@ class Connection:
     def _log_refused(self, status: int) -> None:
         """An access-log line for a request that never reached the application."""
         access_log = self.settings.exchange.access_log
-        if access_log is None:
-            return
-        address, port = self.transport.peer
-        access_log.record(AccessEntry(
-            remote_addr=address, remote_port=str(port) if address else None,
-            method=None, target=None, query=None, protocol=None, request_id=None,
-            status=status, bytes_sent=self.state.body_bytes, duration=0.0,
-        ))
+        if access_log is not None:
+            access_log.record_refused(self.transport.peer, status, self.state.body_bytes)
 
     def _linger(self) -> bool:
         """Stop sending, keep reading (and discarding) for a moment, then close."""
@@ -338,7 +331,7 @@ class _ExchangeIO:
         return self._state.status_code
 
     @property
-    def response_fields(self) -> tuple[tuple[str, str], ...]:
+    def response_fields(self) -> Sequence[tuple[str, str]]:
         """The application's response fields."""
         return self._state.response_fields
 

@@ -9,10 +9,10 @@ an ExchangeIO, which reads the body and frames and sends the response.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .accesslog import AccessEntry
 from .clock import SYSTEM_CLOCK, Clock
 from .protocol.events import Request
 from .proxy import ProxyTrust, apply_proxy_headers, request_id
@@ -52,7 +52,7 @@ class ExchangeIO(ResponseSink, Protocol):
         ...
 
     @property
-    def response_fields(self) -> tuple[tuple[str, str], ...]:
+    def response_fields(self) -> Sequence[tuple[str, str]]:
         """The application's response fields as sent (for the log)."""
         ...
 
@@ -94,14 +94,15 @@ class Exchange:
         environ = settings.environ.build(self.request, InputStream(io.receive_body), io.peer)
         trusted = apply_proxy_headers(environ, settings.proxy_trust)
         environ["wsgiserver.request_id"] = request_id(environ, trusted)
-        self._offer_upgrade(environ)
-        started = settings.clock.monotonic()
+        if "HTTP_UPGRADE" in environ:
+            self._offer_upgrade(environ)
+        access_log = settings.access_log
+        started = settings.clock.monotonic() if access_log is not None else 0.0
         try:
             run_application(settings.app, environ, io)
-            if settings.access_log is not None:
-                settings.access_log.record(AccessEntry.from_environ(
-                    environ, io.status_code, io.response_fields, io.body_bytes,
-                    settings.clock.monotonic() - started))
+            if access_log is not None:
+                access_log.record_exchange(environ, io.status_code, io.response_fields,
+                                           io.body_bytes, settings.clock.monotonic() - started)
         finally:
             if self.upgrade is not None:
                 self.upgrade.finish()

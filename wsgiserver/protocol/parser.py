@@ -153,6 +153,8 @@ class RequestParser:
 
     def _parse_head(self) -> Request | Event:
         buffer = self._buffer
+        if not buffer:
+            return NEED_DATA  # the usual wait between requests: nothing to check
         # RFC 9112 section 2.2: ignore empty lines before the request-line.
         while buffer[:2] == b"\r\n":
             del buffer[:2]
@@ -202,10 +204,13 @@ class RequestParser:
             raise ProtocolError(431, "too many header fields")
         if sum(map(len, field_lines)) + 2 * len(field_lines) > self.limits.max_header_bytes:
             raise ProtocolError(431, "request header section too large")
-        headers = parse_field_lines(field_lines)
+        special: dict[bytes, list[bytes]] = {}
+        headers = parse_field_lines(field_lines, special)
         path, query, scheme, authority = _split_target(method, target)
-        _check_host(version, headers, authority)
-        framing, length = self._framing(version, headers)
+        _check_host(version, special.get(b"host"))
+        framing, length = self._framing(version, special)
+        connection = special.get(b"connection")
+        expect = special.get(b"expect")
         return Request(
             method=method,
             target=target,
@@ -217,14 +222,17 @@ class RequestParser:
             authority=authority,
             framing=framing,
             content_length=length,
-            connection=_connection_options(headers),
-            expect_continue=_expects_continue(version, headers),
+            connection=_NO_OPTIONS if connection is None else _connection_options(connection),
+            expect_continue=expect is not None and _expects_continue(version, expect),
         )
 
-    def _framing(self, version: Version, headers: Fields) -> tuple[Framing, int | None]:
-        codings = _transfer_codings(headers)
-        lengths = [value for name, value in headers if name == b"content-length"]
+    def _framing(
+        self, version: Version, special: dict[bytes, list[bytes]]
+    ) -> tuple[Framing, int | None]:
+        lengths = special.get(b"content-length")
+        codings = special.get(b"transfer-encoding")
         if codings is not None:
+            _check_transfer_codings(codings)
             if version < (1, 1):
                 # RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
                 raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
@@ -362,8 +370,17 @@ def _parse_request_line(line: bytes) -> tuple[bytes, bytes, Version]:
     return method, target, (1, 0) if minor == b"0" else (1, 1)
 
 
-def parse_field_lines(lines: list[bytes]) -> Fields:
-    """Field lines (without CRLF) as (lower-case name, value) pairs."""
+# The fields that frame a request or decide its handling, collected while the
+# field lines are parsed so that no later step scans them all again.
+_SPECIAL = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"})
+_NO_OPTIONS: frozenset[bytes] = frozenset()
+
+
+def parse_field_lines(
+    lines: list[bytes], special: dict[bytes, list[bytes]] | None = None
+) -> Fields:
+    """Field lines (without CRLF) as (lower-case name, value) pairs; the values
+    of the framing fields also go to ``special`` by name, when it is given."""
     fields = []
     token = grammar.token.fullmatch
     forbidden = grammar.forbidden_in_value.search
@@ -375,7 +392,14 @@ def parse_field_lines(lines: list[bytes]) -> Fields:
         value = value.strip(b" \t")
         if forbidden(value) is not None:
             raise ProtocolError(400, "invalid octet in field value")
-        fields.append((name.lower(), value))
+        name = name.lower()
+        fields.append((name, value))
+        if special is not None and name in _SPECIAL:
+            values = special.get(name)
+            if values is None:
+                special[name] = [value]
+            else:
+                values.append(value)
     return tuple(fields)
 
 
@@ -420,9 +444,8 @@ def _split_target(
     return path or b"/", query, scheme, authority
 
 
-def _check_host(version: Version, headers: Fields, authority: bytes | None) -> None:
-    hosts = [value for name, value in headers if name == b"host"]
-    if len(hosts) > 1:
+def _check_host(version: Version, hosts: list[bytes] | None) -> None:
+    if hosts is not None and len(hosts) > 1:
         raise ProtocolError(400, "more than one Host field")
     if not hosts:
         if version >= (1, 1):
@@ -441,11 +464,8 @@ def _list_elements(values: Iterable[bytes]) -> Iterator[bytes]:
                 yield element
 
 
-def _transfer_codings(headers: Fields) -> list[bytes] | None:
-    """The Transfer-Encoding codings in order, or None without the field."""
-    values = [value for name, value in headers if name == b"transfer-encoding"]
-    if not values:
-        return None
+def _check_transfer_codings(values: list[bytes]) -> None:
+    """Transfer-Encoding field values must name chunked, once and last."""
     codings = []
     for element in _list_elements(values):
         if grammar.token.fullmatch(element) is None:
@@ -461,7 +481,6 @@ def _transfer_codings(headers: Fields) -> list[bytes] | None:
         raise ProtocolError(400, "chunked is not the final transfer coding")
     if codings != [b"chunked"]:
         raise ProtocolError(501, "transfer coding not implemented")
-    return codings
 
 
 def _content_length(values: list[bytes]) -> int:
@@ -482,16 +501,14 @@ def _content_length(values: list[bytes]) -> int:
     return int(digits)
 
 
-def _connection_options(headers: Fields) -> frozenset[bytes]:
+def _connection_options(values: list[bytes]) -> frozenset[bytes]:
     """The Connection field's options, lower-cased (RFC 9110 section 7.6.1)."""
-    values = (value for name, value in headers if name == b"connection")
+    if len(values) == 1 and b"," not in values[0]:  # the usual "close" or "keep-alive"
+        option = values[0].strip(b" \t").lower()
+        return frozenset((option,)) if option else _NO_OPTIONS
     return frozenset(element.lower() for element in _list_elements(values))
 
 
-def _expects_continue(version: Version, headers: Fields) -> bool:
+def _expects_continue(version: Version, values: list[bytes]) -> bool:
     """RFC 9110 section 10.1.1: 100-continue, ignored from HTTP/1.0 clients."""
-    if version < (1, 1):
-        return False
-    return any(
-        name == b"expect" and value.lower() == b"100-continue" for name, value in headers
-    )
+    return version >= (1, 1) and any(value.lower() == b"100-continue" for value in values)

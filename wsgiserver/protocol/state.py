@@ -175,7 +175,7 @@ class ConnectionState:
         """Set (or replace) the response head; it goes out with the first body bytes."""
         if self._response is not _Response.NONE:
             raise ResponseError("the response head was already sent")
-        self._head = ResponseHead.from_application(status, headers)
+        self._head = ResponseHead(status, headers)
 
     @property
     def head_sent(self) -> bool:
@@ -190,9 +190,9 @@ class ConnectionState:
         return self._head.code if self._head is not None else 0
 
     @property
-    def response_fields(self) -> tuple[tuple[str, str], ...]:
+    def response_fields(self) -> list[tuple[str, str]]:
         """The application's fields as kept (no hop-by-hop ones)."""
-        return self._head.fields if self._head is not None else ()
+        return self._head.fields if self._head is not None else []
 
     @property
     def body_bytes(self) -> int:
@@ -249,9 +249,8 @@ class ConnectionState:
             self._persist = False
         reason = reason_phrase(status)
         text = f"{status} {reason}: {detail}\n" if detail else f"{status} {reason}\n"
-        self._head = ResponseHead.from_application(
-            f"{status} {reason}", [("Content-Type", "text/plain; charset=utf-8")]
-        )
+        self._head = ResponseHead(f"{status} {reason}",
+                                  [("Content-Type", "text/plain; charset=utf-8")])
         return self.write_whole(text.encode("utf-8"))
 
     def switch_protocols(self, fields: Iterable[tuple[str, str]]) -> bytes:
@@ -275,7 +274,7 @@ class ConnectionState:
         if length is None and body_length is not None:
             length = known_length(method, head.code, body_length)
         framing = choose_framing(version, method, head.code, length)
-        fields = list(head.fields)
+        fields = head.fields.copy()
         if length_field_kept(framing, head.code, length):
             fields.append(("Content-Length", str(length)))
         elif framing is BodyFraming.CHUNKED:
@@ -306,9 +305,9 @@ class ConnectionState:
 
     def _server_fields(self, head: ResponseHead, version: tuple[int, int]) -> list[tuple[str, str]]:
         fields = []
-        if self._date is not None and "date" not in head.names:
+        if self._date is not None and not head.has_date:
             fields.append(("Date", self._date()))  # RFC 9110 section 6.6.1
-        if self._server_name and "server" not in head.names:
+        if self._server_name and not head.has_server:
             fields.append(("Server", self._server_name))
         options = []
         if not self._will_persist(at_head=True):
@@ -316,7 +315,7 @@ class ConnectionState:
             options.append("close")
         elif version < (1, 1):
             options.append("keep-alive")  # RFC 9112 appendix C.2.2
-        if "upgrade" in head.names:
+        if head.has_upgrade:
             options.append("upgrade")  # RFC 9110 section 7.8
         if options:
             fields.append(("Connection", ", ".join(options)))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
 from http import HTTPStatus
 
 from ..errors import ResponseError
@@ -130,28 +129,24 @@ def encode_chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-@dataclass(frozen=True, slots=True)
 class ResponseHead:
     """An application's response head as the server will send it.
 
     ``fields`` are the application's own, without the hop-by-hop ones and
     without Content-Length, whose value is kept apart. ``close`` records
-    that the application asked for ``Connection: close``.
+    that the application asked for ``Connection: close``; ``has_date``,
+    ``has_server`` and ``has_upgrade`` that it set those fields itself.
+    Read-only by convention (built once per response, on the hot path).
     """
 
-    status: str
-    code: int
-    fields: tuple[tuple[str, str], ...]
-    content_length: int | None
-    close: bool
-    names: frozenset[str]
+    __slots__ = ("status", "code", "fields", "content_length", "close",
+                 "has_date", "has_server", "has_upgrade")
 
-    @classmethod
-    def from_application(cls, status: str, headers: Iterable[tuple[str, str]]) -> ResponseHead:
+    def __init__(self, status: str, headers: Iterable[tuple[str, str]]) -> None:
         """Sort an application's fields; ResponseError for a bad Content-Length."""
         kept: list[tuple[str, str]] = []
         length: int | None = None
-        close = False
+        close = has_date = has_server = has_upgrade = False
         for name, value in headers:
             lower = name.lower()
             if lower in HOP_BY_HOP:
@@ -160,9 +155,22 @@ class ResponseHead:
             if lower == "content-length":
                 length = _parse_length(value, length)
                 continue
+            if lower in _NOTED:
+                has_date = has_date or lower == "date"
+                has_server = has_server or lower == "server"
+                has_upgrade = has_upgrade or lower == "upgrade"
             kept.append((name, value))
-        return cls(status, int(status[:3]), tuple(kept), length, close,
-                   frozenset(name.lower() for name, _ in kept))
+        self.status = status
+        self.code = int(status[:3])
+        self.fields = kept
+        self.content_length = length
+        self.close = close
+        self.has_date = has_date
+        self.has_server = has_server
+        self.has_upgrade = has_upgrade
+
+
+_NOTED = frozenset({"date", "server", "upgrade"})
 
 
 def _parse_length(value: str, previous: int | None) -> int:
