@@ -1,7 +1,7 @@
 """wsgiserver: a pure-Python HTTP/1.1 server for any WSGI application."""
 
 from .config import ServerConfig
-from .errors import BodyReadError, ClientDisconnected, ProtocolError
+from .errors import ClientDisconnected, ProtocolError
 from .runner import serve
 from .server import Server
 
@@ -12,7 +12,6 @@ __all__ = [
     "ServerConfig",
     "serve",
     "ProtocolError",
-    "BodyReadError",
     "ClientDisconnected",
     "__version__",
 ]

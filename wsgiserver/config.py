@@ -17,8 +17,10 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 4221
-    # Worker threads that run requests. Idle and half-received connections
-    # never hold one, so this bounds concurrent *requests*, not connections.
+    # Worker threads that run applications. Connections that are idle, still
+    # sending a request (head and body) or still reading a finished response
+    # never hold one, and long requests (WebSockets, streams) get a
+    # replacement: this bounds ordinary requests running at once.
     threads: int = 8
     # Processes sharing the listening socket; 1 means no supervisor.
     workers: int = 1
@@ -37,24 +39,41 @@ class ServerConfig:
     # Largest request body; 413 past it. A Content-Length above it is refused
     # before a byte of the body is read.
     max_body_bytes: int = 1024 * MiB
-    # Unread body bytes we read and discard to keep a connection alive;
-    # beyond that, closing is cheaper than reading.
-    max_drain_bytes: int = 256 * KiB
+    # Bodies are received whole before the application runs: up to this many
+    # bytes in memory, beyond it in an unlinked temporary file in spool_dir
+    # (None: the system's temporary directory). Bounds memory per upload.
+    body_memory_bytes: int = 512 * KiB
+    spool_dir: str | None = None
+    # While an application is still producing, this much of its response may
+    # wait in memory for a slow client; beyond it the application's thread
+    # waits (backpressure). A response already made in full is never held back.
+    response_buffer_bytes: int = 1 * MiB
 
     # Seconds an idle keep-alive connection is kept open.
     keepalive_timeout: float = 15.0
     # Seconds from a request's first byte to the end of its head; slower
     # clients get 408. Bounds slowloris-style trickling.
     header_timeout: float = 10.0
-    # Seconds a body read or a response write may wait for the peer.
+    # The whole body must arrive within body_timeout seconds, plus one second
+    # for every min_body_rate bytes received (so large uploads at a decent
+    # rate finish, one byte per timeout does not); and never body_timeout
+    # without a byte. 408 otherwise. min_body_rate 0: body_timeout in all.
     body_timeout: float = 30.0
+    min_body_rate: int = 1 * KiB
+    # Seconds a response may wait for the client to read anything; then reset.
     write_timeout: float = 30.0
     # Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     shutdown_timeout: float = 30.0
 
-    # Open WebSocket connections; each holds a worker thread while open, so
-    # the cap leaves threads for ordinary requests. Beyond it: 503.
-    max_websockets: int = 4
+    # Open WebSocket connections. Each runs on a thread of its own (the pool
+    # replaces it), so ordinary requests keep their threads. Beyond it: 503.
+    max_websockets: int = 1000
+    # A request still in its application after this many seconds (a stream,
+    # a long poll, a slow call downstream) gets a replacement thread; at most
+    # max_long_requests at once (None: four times threads), beyond that a
+    # long request is cut off (503 if its head has not gone out) and logged.
+    long_request_seconds: float = 2.0
+    max_long_requests: int | None = None
     # Largest WebSocket message (bytes); larger ones close with 1009.
     max_websocket_message_bytes: int = 1024 * KiB
 
@@ -83,6 +102,13 @@ class ServerConfig:
     send_server_header: bool = True
     server_name: str = "wsgiserver"
 
+    @property
+    def long_request_cap(self) -> int:
+        """How many long requests may run at once."""
+        if self.max_long_requests is None:
+            return 4 * self.threads
+        return self.max_long_requests
+
     def replace(self, **changes: object) -> ServerConfig:
         """A copy with some settings changed."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -92,14 +118,16 @@ class ServerConfig:
                      "max_header_bytes", "max_header_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("max_body_bytes", "max_drain_bytes", "max_websockets",
-                     "max_websocket_message_bytes"):
+        for name in ("max_body_bytes", "max_websockets", "max_websocket_message_bytes",
+                     "body_memory_bytes", "min_body_rate", "response_buffer_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         for name in ("keepalive_timeout", "header_timeout", "body_timeout", "write_timeout",
-                     "shutdown_timeout"):
+                     "shutdown_timeout", "long_request_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
+        if self.max_long_requests is not None and self.max_long_requests < 0:
+            raise ValueError("max_long_requests must not be negative")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
         if self.client_certs not in ("none", "optional", "required"):

@@ -1,32 +1,41 @@
 """One client connection: bytes from the transport through the connection
 state to exchanges, response bytes back, and the connection's deadline.
 
-Glue, in order: the TLS handshake, request heads (and small bodies)
-received while the connection waits in the poller, the exchange run on the
-worker that holds the connection, then drain, close or the next request as
-the state decides. The only place that turns a ProtocolError into an error
-response. The state decides, the transport moves bytes, the exchange runs
-the application; this module knows nothing of the poller or the thread
-pool: the server calls ``on_readable`` when bytes arrive and ``expire``
-once the deadline has passed.
+Glue, in order: the TLS handshake, the request head and its whole body
+(received as bytes arrive, on whichever thread the poller wakes, into
+memory or a spool file), the exchange run on a worker, what is left of the
+response sent as the client takes it, then the next request, a lingering
+close or a reset as the state decides. Nothing here waits for a client
+except a producing application's thread once the output bound is reached.
+The only place that turns a ProtocolError into an error response.
+
+Knows nothing of the poller or the thread pool: the server calls
+``on_ready`` when the descriptor is ready for what ``on_ready`` last asked
+for, ``run_exchange`` when it answered RUN, and ``expire`` once the
+deadline has passed.
 """
 
 from __future__ import annotations
 
+import enum
+import io
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import IO
 
+from .body import RequestBody
 from .clock import Clock
-from .errors import BodyReadError, ClientDisconnected, ProtocolError, ResponseError
+from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange, ExchangeSettings
-from .protocol.events import NEED_DATA, Data, Framing, Request
+from .output import ResponseOutput
+from .protocol.events import Data, EndOfMessage, Framing, Request
 from .protocol.parser import ParserLimits
 from .protocol.state import After, ConnectionState
 from .transport import Peer, Transport
 
-__all__ = ["Connection", "ConnectionSettings"]
+__all__ = ["Connection", "ConnectionSettings", "Step"]
 
 log = logging.getLogger("wsgiserver")
 
@@ -34,18 +43,24 @@ log = logging.getLogger("wsgiserver")
 # away for a moment before closing; closing with unread data makes the
 # kernel send RST, which can destroy the response before the client reads it.
 _LINGER_SECONDS = 2.0
-# Waiting for the rest of an unread body costs a worker; cap the wait.
-_DRAIN_SECONDS = 5.0
-# Bodies up to this size (with a Content-Length) are read while the
-# connection waits in the poller, before a worker takes the request: a client
-# trickling a small body then holds no thread. Larger bodies stream to the
-# app as it reads them.
-_BUFFERED_BODY_LIMIT = 64 * 1024
 # While the server drains for shutdown, an idle keep-alive connection is
 # closed once it has been quiet this long: a client that just received a
 # response and sends its next request at once gets it answered (with
 # Connection: close) instead of finding the connection gone.
 DRAIN_QUIET_SECONDS = 0.25
+# Reads while a body arrives are larger than while a head does: fewer calls
+# for an upload, and a head never needs more than one read of this size.
+_HEAD_RECV = 64 * 1024
+_BODY_RECV = 256 * 1024
+
+
+class Step(enum.Enum):
+    """What the connection needs next from the server."""
+
+    READ = "read"  # watch for bytes to read
+    WRITE = "write"  # watch for room to write
+    RUN = "run"  # a request is complete: run its exchange now
+    CLOSED = "closed"
 
 
 @dataclass(frozen=True)
@@ -56,19 +71,34 @@ class ConnectionSettings:
     limits: ParserLimits
     keepalive_timeout: float
     header_timeout: float
+    # The whole body: allowed body_timeout seconds, plus one second for every
+    # min_body_rate bytes that arrive; and never body_timeout without a byte.
     body_timeout: float
+    min_body_rate: int
     write_timeout: float
-    max_drain_bytes: int
+    body_memory_bytes: int
+    spool_dir: str | None
+    output_high_water: int
     date: Callable[[], str] | None
     server_name: str | None
     draining: Callable[[], bool]
     clock: Clock
 
 
-class Connection:
-    """A client connection, driven by whichever worker thread holds ``lock``."""
+class _Phase(enum.Enum):
+    HANDSHAKE = "handshake"  # TLS
+    REQUEST = "request"  # a head, then its body, arriving
+    EXCHANGE = "exchange"  # held by a worker running the application
+    FLUSH = "flush"  # the application is done; its response is still going out
+    LINGER = "linger"  # closing: discarding what the client still sends
+    CLOSED = "closed"
 
-    def __init__(self, transport: Transport, settings: ConnectionSettings) -> None:
+
+class Connection:
+    """A client connection, driven by whichever thread holds ``lock``."""
+
+    def __init__(self, transport: Transport, settings: ConnectionSettings,
+                 tls: bool = False) -> None:
         self.transport = transport
         self.fd = transport.fd
         self.settings = settings
@@ -78,39 +108,119 @@ class Connection:
             date=settings.date,
             server_name=settings.server_name,
             draining=settings.draining,
-            max_drain_bytes=settings.max_drain_bytes,
         )
-        # Held by the worker serving the connection; the reaper only closes
-        # a connection whose lock it can take, so it never closes under a worker.
+        self.output = ResponseOutput(
+            transport, settings.clock, write_timeout=settings.write_timeout,
+            high_water=settings.output_high_water, low_water=settings.output_high_water // 4,
+        )
+        # Held by the thread driving the connection; the reaper only closes a
+        # connection whose lock it can take, so it never closes under a worker.
         self.lock = threading.Lock()
-        self.closed = False
         now = self.clock.monotonic()
         self.deadline = now + settings.header_timeout
         self._quiet_since = now  # when the connection last went idle
-        self._handshaking = True
+        self._phase = _Phase.HANDSHAKE if tls else _Phase.REQUEST
         self._head_started: float | None = None
-        self._lingering = False
-        self._pending: Request | None = None  # its head is here, its body is coming
-        self._io = _ExchangeIO(self)
+        self._request: Request | None = None
+        self._body: RequestBody | None = None
+        self._body_started = 0.0
+        self._current: _ExchangeIO | None = None  # the exchange running, for cut()
+
+    @property
+    def closed(self) -> bool:
+        """True once the socket is closed."""
+        return self._phase is _Phase.CLOSED
 
     # -- driven by the server ------------------------------------------------
 
-    def on_readable(self) -> bool:
-        """Read what arrived and serve every complete request.
-
-        Returns True to be watched for more bytes, False once closed.
-        """
-        if self._handshaking and not self._handshake():
-            return not self.closed
-        data = self.transport.recv()
+    def on_ready(self) -> Step:
+        """The descriptor is ready for what the last step asked for."""
+        phase = self._phase
+        if phase is _Phase.FLUSH:
+            return self._flush()
+        if phase is _Phase.HANDSHAKE and not self._handshake():
+            return Step.CLOSED if self.closed else Step.READ
+        size = _HEAD_RECV if self._request is None else _BODY_RECV
+        data = self.transport.recv(size)
         if data is None:
-            return True
+            return Step.READ
         if not data:
-            return self.close()
-        if self._lingering:
-            return True  # discard: we are closing
+            return self._close()
+        if phase is _Phase.LINGER:
+            return Step.READ  # discard: we are closing
         self.state.feed(data)
-        return self._serve_available()
+        return self._advance()
+
+    def run_exchange(self, detach: Callable[[], None] | None = None) -> Step:
+        """Run the complete request's exchange on this thread, then go on."""
+        request, body = self._request, self._body
+        assert request is not None and self._phase is _Phase.REQUEST
+        self._phase = _Phase.EXCHANGE
+        stream = body.finish() if body is not None else io.BytesIO()
+        exchange_io = _ExchangeIO(self, stream, detach)
+        self._current = exchange_io
+        try:
+            Exchange(self.settings.exchange, request, exchange_io).run()
+        finally:
+            self._current = None
+            exchange_io.done()
+            if body is not None:
+                body.close()
+            self._request = self._body = None
+        if self.state.after_response() is After.ABORT:
+            return self._abort()
+        if self.output.pending:
+            self._phase = _Phase.FLUSH
+            self.deadline = self.output.progress_at + self.settings.write_timeout
+            return Step.WRITE
+        return self._after_response()
+
+    def cut(self) -> None:
+        """From another thread: end the running exchange early (see _ExchangeIO.cut)."""
+        current = self._current
+        if current is not None:
+            current.cut()
+
+    @property
+    def idle(self) -> bool:
+        """True while waiting for a request of which nothing has arrived."""
+        return (self._phase is _Phase.REQUEST and self._request is None
+                and not self.state.buffered)
+
+    def begin_draining(self) -> None:
+        """The server is draining: an idle or lingering connection closes once
+        quiet for a moment; one with part of a request keeps its deadline."""
+        if self.idle or self._phase is _Phase.LINGER:
+            self.deadline = min(self.deadline, self._quiet_since + DRAIN_QUIET_SECONDS)
+
+    def expire(self) -> None:
+        """The deadline passed: 408 for a half-received request, a reset for a
+        response the client stopped reading. The server closes it next."""
+        phase = self._phase
+        if phase is _Phase.FLUSH:
+            log.debug("%s: response not read in time", self._peer_text())
+            self.transport.abort_on_close()
+            return
+        waiting = self._head_started is not None or self._request is not None
+        if phase is _Phase.REQUEST and waiting:
+            self.state.input_failed()
+            if self._body is not None:
+                self._body.close()  # before the answer: nothing is left once it is read
+                self._body = None
+            try:
+                response = self.state.error_response(408, "request not received in time",
+                                                     close=True)
+                self._log_refused(408)
+                self.transport.send(response)
+            except (ClientDisconnected, ResponseError):
+                pass
+            log.debug("%s: request not received in time", self._peer_text())
+
+    def close(self) -> None:
+        """Close the socket now (idempotent)."""
+        self._close()
+
+    # -- receiving -----------------------------------------------------------
 
     def _handshake(self) -> bool:
         try:
@@ -118,122 +228,104 @@ class Connection:
         except (OSError, ValueError) as error:
             # Plain HTTP on the TLS port, scanners, expired handshakes: quietly.
             log.debug("%s: TLS handshake failed: %s", self._peer_text(), error)
-            self.close()
+            self._close()
             return False
-        self._handshaking = not done
+        if done:
+            self._phase = _Phase.REQUEST
         return done
 
-    @property
-    def idle(self) -> bool:
-        """True while waiting for a request of which nothing has arrived."""
-        return not (self.closed or self._lingering or self._pending is not None
-                    or self.state.buffered)
+    def _advance(self) -> Step:
+        """Turn buffered bytes into progress: RUN once a request is complete."""
+        state = self.state
+        try:
+            while True:
+                event = state.next_event()
+                if type(event) is Data:
+                    assert self._body is not None
+                    self._body.write(event.data)
+                elif type(event) is Request:
+                    self._begin_request(event)
+                elif type(event) is EndOfMessage:
+                    self._head_started = None
+                    return Step.RUN
+                else:  # NEED_DATA
+                    self._wait_for_bytes()
+                    return Step.READ
+        except ProtocolError as error:
+            return self._reject(error)
+        except OSError as error:  # the spool file could not be written
+            log.error("%s: request body could not be stored: %s", self._peer_text(), error)
+            return self._reject(ProtocolError(503, "the request body could not be stored"))
 
-    def begin_draining(self) -> None:
-        """The server is draining: an idle connection closes once it has been quiet
-        for a moment; one with part of a request keeps its deadline."""
-        if self.idle:
-            self.deadline = min(self.deadline, self._quiet_since + DRAIN_QUIET_SECONDS)
+    def _begin_request(self, request: Request) -> None:
+        self._request = request
+        settings = self.settings
+        if request.framing is not Framing.NONE:
+            self._body = RequestBody(settings.body_memory_bytes, settings.spool_dir)
+            self._body_started = self.clock.monotonic()
+            # The head passed every check of ours: the client may send the body.
+            continue_head = self.state.continue_head()
+            if continue_head and self.transport.send(continue_head) < len(continue_head):
+                raise ProtocolError(400, "the client does not read the 100 Continue")
 
-    def expire(self) -> None:
-        """The deadline passed: answer 408 to a half-received request (the server closes)."""
-        waiting = self._head_started is not None or self._pending is not None
-        if waiting and not self._lingering and not self.closed:
-            response = self.state.error_response(408, "request not received in time", close=True)
-            self._log_refused(408)
-            try:
-                self.transport.send(response)
-            except ClientDisconnected:
-                pass
-            log.debug("%s: request not received in time", self._peer_text())
-
-    def close(self) -> bool:
-        """Close the socket now. Returns False (no longer watched)."""
-        if not self.closed:
-            self.closed = True
-            self.transport.close()
-        return False
-
-    # -- requests ------------------------------------------------------------
-
-    def _serve_available(self) -> bool:
-        while True:
-            request = self._pending
-            self._pending = None
-            if request is None:
-                try:
-                    event = self.state.next_event()
-                except ProtocolError as error:
-                    return self._reject(error)
-                if type(event) is not Request:  # NEED_DATA: between requests
-                    self._wait_for_request()
-                    return True
-                request = event
-            if self._body_still_arriving(request):
-                self._pending = request  # served once its body is all here
-                self.deadline = self.clock.monotonic() + self.settings.body_timeout
-                return True
-            if not self._serve(request):
-                return not self.closed  # lingering connections stay watched
-
-    def _body_still_arriving(self, request: Request) -> bool:
-        length = request.content_length or 0
-        return (
-            request.framing is Framing.LENGTH
-            and not request.expect_continue
-            and length <= _BUFFERED_BODY_LIMIT
-            and self.state.buffered < length
-        )
-
-    def _wait_for_request(self) -> None:
+    def _wait_for_bytes(self) -> None:
         now = self.clock.monotonic()
-        if self.state.buffered:
+        settings = self.settings
+        if self._request is not None:
+            assert self._body is not None
+            elapsed_allowance = settings.body_timeout
+            if settings.min_body_rate:
+                elapsed_allowance += self._body.size / settings.min_body_rate
+            self.deadline = min(now + settings.body_timeout,
+                                self._body_started + elapsed_allowance)
+        elif self.state.buffered:
             if self._head_started is None:
                 self._head_started = now
-            self.deadline = self._head_started + self.settings.header_timeout
+            self.deadline = self._head_started + settings.header_timeout
         else:
             self._quiet_since = now
-            wait = DRAIN_QUIET_SECONDS if self.settings.draining() else None
-            self.deadline = now + (wait or self.settings.keepalive_timeout)
+            wait = DRAIN_QUIET_SECONDS if settings.draining() else settings.keepalive_timeout
+            self.deadline = now + wait
 
-    def _serve(self, request: Request) -> bool:
-        """Run one request; True when the connection can carry another."""
-        self._head_started = None
-        Exchange(self.settings.exchange, request, self._io).run()
+    # -- after a response ------------------------------------------------------
+
+    def _flush(self) -> Step:
+        try:
+            done = self.output.flush()
+        except (ClientDisconnected, OSError) as error:
+            log.debug("%s: response not sent: %s", self._peer_text(), error)
+            return self._abort()
+        if not done:
+            self.deadline = self.output.progress_at + self.settings.write_timeout
+            return Step.WRITE
+        return self._after_response()
+
+    def _after_response(self) -> Step:
         after = self.state.after_response()
-        if after is After.DRAIN:
-            after = self._drain_body()
         if after is After.NEXT_REQUEST:
+            self._phase = _Phase.REQUEST
             self.state.start_next_request()
-            return True
+            return self._advance()  # a pipelined request may be here already
+        if after is After.LINGER:
+            return self._linger()
         if after is After.ABORT:
-            self.transport.abort()
-            self.closed = True
-        elif after is After.LINGER:
-            self._linger()
-        else:  # CLOSE, and SWITCHED: an upgraded connection never returns to HTTP
-            self.close()
-        return False
-
-    def _drain_body(self) -> After:
-        """Read and discard what the application left of the body, within bounds."""
-        deadline = self.clock.monotonic() + min(self.settings.body_timeout, _DRAIN_SECONDS)
-        while (ended := self.state.discard_body()) is None:
-            if not self._io.receive_more(deadline, quietly=True):
-                return After.LINGER
-        return After.NEXT_REQUEST if ended else After.LINGER
+            return self._abort()
+        return self._close()  # CLOSE, or SWITCHED: an upgraded connection never returns
 
     # -- error answers and closing -------------------------------------------
 
-    def _reject(self, error: ProtocolError) -> bool:
-        """Answer a request we could not parse, and close: framing is lost."""
+    def _reject(self, error: ProtocolError) -> Step:
+        """Answer a request we could not accept, and close: framing is lost."""
         log.debug("%s: %d %s", self._peer_text(), error.status, error.detail)
+        if self._body is not None:
+            self._body.close()
+            self._body = None
         response = self.state.error_response(error.status, error.detail, close=True)
         self._log_refused(error.status)
         try:
-            self._io.send_all(response)
+            self.transport.send(response)  # short: one send takes it
         except ClientDisconnected:
-            return self.close()
+            return self._close()
         return self._linger()
 
     def _log_refused(self, status: int) -> None:
@@ -242,13 +334,32 @@ class Connection:
         if access_log is not None:
             access_log.record_refused(self.transport.peer, status, self.state.body_bytes)
 
-    def _linger(self) -> bool:
+    def _linger(self) -> Step:
         """Stop sending, keep reading (and discarding) for a moment, then close."""
         if not self.transport.shutdown_write():
-            return self.close()
-        self._lingering = True
-        self.deadline = self.clock.monotonic() + _LINGER_SECONDS
-        return True
+            return self._close()
+        self._phase = _Phase.LINGER
+        self._quiet_since = now = self.clock.monotonic()
+        self.deadline = now + _LINGER_SECONDS
+        return Step.READ
+
+    def _abort(self) -> Step:
+        """Reset: no client may take an incomplete response for a whole one."""
+        if self._phase is not _Phase.CLOSED:
+            self._phase = _Phase.CLOSED
+            self.output.discard()
+            self.transport.abort()
+        return Step.CLOSED
+
+    def _close(self) -> Step:
+        if self._phase is not _Phase.CLOSED:
+            self._phase = _Phase.CLOSED
+            self.output.discard()
+            if self._body is not None:
+                self._body.close()
+                self._body = None
+            self.transport.close()
+        return Step.CLOSED
 
     def _peer_text(self) -> str:
         address, port = self.transport.peer
@@ -256,20 +367,57 @@ class Connection:
 
 
 class _ExchangeIO:
-    """The connection as its exchange sees it: body in, response out, upgrades.
+    """The connection as one exchange sees it: the body, the response sink,
+    upgrades. Its sink methods run on the application's thread; ``cut`` may
+    come from the watchdog, so they all take one lock."""
 
-    Writes block the worker (with the write timeout) until the client took
-    the bytes; body reads block it until bytes arrive (with the body timeout).
-    """
-
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, body: IO[bytes],
+                 detach: Callable[[], None] | None) -> None:
         self._connection = connection
         self._state = connection.state
+        self._output = connection.output
         self._transport = connection.transport
         self._clock = connection.clock
         self._settings = connection.settings
+        self._detach = detach
+        self.body = body
         self.upgraded = False
+        self._lock = threading.Lock()
+        self._cut = False
         self._leftover = b""  # bytes that came after the 101, before we read on
+
+    def done(self) -> None:
+        """The exchange is over: a late cut has nothing left to do."""
+        with self._lock:
+            self._cut = True
+
+    def cut(self) -> None:
+        """End the exchange early: a 503 if no head went out yet, else the
+        socket is shut. The application's next write fails. Never waits: if
+        the application's thread is inside a write, the socket is shut."""
+        if not self._lock.acquire(blocking=False):
+            self._cut = True
+            self._transport.shutdown()
+            return
+        try:
+            if self._cut:
+                return
+            self._cut = True
+            if not self._state.head_sent:
+                try:
+                    response = self._state.error_response(
+                        503, "too many long-running requests", close=True)
+                    self._output.write(response, wait=False)
+                    return
+                except (ClientDisconnected, ResponseError):
+                    pass
+            self._transport.shutdown()
+        finally:
+            self._lock.release()
+
+    def _check(self) -> None:
+        if self._cut:
+            raise ClientDisconnected("the request was cut off")
 
     # -- ResponseSink ----------------------------------------------------
 
@@ -280,43 +428,61 @@ class _ExchangeIO:
 
     def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
         """Set or replace the pending head."""
-        self._state.set_head(status, headers)
+        with self._lock:
+            self._check()
+            self._state.set_head(status, headers)
 
     def write(self, data: bytes) -> None:
-        """Send body data (the head first)."""
-        self.send_all(self._state.write(data))
+        """Send body data (the head first), waiting for the client past the bound."""
+        with self._lock:
+            self._check()
+            self._output.write(self._state.write(data))
+
+    def write_all(self, pieces: Sequence[bytes]) -> None:
+        """Send a body the application made in full: queued, never waited on."""
+        with self._lock:
+            self._check()
+            for piece in pieces:
+                self._output.write(self._state.write(piece), wait=False)
+            self._output.write(self._state.finish(), wait=False)
 
     def write_whole(self, data: bytes) -> None:
         """Send the whole response at once."""
-        self.send_all(self._state.write_whole(data))
+        with self._lock:
+            self._check()
+            self._output.write(self._state.write_whole(data), wait=False)
 
     def finish(self) -> None:
         """End the response."""
-        self.send_all(self._state.finish())
+        with self._lock:
+            self._check()
+            self._output.write(self._state.finish(), wait=False)
 
     def send_file(self, file_fd: int, offset: int, available: int) -> bool:
-        """Send a file's bytes with sendfile where the framing allows it."""
-        if not self._transport.can_sendfile:
-            return False
-        self.send_all(self._state.file_head(available))
-        count = self._state.raw_count(available)
-        if count is None:
-            return False  # chunked: the caller frames the file piece by piece
-        if count:
-            sent = self._transport.sendfile(file_fd, offset, count, self._settings.write_timeout)
-            self._state.sent_raw(sent)
-        self.finish()
-        return True
+        """Send a file's bytes raw (sendfile, or read where TLS needs it)."""
+        with self._lock:
+            self._check()
+            self._output.write(self._state.file_head(available), wait=False)
+            count = self._state.raw_count(available)
+            if count is None:
+                return False  # chunked: the caller frames the file piece by piece
+            if count:
+                self._output.send_file(file_fd, offset, count)
+                self._state.sent_raw(count)
+            self._output.write(self._state.finish(), wait=False)
+            return True
 
     def send_error(self, status: int, detail: str, close: bool) -> bool:
         """Answer with a short error response, unless a head already went."""
-        if self._state.head_sent:
-            return False
-        try:
-            self.send_all(self._state.error_response(status, detail, close=close))
-        except (ClientDisconnected, ResponseError):
-            return False
-        return True
+        with self._lock:
+            if self._cut or self._state.head_sent:
+                return False
+            try:
+                self._output.write(self._state.error_response(status, detail, close=close),
+                                   wait=False)
+            except (ClientDisconnected, ResponseError):
+                return False
+            return True
 
     # -- what the exchange reads and logs ----------------------------------
 
@@ -337,57 +503,27 @@ class _ExchangeIO:
 
     @property
     def body_bytes(self) -> int:
-        """Response body bytes sent."""
+        """Response body bytes sent (or queued to be)."""
         return self._state.body_bytes
-
-    def receive_body(self, max_bytes: int) -> bytes:
-        """The next piece of the request body for ``wsgi.input``; b"" at its end."""
-        continue_head = self._state.continue_head()
-        if continue_head:
-            self.send_all(continue_head)
-        deadline = self._clock.monotonic() + self._settings.body_timeout
-        while True:
-            try:
-                event = self._state.next_event(max_bytes)
-            except ProtocolError as error:
-                raise BodyReadError(error.detail, error.status) from None
-            if type(event) is Data:
-                return event.data
-            if event is not NEED_DATA:
-                return b""  # EndOfMessage, then PAUSED
-            self.receive_more(deadline)
-            deadline = self._clock.monotonic() + self._settings.body_timeout
-
-    def receive_more(self, deadline: float, quietly: bool = False) -> bool:
-        """Feed the state the next bytes of a body; BodyReadError (or False,
-        ``quietly``) when the client goes silent past ``deadline`` or away."""
-        transport = self._transport
-        while (data := transport.recv()) is None:
-            if not transport.wait_readable(deadline):
-                self._state.input_failed()
-                if quietly:
-                    return False
-                raise BodyReadError("request body not received in time", 408)
-        if not data:
-            self._state.input_failed()
-            if quietly:
-                return False
-            raise BodyReadError("client closed the connection before the body ended")
-        self._state.feed(data)
-        return True
 
     # -- upgrades ----------------------------------------------------------
 
     def switch_protocols(self, fields: list[tuple[str, str]]) -> None:
-        """Send the 101; bytes already received belong to the new protocol."""
-        head = self._state.switch_protocols(fields)
-        self._leftover = self._state.take_buffered()
-        self.upgraded = True
-        self.send_all(head)
+        """Send the 101; bytes already received belong to the new protocol.
+        The thread leaves the pool's count: a WebSocket lasts."""
+        with self._lock:
+            self._check()
+            self._output.write(self._state.switch_protocols(fields), wait=False)
+            self._leftover = self._state.take_buffered()
+            self.upgraded = True
+            self._output.drain()  # the 101 goes before any frame
+        if self._detach is not None:
+            self._detach()
 
     def upgraded_send(self, data: bytes) -> None:
         """Send all of ``data`` on the upgraded connection."""
-        self.send_all(data)
+        self._output.write(data)
+        self._output.drain()
 
     def upgraded_recv(self, max_bytes: int, wait: float) -> bytes | None:
         """After 101: the next bytes from the client (b"" at the end), or None
@@ -399,25 +535,8 @@ class _ExchangeIO:
         while True:
             if self._connection.closed:
                 raise ConnectionAbortedError("the connection is closed")
-            received = self._transport.recv()
+            received = self._transport.recv(max_bytes)
             if received is not None:
                 return received
             if not self._transport.wait_readable(deadline):
                 return None
-
-    # -- sending -----------------------------------------------------------
-
-    def send_all(self, data: bytes) -> None:
-        """Send all of ``data`` or raise ClientDisconnected (write timeout included)."""
-        if not data:
-            return
-        transport = self._transport
-        sent = transport.send(data)
-        if sent == len(data):
-            return
-        view = memoryview(data)[sent:]
-        while view:
-            deadline = self._clock.monotonic() + self._settings.write_timeout
-            if not transport.wait_writable(deadline):
-                raise ClientDisconnected("write timed out")
-            view = view[transport.send(view):]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ProtocolError", "ResponseError", "BodyReadError", "ClientDisconnected"]
+__all__ = ["ProtocolError", "ResponseError", "ClientDisconnected"]
 
 
 class ProtocolError(Exception):
@@ -21,17 +21,6 @@ class ProtocolError(Exception):
 
 class ResponseError(Exception):
     """The application's response cannot be sent as given (an app error)."""
-
-
-class BodyReadError(OSError):
-    """``wsgi.input`` could not deliver the whole body: the client vanished,
-    went silent, or broke the body framing. Raised to the application, which
-    must never mistake a truncated body for a complete one."""
-
-    def __init__(self, detail: str, status: int = 400) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 class ClientDisconnected(ConnectionError):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from .clock import SYSTEM_CLOCK, Clock
 from .protocol.events import Request
 from .proxy import ProxyTrust, apply_proxy_headers, request_id
 from .upgrade import ENVIRON_KEY, WebSocketRegistry, WebSocketUpgrade, wants_websocket
-from .wsgi import EnvironBuilder, InputStream, ResponseSink, WSGIApp, run_application
+from .wsgi import EnvironBuilder, ResponseSink, WSGIApp, run_application
 
 if TYPE_CHECKING:
     from .accesslog import AccessLog
@@ -61,8 +61,9 @@ class ExchangeIO(ResponseSink, Protocol):
         """Response body bytes sent (for the log)."""
         ...
 
-    def receive_body(self, max_bytes: int) -> bytes:
-        """The next piece of the request body; b"" at its end; BodyReadError."""
+    @property
+    def body(self) -> IO[bytes]:
+        """The request body, received whole before the application runs."""
         ...
 
     def switch_protocols(self, fields: list[tuple[str, str]]) -> None:
@@ -91,7 +92,7 @@ class Exchange:
     def run(self) -> None:
         """Build the environ, call the application, log the request."""
         settings, io = self.settings, self.io
-        environ = settings.environ.build(self.request, InputStream(io.receive_body), io.peer)
+        environ = settings.environ.build(self.request, io.body, io.peer)
         trusted = apply_proxy_headers(environ, settings.proxy_trust)
         environ["wsgiserver.request_id"] = request_id(environ, trusted)
         if "HTTP_UPGRADE" in environ:

@@ -1,109 +1,174 @@
-"""The one-shot readiness poller that every worker thread waits on.
+"""The one-shot readiness poller the leading worker thread waits on.
 
 Owns the epoll set (or a selector where there is no epoll) and the wake-up
-pipe that ends every wait at shutdown. Knows descriptors, not connections
-or HTTP.
+pipe that ends a wait early. A descriptor is armed for reading or for
+writing; it fires once and stays silent until armed again, so no two
+threads ever act on one connection's event. Knows descriptors, not
+connections or HTTP.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import selectors
 import threading
 
-__all__ = ["Poller"]
+__all__ = ["Poller", "EpollPoller", "SelectorPoller", "make_poller"]
 
 
 class Poller:
-    """A one-shot readiness poller shared by all worker threads.
+    """What the server needs from a poller; see the module docstring."""
 
-    A registered descriptor fires once, to one waiting thread, and stays
-    silent until ``rearm``: so no two workers ever serve one connection.
-    epoll gives exactly this on Linux; elsewhere a lock lets one thread at a
-    time select, and unregistering on delivery makes it one-shot.
-    """
+    def register(self, fd: int, writable: bool = False) -> None:
+        """Start watching ``fd`` for one readable (or writable) event."""
+        raise NotImplementedError
 
-    def __init__(self) -> None:
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        self._epoll: select.epoll | None = None
-        if hasattr(select, "epoll"):
-            self._epoll = select.epoll()
-            self._oneshot = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
-            # Level-triggered and never disarmed: once written, wakes every waiter.
-            self._epoll.register(self._wake_read, select.EPOLLIN)
-        else:  # pragma: no cover - exercised on non-Linux systems
-            import selectors
-
-            self._selector = selectors.DefaultSelector()
-            self._selector.register(self._wake_read, selectors.EVENT_READ)
-            self._select_lock = threading.Lock()
-
-    def register(self, fd: int) -> None:
-        """Watch ``fd`` for one readable event."""
-        if self._epoll is not None:
-            self._epoll.register(fd, self._oneshot)
-        else:  # pragma: no cover
-            import selectors
-
-            self._selector.register(fd, selectors.EVENT_READ)
-            self._nudge()
-
-    def rearm(self, fd: int) -> None:
-        """Watch ``fd`` again after its event was delivered."""
-        if self._epoll is not None:
-            self._epoll.modify(fd, self._oneshot)
-        else:  # pragma: no cover
-            self.register(fd)
+    def rearm(self, fd: int, writable: bool = False) -> None:
+        """Watch ``fd`` again, after its event was delivered."""
+        raise NotImplementedError
 
     def unregister(self, fd: int) -> None:
-        """Stop watching ``fd`` (before it is closed)."""
-        try:
-            if self._epoll is not None:
-                self._epoll.unregister(fd)
-            else:  # pragma: no cover
-                self._selector.unregister(fd)
-        except (KeyError, OSError, ValueError):
-            pass
+        """Stop watching ``fd`` (before it is closed); quiet if it was not watched."""
+        raise NotImplementedError
 
     def wait(self, timeout: float) -> int | None:
         """The next ready descriptor, or None on timeout or wake-up."""
-        if self._epoll is not None:
-            events = self._epoll.poll(timeout, 1)
-            if events and events[0][0] != self._wake_read:
-                return events[0][0]
-            return None
-        with self._select_lock:  # pragma: no cover
-            for key, _ in self._selector.select(timeout):
-                if key.fd == self._wake_read:
-                    self._drain_wakeups()
-                    continue
-                self._selector.unregister(key.fd)
-                return key.fd
-        return None  # pragma: no cover
+        raise NotImplementedError
 
-    def wake_all(self) -> None:
-        """Wake every waiting thread for good (shutdown)."""
-        os.write(self._wake_write, b"x")
+    def wake(self) -> None:
+        """End the current wait early (shutdown, or a descriptor to add)."""
+        raise NotImplementedError
 
-    def _nudge(self) -> None:  # pragma: no cover
+    def close(self) -> None:
+        """Release the poller's descriptors."""
+        raise NotImplementedError
+
+
+class _WakePipe:
+    """A pipe whose read end, once written to, makes a wait return."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+
+    def poke(self) -> None:
         try:
-            os.write(self._wake_write, b".")
+            os.write(self.write_fd, b".")
         except BlockingIOError:
-            pass
+            pass  # full: a wake-up is pending anyway
 
-    def _drain_wakeups(self) -> None:  # pragma: no cover
+    def drain(self) -> None:
         try:
-            while os.read(self._wake_read, 4096) == b"." * 4096:
+            while os.read(self.read_fd, 4096):
                 pass
         except BlockingIOError:
             pass
 
     def close(self) -> None:
-        """Release the poller's descriptors."""
-        if self._epoll is not None:
-            self._epoll.close()
-        else:  # pragma: no cover
-            self._selector.close()
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+class EpollPoller(Poller):
+    """epoll with EPOLLONESHOT: the kernel gives the one-shot guarantee."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._wake = _WakePipe()
+        self._epoll.register(self._wake.read_fd, select.EPOLLIN)
+        self._read = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
+        self._write = select.EPOLLOUT | select.EPOLLONESHOT
+
+    def register(self, fd: int, writable: bool = False) -> None:
+        """Start watching ``fd`` for one event."""
+        self._epoll.register(fd, self._write if writable else self._read)
+
+    def rearm(self, fd: int, writable: bool = False) -> None:
+        """Watch ``fd`` again."""
+        self._epoll.modify(fd, self._write if writable else self._read)
+
+    def unregister(self, fd: int) -> None:
+        """Stop watching ``fd``."""
+        try:
+            self._epoll.unregister(fd)
+        except (KeyError, OSError, ValueError):
+            pass
+
+    def wait(self, timeout: float) -> int | None:
+        """The next ready descriptor, or None."""
+        events = self._epoll.poll(timeout, 1)
+        if not events:
+            return None
+        fd = events[0][0]
+        if fd == self._wake.read_fd:
+            self._wake.drain()
+            return None
+        return fd
+
+    def wake(self) -> None:
+        """End the current wait early."""
+        self._wake.poke()
+
+    def close(self) -> None:
+        """Release the epoll set and the pipe."""
+        self._epoll.close()
+        self._wake.close()
+
+
+class SelectorPoller(Poller):
+    """A selector (poll or select) made one-shot: a descriptor leaves the set
+    when its event is delivered. Arming from another thread wakes the wait,
+    so the new descriptor is watched at once."""
+
+    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+        self._selector = selector or selectors.DefaultSelector()
+        self._wake = _WakePipe()
+        self._selector.register(self._wake.read_fd, selectors.EVENT_READ)
+        self._lock = threading.Lock()  # the selector's map is not thread-safe
+
+    def register(self, fd: int, writable: bool = False) -> None:
+        """Start watching ``fd`` for one event."""
+        events = selectors.EVENT_WRITE if writable else selectors.EVENT_READ
+        with self._lock:
+            self._selector.register(fd, events)
+        self._wake.poke()
+
+    def rearm(self, fd: int, writable: bool = False) -> None:
+        """Watch ``fd`` again."""
+        self.register(fd, writable)
+
+    def unregister(self, fd: int) -> None:
+        """Stop watching ``fd``."""
+        with self._lock:
+            try:
+                self._selector.unregister(fd)
+            except (KeyError, OSError, ValueError):
+                pass
+
+    def wait(self, timeout: float) -> int | None:
+        """The next ready descriptor, or None."""
+        for key, _ in self._selector.select(timeout):
+            if key.fd == self._wake.read_fd:
+                self._wake.drain()
+                continue
+            self.unregister(key.fd)  # one-shot
+            return key.fd
+        return None
+
+    def wake(self) -> None:
+        """End the current wait early."""
+        self._wake.poke()
+
+    def close(self) -> None:
+        """Release the selector and the pipe."""
+        self._selector.close()
+        self._wake.close()
+
+
+def make_poller() -> Poller:
+    """epoll where the system has it, else the best selector."""
+    if hasattr(select, "epoll"):
+        return EpollPoller()
+    return SelectorPoller()  # pragma: no cover - other systems

@@ -1,19 +1,18 @@
 """Server: the composition root. Builds the parts from a ServerConfig and runs
-them: listeners, the shared one-shot poller, worker threads, the reaper,
-graceful shutdown.
+them: listeners, the one-shot poller, the worker pool, the reaper, graceful
+shutdown.
 
 Knows sockets and threads, nothing of HTTP grammar: a connection is told
-when its socket is readable (``on_readable``) or its deadline has passed
-(``expire``). Signals and the ``--workers`` supervisor live above it
-(runner.py, supervisor.py).
+when its socket is ready (``on_ready``), asked to run a request
+(``run_exchange``) or told its deadline has passed (``expire``). Signals
+and the ``--workers`` supervisor live above it (runner.py, supervisor.py).
 
-Concurrency (docs/architecture.md): every worker thread waits on one shared
-one-shot poller that holds the listening sockets and every connection not
-being served. The kernel wakes one waiting worker per ready socket, and
-that worker reads, parses and serves the request itself, then re-arms the
-socket and goes back to waiting. There is no dispatcher thread, so the
-common keep-alive request crosses no thread boundary at all; idle and
-half-received connections sit in the poller and hold no worker.
+Concurrency (docs/architecture.md): the leading worker thread waits on the
+poller, which holds the listening sockets and every connection no thread is
+serving, and handles what it reports without ever waiting for a client:
+accepting, reading heads and bodies, finishing responses. A complete request
+runs on that same thread, so the common keep-alive request crosses no
+thread boundary; pool.py hands the lead on when a request holds it.
 """
 
 from __future__ import annotations
@@ -28,9 +27,10 @@ from typing import TYPE_CHECKING
 from .binding import Listener, open_listeners
 from .clock import SYSTEM_CLOCK, Clock, HttpDate
 from .config import ServerConfig
-from .connection import Connection, ConnectionSettings
+from .connection import Connection, ConnectionSettings, Step
 from .exchange import ExchangeSettings
-from .poller import Poller
+from .poller import Poller, make_poller
+from .pool import Worker, WorkerPool
 from .protocol.parser import ParserLimits
 from .proxy import ProxyTrust
 from .transport import SocketTransport, TlsTransport, Transport
@@ -50,6 +50,9 @@ _REAP_INTERVAL = 0.25
 _DRAIN_INTERVAL = 0.02
 # File descriptors kept free for the application (logs, files, databases).
 _RESERVED_FDS = 64
+# Connections accepted per wake-up of the listening socket: fewer trips
+# through the poller when many arrive at once, a bound so reads go on too.
+_ACCEPT_BATCH = 16
 
 
 class Server:
@@ -77,6 +80,7 @@ class Server:
         self._by_fd: dict[int, tuple[Listener, ConnectionSettings]] = {}
         self._connections: dict[int, Connection] = {}
         self._threads: list[threading.Thread] = []
+        self._pool: WorkerPool | None = None
         # start() and stop() run one at a time: a signal's stop during start
         # waits for the server to be whole, then takes it apart.
         self._lifecycle = threading.Lock()
@@ -117,15 +121,19 @@ class Server:
             self._max_connections = _connection_limit(self.config.max_connections)
             listeners = self.bind()
             self._access_log = _make_access_log(self.config, self.clock)
-            self._poller = Poller()
+            self._poller = make_poller()
             for listener in listeners:
                 listener.sock.setblocking(False)
                 fd = listener.sock.fileno()
                 self._by_fd[fd] = (listener, self._connection_settings(listener))
                 self._poller.register(fd)
             self._accepting = True
-            for number in range(self.config.threads):
-                self._spawn(self._work, f"wsgiserver-worker-{number}")
+            self._pool = WorkerPool(
+                self.config.threads, self._lead, clock=self.clock,
+                long_after=self.config.long_request_seconds,
+                max_long=self.config.long_request_cap,
+            )
+            self._pool.start()
             self._spawn(self._reap, "wsgiserver-reaper")
             for listener in listeners:
                 log.info("serving on %s with %d threads", listener.url, self.config.threads)
@@ -172,10 +180,15 @@ class Server:
             self._expire_due(drain=True)
             time.sleep(_DRAIN_INTERVAL)
         self._stopped.set()
-        poller.wake_all()
-        for thread in self._threads:
-            thread.join(max(deadline - self.clock.monotonic(), 0.1))
         left = list(self._connections.values())
+        for connection in left:
+            connection.cut()  # applications still writing get an error, not a hang
+        pool = self._pool
+        assert pool is not None
+        poller.wake()
+        pool.stop(max(deadline - self.clock.monotonic(), 0.1))
+        for thread in self._threads:
+            thread.join(1.0)
         if left:
             log.warning("shutdown timeout: closing %d connections still in use", len(left))
         for connection in left:
@@ -222,73 +235,96 @@ class Server:
             keepalive_timeout=config.keepalive_timeout,
             header_timeout=config.header_timeout,
             body_timeout=config.body_timeout,
+            min_body_rate=config.min_body_rate,
             write_timeout=config.write_timeout,
-            max_drain_bytes=config.max_drain_bytes,
+            body_memory_bytes=config.body_memory_bytes,
+            spool_dir=config.spool_dir,
+            output_high_water=config.response_buffer_bytes,
             date=HttpDate(self.clock) if config.send_date_header else None,
             server_name=config.server_name if config.send_server_header else None,
             draining=self._stopping.is_set,
             clock=self.clock,
         )
 
-    # -- the worker loop -----------------------------------------------------
+    # -- what the leading worker does ------------------------------------------
 
-    def _work(self) -> None:
+    def _lead(self, worker: Worker) -> None:
+        """One step of the leader: wait for a ready socket and handle it."""
         poller = self._poller
         assert poller is not None
-        listeners = self._by_fd
-        while not self._stopped.is_set():
-            fd = poller.wait(1.0)
-            if fd is None:
-                continue
-            entry = listeners.get(fd)
-            if entry is not None:
-                self._accept(*entry)
-                continue
-            connection = self._connections.get(fd)
-            if connection is not None:
-                self._drive(connection, poller.rearm)
+        fd = poller.wait(1.0)
+        if fd is None:
+            return
+        entry = self._by_fd.get(fd)
+        if entry is not None:
+            self._accept(worker, *entry)
+            return
+        connection = self._connections.get(fd)
+        if connection is not None:
+            self._drive(worker, connection, register=False)
 
-    def _drive(self, connection: Connection, rearm: Callable[[int], None]) -> None:
-        """Let ``connection`` handle readable bytes, then re-arm or forget it."""
+    def _drive(self, worker: Worker, connection: Connection, register: bool) -> None:
+        """Let ``connection`` act on its ready socket, run what became a complete
+        request, then watch it again (or forget it)."""
         with connection.lock:
             if connection.closed:
                 return
             try:
-                keep = connection.on_readable()
+                step = connection.on_ready()
+                while step is Step.RUN:
+                    step = self._run(worker, connection)
             except BaseException:  # a bug of ours: never let it kill a worker
                 log.exception("unexpected error on a connection")
-                keep = connection.close()
-            if keep:
+                connection.close()
+                step = Step.CLOSED
+            if step is not Step.CLOSED:
+                poller = self._poller
+                assert poller is not None
                 try:
-                    rearm(connection.fd)
+                    if register:
+                        poller.register(connection.fd, step is Step.WRITE)
+                    else:
+                        poller.rearm(connection.fd, step is Step.WRITE)
                     return
                 except OSError:
                     connection.close()
             self._forget(connection)
 
-    def _accept(self, listener: Listener, settings: ConnectionSettings) -> None:
-        """Accept one connection, re-arm the listener, serve what arrived."""
+    def _run(self, worker: Worker, connection: Connection) -> Step:
+        pool = self._pool
+        assert pool is not None
+        pool.begin(worker, connection.cut)
+        try:
+            return connection.run_exchange(lambda: pool.detach(worker))
+        finally:
+            pool.end(worker)
+
+    def _accept(self, worker: Worker, listener: Listener, settings: ConnectionSettings) -> None:
+        """Accept what waits (a few at most), re-arm the listener, serve what arrived."""
         if self._stopping.is_set():
             return  # left in the kernel's queue, for another worker process
-        try:
-            sock, remote = listener.sock.accept()
-        except (BlockingIOError, InterruptedError):
-            sock = None
-        except OSError as error:  # EMFILE and friends: back off briefly
-            log.warning("accept failed: %s", error)
-            time.sleep(0.05)
-            sock = None
-        self._rearm_listener(listener, accepted=sock is not None)
-        if sock is None:
-            return
-        connection = Connection(self._transport(sock, remote, listener), settings)
-        poller = self._poller
-        assert poller is not None
-        with self._table_lock:
-            self._connections[connection.fd] = connection
-        # The request often arrives with the connection: serve it now
-        # rather than after a round trip through the poller.
-        self._drive(connection, poller.register)
+        accepted: list[Connection] = []
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, remote = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as error:  # EMFILE and friends: back off briefly
+                log.warning("accept failed: %s", error)
+                time.sleep(0.05)
+                break
+            connection = Connection(self._transport(sock, remote, listener), settings,
+                                    tls=listener.ssl_context is not None)
+            with self._table_lock:
+                self._connections[connection.fd] = connection
+            accepted.append(connection)
+            if len(self._connections) >= self._max_connections:
+                break
+        self._rearm_listener(listener)
+        for connection in accepted:
+            # The request often arrives with the connection: serve it now
+            # rather than after a round trip through the poller.
+            self._drive(worker, connection, register=True)
 
     def _transport(self, sock: socket.socket, remote: object, listener: Listener) -> Transport:
         sock.setblocking(False)
@@ -302,13 +338,13 @@ class Server:
             return TlsTransport(sock, peer, listener.ssl_context, self.clock)
         return SocketTransport(sock, peer, self.clock)
 
-    def _rearm_listener(self, listener: Listener, accepted: bool) -> None:
+    def _rearm_listener(self, listener: Listener) -> None:
         poller = self._poller
         assert poller is not None
         with self._accept_lock:
             if self._stopping.is_set():
                 self._accepting = False
-            elif len(self._connections) + accepted >= self._max_connections:
+            elif len(self._connections) >= self._max_connections:
                 self._accepting = False  # resumed by _forget
                 self._paused.add(listener)
             else:
@@ -325,8 +361,7 @@ class Server:
         with self._table_lock:
             if self._connections.get(connection.fd) is connection:
                 del self._connections[connection.fd]
-                if not connection.closed:
-                    poller.unregister(connection.fd)
+                poller.unregister(connection.fd)  # before the close, for selectors
         connection.close()
         if not self._accepting and not self._stopping.is_set():
             with self._accept_lock:

@@ -45,7 +45,7 @@ class Transport(Protocol):
         """Advance a TLS handshake: True once done; OSError when it failed."""
         ...
 
-    def recv(self) -> bytes | None:
+    def recv(self, max_bytes: int = ...) -> bytes | None:
         """What arrived: None when nothing has, b"" when the client is gone."""
         ...
 
@@ -61,13 +61,22 @@ class Transport(Protocol):
         """Block until the socket takes bytes (True) or the deadline passes (False)."""
         ...
 
-    def sendfile(self, file_fd: int, offset: int, count: int, timeout: float) -> int:
-        """Send up to ``count`` bytes of a file, waiting up to ``timeout`` for the
-        client between pieces; the number sent. ClientDisconnected on failure."""
+    def sendfile(self, file_fd: int, offset: int, count: int) -> int:
+        """Send up to ``count`` bytes of a file without waiting; the number sent
+        (0: the socket is full, or the file ended). ClientDisconnected on failure."""
         ...
 
     def shutdown_write(self) -> bool:
         """Stop sending (FIN) but keep reading; False if the socket is gone."""
+        ...
+
+    def shutdown(self) -> None:
+        """End both directions now, from any thread; the descriptor stays
+        valid until ``close``, so a thread using it gets errors, not another socket."""
+        ...
+
+    def abort_on_close(self) -> None:
+        """Make the next ``close`` a reset."""
         ...
 
     def abort(self) -> None:
@@ -95,10 +104,10 @@ class SocketTransport:
         """Nothing to agree on: always done."""
         return True
 
-    def recv(self) -> bytes | None:
+    def recv(self, max_bytes: int = _RECV_SIZE) -> bytes | None:
         """What arrived: None when nothing has, b"" when the client is gone."""
         try:
-            return self.sock.recv(_RECV_SIZE)
+            return self.sock.recv(max_bytes)
         except self._would_block:
             return None
         except OSError:
@@ -129,33 +138,17 @@ class SocketTransport:
                 return True
         return False
 
-    def sendfile(self, file_fd: int, offset: int, count: int, timeout: float) -> int:
-        """Send a file with os.sendfile; the number of bytes sent.
-
-        The socket blocks for the duration, with ``timeout`` as its kernel
-        send timeout: one call then moves the whole file (the kernel waits
-        for buffer space itself) instead of one call and one poll per
-        socket buffer's worth.
-        """
-        sent = 0
-        self.sock.setblocking(True)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
-        try:
-            while sent < count:
-                try:
-                    done = os.sendfile(self.fd, file_fd, offset + sent, count - sent)
-                except InterruptedError:
-                    continue
-                except BlockingIOError:  # SO_SNDTIMEO expired with nothing sent
-                    raise ClientDisconnected("write timed out") from None
-                except OSError as error:
-                    raise ClientDisconnected(str(error)) from None
-                if done == 0:
-                    break  # the file is shorter than it was
-                sent += done
-        finally:
-            self.sock.setblocking(False)
-        return sent
+    def sendfile(self, file_fd: int, offset: int, count: int) -> int:
+        """os.sendfile without waiting: the kernel copies, we never touch the bytes."""
+        while True:
+            try:
+                return os.sendfile(self.fd, file_fd, offset, count)
+            except InterruptedError:
+                continue
+            except BlockingIOError:
+                return 0
+            except OSError as error:
+                raise ClientDisconnected(str(error)) from None
 
     def shutdown_write(self) -> bool:
         """Stop sending (FIN) but keep reading; False if the socket is gone."""
@@ -165,12 +158,23 @@ class SocketTransport:
             return False
         return True
 
-    def abort(self) -> None:
-        """Close with a reset."""
+    def shutdown(self) -> None:
+        """End both directions now; the descriptor stays valid until close()."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def abort_on_close(self) -> None:
+        """Make the next ``close`` a reset (SO_LINGER with a zero timeout)."""
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
         except OSError:
             pass
+
+    def abort(self) -> None:
+        """Close with a reset."""
+        self.abort_on_close()
         self.close()
 
     def close(self) -> None:
@@ -216,10 +220,10 @@ class TlsTransport(SocketTransport):
             self._handshaken = True
             return True
 
-    def recv(self) -> bytes | None:
+    def recv(self, max_bytes: int = _RECV_SIZE) -> bytes | None:
         """What arrived, including everything already decrypted: the poller
         cannot see bytes buffered inside the TLS layer."""
-        data = super().recv()
+        data = super().recv(max_bytes)
         if data:
             try:
                 while pending := self._tls.pending():
@@ -230,10 +234,8 @@ class TlsTransport(SocketTransport):
                 pass  # the next recv reports it
         return data
 
-    def sendfile(self, file_fd: int, offset: int, count: int, timeout: float) -> int:
-        """Not offered: the connection reads the file and sends it through TLS."""
+    def sendfile(self, file_fd: int, offset: int, count: int) -> int:
+        """Not offered: the file is read and sent through TLS instead."""
         raise NotImplementedError("no sendfile through TLS")
 
 
-def _timeval(seconds: float) -> bytes:
-    return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))

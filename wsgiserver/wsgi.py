@@ -3,8 +3,8 @@
 Owns the environ, ``start_response``, ``write()``, ``wsgi.input``,
 ``wsgi.file_wrapper``, the call to the result's ``close()`` and the one 500
 path for application errors. Knows no sockets and no framing: the response
-goes to a ResponseSink (the connection, which frames it), body bytes come
-from a ``receive`` callable.
+goes to a ResponseSink (the connection, which frames it); the body arrives
+whole, as a stream to read (memory or a spool file).
 """
 
 from __future__ import annotations
@@ -15,17 +15,16 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
-from .errors import BodyReadError, ClientDisconnected, ResponseError
+from .errors import ClientDisconnected, ResponseError
 from .protocol.events import Framing, Request
 from .protocol.grammar import token_text
 
 __all__ = [
-    "InputStream",
     "FileWrapper",
     "EnvironBuilder",
     "ResponseSink",
@@ -43,76 +42,6 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 # other controls would let an application split the response (RFC 9110 5.5).
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
 _STATUS = re.compile(r"[2-5][0-9][0-9] [\t\x20-\x7e\x80-\xff]*")
-_READ_SIZE = 64 * 1024
-
-
-class InputStream:
-    """``wsgi.input``: the request body, bounded by its framing.
-
-    ``receive(max_bytes)`` returns the next piece of body, ``b""`` at its
-    end, and raises BodyReadError when the body cannot be completed.
-    """
-
-    def __init__(self, receive: Callable[[int], bytes]) -> None:
-        self._receive = receive
-        self._buffer = b""
-        self._ended = False
-
-    def _more(self, want: int) -> bytes:
-        if self._ended:
-            return b""
-        data = self._receive(max(want, 1))
-        if not data:
-            self._ended = True
-        return data
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Up to ``size`` bytes (all that is left when negative); b"" at the end."""
-        if size is None or size < 0:
-            parts = [self._buffer]
-            while data := self._more(_READ_SIZE):
-                parts.append(data)
-            self._buffer = b""
-            return b"".join(parts)
-        parts, have = [self._buffer], len(self._buffer)
-        while have < size and (data := self._more(size - have)):
-            parts.append(data)
-            have += len(data)
-        data = b"".join(parts)
-        self._buffer = data[size:]
-        return data[:size]
-
-    def readline(self, size: int | None = -1) -> bytes:
-        """One line including its LF, at most ``size`` bytes when given."""
-        limit = size if size is not None and size >= 0 else None
-        while True:
-            end = self._buffer.find(b"\n") + 1
-            if end == 0 and limit is not None and len(self._buffer) >= limit:
-                end = limit
-            if end:
-                if limit is not None:
-                    end = min(end, limit)
-                line, self._buffer = self._buffer[:end], self._buffer[end:]
-                return line
-            data = self._more(_READ_SIZE)
-            if not data:
-                line, self._buffer = self._buffer, b""
-                return line
-            self._buffer += data
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        """Lines until the end, or until ``hint`` bytes have been read."""
-        lines, total = [], 0
-        while line := self.readline():
-            lines.append(line)
-            total += len(line)
-            if 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        while line := self.readline():
-            yield line
 
 
 class FileWrapper:
@@ -171,7 +100,7 @@ class EnvironBuilder:
                 self._keys[name] = key
         return key
 
-    def build(self, request: Request, body: InputStream, remote: tuple[str, int]) -> Environ:
+    def build(self, request: Request, body: IO[bytes], remote: tuple[str, int]) -> Environ:
         """The environ for ``request`` from a peer at ``remote`` (address, port)."""
         environ = self._base.copy()
         path = request.path
@@ -235,6 +164,11 @@ class ResponseSink(Protocol):
         """Send the entire body at once; its length becomes the Content-Length."""
         ...
 
+    def write_all(self, pieces: Sequence[bytes]) -> None:
+        """Send a body made in full (several pieces) and end it: never waits
+        for the client, since the bytes are all in memory already."""
+        ...
+
     def finish(self) -> None:
         """End the body; ResponseError when it fell short of its Content-Length."""
         ...
@@ -284,10 +218,13 @@ class _Call:
         """Send the application's iterable, using sendfile where it can."""
         if self.sink.upgraded:
             return  # the app spoke its own protocol on the connection
-        if type(result) in (list, tuple) and len(result) <= 1:  # type: ignore[arg-type]
+        if type(result) in (list, tuple):
             self._check_started()
-            body = _checked_bytes(result[0]) if result else b""  # type: ignore[index]
-            self.sink.write_whole(body)
+            pieces: Sequence[bytes] = result  # type: ignore[assignment]
+            if len(pieces) <= 1:
+                self.sink.write_whole(_checked_bytes(pieces[0]) if pieces else b"")
+            else:
+                self.sink.write_all([_checked_bytes(piece) for piece in pieces])
             return
         if type(result) is FileWrapper and self._send_file(result):
             return
@@ -351,11 +288,6 @@ def run_application(app: WSGIApp, environ: Environ, sink: ResponseSink) -> None:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-    except BodyReadError as error:
-        # The client broke or abandoned its body: its fault, no traceback.
-        # The body's framing is lost, so the connection ends after this.
-        log.debug("request body failed: %s", error.detail)
-        sink.send_error(error.status, error.detail, close=True)
     except ClientDisconnected:
         pass  # the client went away while we wrote: nothing to answer
     except BaseException:  # SystemExit and friends from an app must not kill a worker

@@ -50,7 +50,7 @@ if point == "importing-the-app":
 elif point == "socket-listening":
     around(binding, "open_listener", before=False)
 elif point == "poller-created":
-    around(server, "Poller", before=False)
+    around(server, "make_poller", before=False)
 elif point == "first-worker":
     around(server.Server, "_spawn", before=True)
 elif point == "all-workers":

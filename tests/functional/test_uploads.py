@@ -1,12 +1,14 @@
 """Uploads through microapp (POST/PUT /files/<name>) on the real server, under
-faults and concurrency: what is left on disk.
+faults and concurrency: what is left on disk, and in the server.
 
-An upload streams into a temporary file beside its target and is renamed into
-place only when the whole body arrived. So an upload cut off at any stage
-leaves neither file nor temporary file, and concurrent uploads to one name
-leave exactly one whole file: one of the uploads, never a mixture.
-test_microapp_e2e.py covers one disconnect mid-upload and six concurrent PUTs;
-these go through every stage of both framings and 20 concurrent uploads.
+The server receives a body whole (in memory, or beyond a threshold in an
+unlinked spool file) before the application runs; the application then
+writes a temporary file beside its target and renames it into place. So an
+upload cut off at any stage never reaches the application, leaves neither
+file nor temporary file, and its spool file is closed; concurrent uploads to
+one name leave exactly one whole file, never a mixture. test_microapp_e2e.py
+covers one disconnect mid-upload and six concurrent PUTs; these go through
+every stage of both framings and 20 concurrent uploads on one worker thread.
 """
 
 from __future__ import annotations
@@ -77,11 +79,15 @@ class _ClosingIterable:
 
 @pytest.fixture
 def uploads(live_server, tmp_path):
-    """Factory: (server, directory, finished) for microapp with files in tmp_path/files."""
+    """Factory: (server, directory, finished) for microapp with files in
+    tmp_path/files; bodies over 64 KiB spool to tmp_path/spool."""
 
     def start(**settings):
         directory = tmp_path / "files"
         directory.mkdir()
+        (tmp_path / "spool").mkdir()
+        settings.setdefault("spool_dir", str(tmp_path / "spool"))
+        settings.setdefault("body_memory_bytes", 64 * 1024)
         finished = Finished(create_app(directory=str(directory)))
         return live_server(finished, **settings), directory, finished
 
@@ -90,6 +96,18 @@ def uploads(live_server, tmp_path):
 
 def temporaries(directory) -> list[str]:
     return [name for name in os.listdir(directory) if name.startswith(TEMPORARY_PREFIX)]
+
+
+def spooled(spool) -> int:
+    """Spool files this process (the server runs in it) holds open in ``spool``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        count += target.startswith(str(spool))
+    return count
 
 
 def request(server, method, path, body=None, headers=None, timeout=10):
@@ -153,70 +171,83 @@ CUTS = [("length", stage, at) for stage, at in _length_stages()] + [
 ]
 
 
-@pytest.mark.parametrize("how", ["fin", "rst"])
-@pytest.mark.parametrize(("framing", "stage", "at"), CUTS,
-                         ids=[f"{framing}-{stage}" for framing, stage, _ in CUTS])
-def test_upload_cut_off_leaves_no_file_and_no_temporary(uploads, framing, stage, at, how):
-    server, directory, finished = uploads(threads=1)
-    whole = length_upload("up") if framing == "length" else chunked_upload("up")
-    assert 0 < at < len(whole)
-    sock = socket.create_connection(server.address, timeout=10)
-    try:
-        sock.sendall(whole[:at])
-        # Cut only once the app is streaming into its temporary file.
-        assert wait_until(lambda: temporaries(directory)), os.listdir(directory)
-        time.sleep(0.02)  # and has taken in what was sent
-    finally:
-        cut(sock, how)
-    assert wait_until(lambda: finished.count == 1)
-    assert os.listdir(directory) == []
-    # The single worker is free, and the name can still be uploaded whole.
+def assert_app_never_ran_and_server_serves(server, directory, finished, spool) -> None:
+    """After a cut-off upload: nothing reached the app or the disk, its spool
+    file is closed, and the one worker still serves (the name uploads whole)."""
+    assert wait_until(lambda: spooled(spool) == 0)
     assert request(server, "GET", "/files/up") == (404, b"Not Found")
+    # That GET only (counted once its response is closed, just after it went
+    # out): the cut-off upload never reached the app.
+    assert wait_until(lambda: finished.count == 1) and finished.count == 1
+    assert os.listdir(directory) == []
     assert request(server, "POST", "/files/up", body=BODY)[0] == 201
     assert (directory / "up").read_bytes() == BODY
     assert os.listdir(directory) == ["up"]
 
 
 @pytest.mark.parametrize("how", ["fin", "rst"])
-def test_upload_cut_off_after_100_continue_leaves_nothing(uploads, how):
+@pytest.mark.parametrize(("framing", "stage", "at"), CUTS,
+                         ids=[f"{framing}-{stage}" for framing, stage, _ in CUTS])
+def test_upload_cut_off_leaves_no_file_and_no_temporary(uploads, tmp_path, framing, stage, at,
+                                                       how):
+    server, directory, finished = uploads(threads=1)
+    whole = length_upload("up") if framing == "length" else chunked_upload("up")
+    assert 0 < at < len(whole)
+    sock = socket.create_connection(server.address, timeout=10)
+    try:
+        sock.sendall(whole[:at])
+        if at - whole.index(b"\r\n\r\n") > 64 * 1024 + 4096:
+            # Past the memory threshold: the server holds a spool file.
+            assert wait_until(lambda: spooled(tmp_path / "spool") == 1)
+        else:
+            time.sleep(0.02)  # let the server take in what was sent
+    finally:
+        cut(sock, how)
+    assert_app_never_ran_and_server_serves(server, directory, finished, tmp_path / "spool")
+
+
+@pytest.mark.parametrize("how", ["fin", "rst"])
+def test_upload_cut_off_after_100_continue_leaves_nothing(uploads, tmp_path, how):
     server, directory, finished = uploads(threads=1)
     sock = socket.create_connection(server.address, timeout=10)
     try:
         sock.sendall(b"POST /files/up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(BODY))
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
-        sock.sendall(BODY[:1000])
+        sock.sendall(BODY[:100_000])
+        assert wait_until(lambda: spooled(tmp_path / "spool") == 1)
     finally:
         cut(sock, how)
-    assert wait_until(lambda: finished.count == 1)
-    assert os.listdir(directory) == []
-    assert request(server, "GET", "/") == (200, b"")
+    assert_app_never_ran_and_server_serves(server, directory, finished, tmp_path / "spool")
 
 
-def test_cut_off_upload_replacing_a_file_leaves_the_old_file_whole(uploads):
+def test_cut_off_upload_replacing_a_file_leaves_the_old_file_whole(uploads, tmp_path):
     server, directory, finished = uploads(threads=1)
     old = b"the old content" * 1000
     assert request(server, "PUT", "/files/kept", body=old)[0] == 201
     sock = socket.create_connection(server.address, timeout=10)
     try:
         sock.sendall(length_upload("kept")[: -len(BODY) // 2])
-        assert wait_until(lambda: temporaries(directory))
+        assert wait_until(lambda: spooled(tmp_path / "spool") == 1)
     finally:
         cut(sock, "rst")
-    assert wait_until(lambda: finished.count == 2)
+    assert wait_until(lambda: spooled(tmp_path / "spool") == 0)
+    assert wait_until(lambda: finished.count == 1) and finished.count == 1  # the first PUT
     assert os.listdir(directory) == ["kept"]
     assert (directory / "kept").read_bytes() == old
     assert request(server, "GET", "/files/kept") == (200, old)
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
-def test_stalled_upload_gets_408_and_leaves_nothing(uploads, framing):
+def test_stalled_upload_gets_408_and_leaves_nothing(uploads, tmp_path, framing):
     server, directory, finished = uploads(threads=1, body_timeout=0.5)
     whole = length_upload("up") if framing == "length" else chunked_upload("up")
     with socket.create_connection(server.address, timeout=10) as sock:
         sock.sendall(whole[: len(whole) // 2])  # then silence, the socket left open
-        assert read_response(sock).status == 408
-        assert wait_until(lambda: finished.count == 1)
+        response = read_response(sock)
+        assert response.status == 408 and response.header("connection") == "close"
+        assert spooled(tmp_path / "spool") == 0
+        assert finished.count == 0  # the app never saw a part of a body
         assert os.listdir(directory) == []
         assert request(server, "GET", "/") == (200, b"")  # the worker is free
 
@@ -244,9 +275,9 @@ def _upload_in_two_halves(server, name: str, body: bytes, chunked: bool,
         results[key] = repr(error)
 
 
-def test_twenty_concurrent_uploads_to_one_name_leave_exactly_one_whole_file(uploads):
-    # Enough workers that all 20 stream at once, plus some for the reader.
-    server, directory, finished = uploads(threads=24)
+def test_twenty_concurrent_uploads_to_one_name_leave_exactly_one_whole_file(uploads, tmp_path):
+    # One worker: the bodies are received by the poller, not by threads.
+    server, directory, finished = uploads(threads=1)
     bodies = [bytes([65 + n]) * (150_000 + 1000 * n) for n in range(20)]
     go = threading.Event()
     results: dict = {}
@@ -258,8 +289,8 @@ def test_twenty_concurrent_uploads_to_one_name_leave_exactly_one_whole_file(uplo
     for thread in writers:
         thread.start()
     try:
-        # All twenty are half-way, each in a temporary file of its own.
-        all_streaming = wait_until(lambda: len(temporaries(directory)) == 20, seconds=15)
+        # All twenty are half-way, each in a spool file of its own.
+        all_streaming = wait_until(lambda: spooled(tmp_path / "spool") == 20, seconds=15)
     finally:
         go.set()
     reads: list = []
@@ -276,7 +307,7 @@ def test_twenty_concurrent_uploads_to_one_name_leave_exactly_one_whole_file(uplo
     for thread in writers:
         thread.join(30)
     reading.join(30)
-    assert all_streaming, os.listdir(directory)
+    assert all_streaming, spooled(tmp_path / "spool")
     assert not any(thread.is_alive() for thread in writers + [reading])
     assert results == {n: 201 for n in range(20)}
     assert wait_until(lambda: finished.count >= 20)
@@ -312,10 +343,10 @@ def test_twenty_concurrent_create_only_puts_create_exactly_one(uploads):
     assert (directory / "once").read_bytes() == bodies[created[0]]
 
 
-def test_concurrent_uploads_to_one_name_half_of_them_cut_off(uploads):
+def test_concurrent_uploads_to_one_name_half_of_them_cut_off(uploads, tmp_path):
     """Ten whole uploads and ten cut off mid-body, all at once: one whole file
-    from the ten, and nothing else on disk."""
-    server, directory, finished = uploads(threads=24)
+    from the ten, and nothing else on disk or in the spool."""
+    server, directory, finished = uploads(threads=1, body_memory_bytes=32 * 1024)
     bodies = [bytes([65 + n]) * (120_000 + 1000 * n) for n in range(20)]
     go = threading.Event()
     results: dict = {}
@@ -344,13 +375,14 @@ def test_concurrent_uploads_to_one_name_half_of_them_cut_off(uploads):
     for thread in threads:
         thread.start()
     try:
-        all_streaming = wait_until(lambda: len(temporaries(directory)) == 20, seconds=15)
+        all_streaming = wait_until(lambda: spooled(tmp_path / "spool") == 20, seconds=15)
     finally:
         go.set()
     for thread in threads:
         thread.join(30)
-    assert all_streaming, os.listdir(directory)
+    assert all_streaming, spooled(tmp_path / "spool")
     assert results == {n: ("cut" if n % 2 else 201) for n in range(20)}
-    assert wait_until(lambda: finished.count == 20), finished.count
+    assert wait_until(lambda: spooled(tmp_path / "spool") == 0)
+    assert wait_until(lambda: finished.count == 10), finished.count  # only the whole ones
     assert os.listdir(directory) == ["shared"]
     assert (directory / "shared").read_bytes() in bodies[0::2]

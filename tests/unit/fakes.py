@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from wsgiserver.clock import ManualClock
-from wsgiserver.connection import Connection, ConnectionSettings
+from wsgiserver.connection import Connection, ConnectionSettings, Step
 from wsgiserver.errors import ClientDisconnected
 from wsgiserver.exchange import ExchangeSettings
 from wsgiserver.protocol import ParserLimits
@@ -41,7 +41,8 @@ class FakeTransport:
         self.sent = bytearray()
         # How many more bytes the client takes; None: everything.
         self.reads = reads
-        self.closed = self.aborted = self.write_shut = False
+        self.closed = self.aborted = self.write_shut = self.shut = False
+        self.reset_on_close = False
         self.handshake_done = True
 
     # -- the test's side ---------------------------------------------------
@@ -65,7 +66,15 @@ class FakeTransport:
     def handshake(self) -> bool:
         return self.handshake_done
 
-    def recv(self) -> bytes | None:
+    def readable(self) -> bool:
+        """Bytes (or the end) are waiting now."""
+        return bool(self._arrivals) and self._arrivals[0].at <= self.clock.monotonic()
+
+    def writable(self) -> bool:
+        """The client would take bytes now."""
+        return self.reads is None or self.reads > 0
+
+    def recv(self, max_bytes: int = 65536) -> bytes | None:
         now = self.clock.monotonic()
         if not self._arrivals or self._arrivals[0].at > now:
             return None
@@ -74,10 +83,13 @@ class FakeTransport:
         data = b""
         while self._arrivals and self._arrivals[0].at <= now and self._arrivals[0].data:
             data += self._arrivals.popleft().data
+        if len(data) > max_bytes:
+            self._arrivals.appendleft(_Arrival(now, data[max_bytes:]))
+            data = data[:max_bytes]
         return data
 
     def send(self, data: bytes | memoryview) -> int:
-        if self.closed:
+        if self.closed or self.shut:
             raise ClientDisconnected("closed")
         count = len(data) if self.reads is None else min(len(data), self.reads)
         self.sent += bytes(data[:count])
@@ -98,16 +110,18 @@ class FakeTransport:
         self.clock.advance_to(deadline)
         return False
 
-    def sendfile(self, file_fd: int, offset: int, count: int, timeout: float) -> int:
-        data = os.pread(file_fd, count, offset)
-        if self.reads is not None and self.reads < len(data):
-            self.clock.advance(timeout)
-            raise ClientDisconnected("write timed out")
-        return self.send(data)
+    def sendfile(self, file_fd: int, offset: int, count: int) -> int:
+        return self.send(os.pread(file_fd, count, offset))
 
     def shutdown_write(self) -> bool:
         self.write_shut = True
         return not self.closed
+
+    def shutdown(self) -> None:
+        self.shut = True
+
+    def abort_on_close(self) -> None:
+        self.reset_on_close = True
 
     def abort(self) -> None:
         self.aborted = True
@@ -115,18 +129,22 @@ class FakeTransport:
 
     def close(self) -> None:
         self.closed = True
+        self.aborted = self.aborted or self.reset_on_close
 
 
 def settings_for(app, clock: ManualClock, *, draining=lambda: False, access_log=None,
                  **overrides) -> ConnectionSettings:
-    """Connection settings with short, round timeouts for tests."""
+    """Connection settings with round timeouts for tests."""
     values = dict(
         limits=ParserLimits(),
         keepalive_timeout=15.0,
         header_timeout=10.0,
         body_timeout=30.0,
+        min_body_rate=1024,
         write_timeout=30.0,
-        max_drain_bytes=256 * 1024,
+        body_memory_bytes=64 * 1024,
+        spool_dir=None,
+        output_high_water=256 * 1024,
         date=None,
         server_name=None,
     )
@@ -141,34 +159,51 @@ def settings_for(app, clock: ManualClock, *, draining=lambda: False, access_log=
 
 
 class Client:
-    """A connection over a fake transport, driven the way the server drives it."""
+    """A connection over a fake transport, driven the way the server drives it:
+    the poller's events, exchanges run on the spot, the reaper's deadlines."""
 
     def __init__(self, app, **options) -> None:
         self.clock = ManualClock()
         transport_options = {k: options.pop(k) for k in ("reads", "can_sendfile") if k in options}
         self.transport = FakeTransport(self.clock, **transport_options)
         self.connection = Connection(self.transport, settings_for(app, self.clock, **options))
-        self.watched = True
+        self.step = Step.READ
+        self.exchanges = 0
 
     def send(self, data: bytes) -> bytes:
-        """The client sends ``data``; the server reads it; what came back."""
+        """The client sends ``data``; the server acts on it; what came back."""
         self.transport.arrive(data)
-        return self.readable()
+        return self.events()
 
-    def readable(self) -> bytes:
-        """The poller reports the socket readable; what the server sent."""
-        assert self.watched and not self.connection.closed
-        self.watched = self.connection.on_readable()
+    def events(self) -> bytes:
+        """Deliver every event the poller would now: what the server sent."""
+        while not self.closed:
+            if self.step is Step.READ and not self.transport.readable():
+                break
+            if self.step is Step.WRITE and not self.transport.writable():
+                break
+            self._drive(self.connection.on_ready())
         return self.transport.take_sent()
+
+    def _drive(self, step: Step) -> None:
+        while step is Step.RUN:
+            self.exchanges += 1
+            step = self.connection.run_exchange()
+        self.step = step
 
     def wait(self, seconds: float) -> bytes:
         """Time passes; the reaper expires the connection if its deadline passed."""
         self.clock.advance(seconds)
-        if self.clock.monotonic() > self.connection.deadline and not self.connection.closed:
+        sent = self.events()
+        if not self.closed and self.clock.monotonic() > self.connection.deadline:
             self.connection.expire()
             self.connection.close()
-            self.watched = False
-        return self.transport.take_sent()
+        return sent + self.transport.take_sent()
+
+    def read(self, count: int | None = None) -> bytes:
+        """The client reads ``count`` more bytes (all, for None); what the server sent."""
+        self.transport.reads = None if count is None else (self.transport.reads or 0) + count
+        return self.events()
 
     @property
     def closed(self) -> bool:

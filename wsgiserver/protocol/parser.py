@@ -101,15 +101,6 @@ class RequestParser:
             return self._remaining > 0
         return self._state not in (_State.HEAD, _State.DONE, _State.ERROR)
 
-    @property
-    def body_remaining(self) -> int | None:
-        """Body bytes still to come under a Content-Length; None when unknown (chunked)."""
-        if self._state is _State.BODY:
-            return self._remaining
-        if self._state in (_State.HEAD, _State.DONE, _State.ERROR):
-            return 0
-        return None
-
     def take_buffered(self) -> bytes:
         """Hand over the unparsed bytes (after a protocol switch); the parser is done."""
         data = bytes(self._buffer)

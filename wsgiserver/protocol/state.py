@@ -16,7 +16,7 @@ import enum
 from collections.abc import Callable, Iterable
 
 from ..errors import ProtocolError, ResponseError
-from .events import NEED_DATA, Data, Event, Framing, Request
+from .events import Event, Framing, Request
 from .parser import ParserLimits, RequestParser
 from .writer import (
     BodyFramer,
@@ -42,7 +42,6 @@ class After(enum.Enum):
     """What the connection does once a response is over."""
 
     NEXT_REQUEST = "next request"  # persist; the next request may already be buffered
-    DRAIN = "drain"  # discard the rest of this request's body, then persist
     CLOSE = "close"  # close now: the client has nothing more to send
     LINGER = "linger"  # stop sending, discard what still arrives for a moment, close
     ABORT = "abort"  # reset: the response is incomplete and must not pass for whole
@@ -93,13 +92,11 @@ class ConnectionState:
         date: Callable[[], str] | None = None,
         server_name: str | None = None,
         draining: Callable[[], bool] = _never,
-        max_drain_bytes: int = 256 * 1024,
     ) -> None:
         self._parser = RequestParser(limits)
         self._date = date
         self._server_name = server_name
         self._draining = draining
-        self._max_drain_bytes = max_drain_bytes
         self.request: Request | None = None
         self._persist = True  # the connection may carry another request
         self._input_broken = False  # the request's framing was lost
@@ -107,7 +104,6 @@ class ConnectionState:
         self._response = _Response.NONE
         self._head: ResponseHead | None = None
         self._framer: BodyFramer | None = None
-        self._drain_left = max_drain_bytes
 
     # -- receiving -----------------------------------------------------------
 
@@ -150,7 +146,6 @@ class ConnectionState:
         self._response = _Response.NONE
         self._head = None
         self._framer = None
-        self._drain_left = self._max_drain_bytes
 
     def input_failed(self) -> None:
         """The request body cannot be completed: the client went silent or away."""
@@ -331,13 +326,9 @@ class ConnectionState:
         # next request; that one is answered with close (RFC 9112 9.6).
         if at_head and self._draining():
             return False
-        if self._parser.body_pending:
-            if self._continue in (_Continue.PENDING, _Continue.WITHHELD):
-                return False  # no 100 went out: the client may never send the body
-            remaining = self._parser.body_remaining
-            if remaining is not None and remaining > self._drain_left:
-                return False  # closing is cheaper than reading it
-        return True
+        # A body not read to its end leaves the connection's framing unknown
+        # to us (and a client without its 100 Continue may never send it).
+        return not self._parser.body_pending
 
     def after_response(self) -> After:
         """What the connection does now that the application is done."""
@@ -346,32 +337,11 @@ class ConnectionState:
         if self._response is not _Response.DONE:
             return After.ABORT
         if self._will_persist():
-            return After.DRAIN if self._parser.body_pending else After.NEXT_REQUEST
+            return After.NEXT_REQUEST
         self._persist = False
         if self._input_broken or self._parser.buffered or self._parser.body_pending:
             return After.LINGER
         return After.CLOSE
-
-    def discard_body(self) -> bool | None:
-        """Drop what has arrived of an unread body, within the drain budget.
-
-        True once the body has ended, None while more is needed, False when
-        it is over the budget or broken: then the connection must close.
-        """
-        while True:
-            try:
-                event = self.next_event(self._drain_left + 1)
-            except ProtocolError:
-                return False
-            if type(event) is Data:
-                self._drain_left -= len(event.data)
-                if self._drain_left < 0:
-                    self._persist = False
-                    return False
-            elif event is NEED_DATA:
-                return None
-            else:
-                return True
 
     def start_next_request(self) -> None:
         """Forget the finished exchange; the next request may already be buffered."""
