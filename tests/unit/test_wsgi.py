@@ -10,8 +10,7 @@ from wsgiref.validate import validator
 import pytest
 
 from wsgiserver.errors import ResponseError
-from wsgiserver.protocol import After, ConnectionState
-from wsgiserver.protocol import Data, EndOfMessage
+from wsgiserver.protocol import After, ConnectionState, Data, EndOfMessage
 from wsgiserver.wsgi import EnvironBuilder, FileWrapper, run_application
 
 
