@@ -2,12 +2,13 @@
 
 The leader waits on the poller and handles what it reports, running a
 request's application itself, so the common request crosses no thread
-boundary and only one thread at a time wants the GIL. A watchdog keeps the
-pool responsive: it hands the lead to a waiting thread when the leader has
-been inside one request for a moment (it may be blocked: a database, a
-sleep), and starts a replacement thread when a request goes long (a
-WebSocket, a stream, a long poll), so that ``size`` threads always remain
-for ordinary requests. Knows nothing of sockets, connections or HTTP: the
+boundary and only one thread at a time wants the GIL. Where requests
+usually take long (they wait on a database, a service, a sleep) the leader
+hands the lead on as it starts one, so they run side by side at once; a
+watchdog does the same for the occasional slow request among fast ones,
+and starts a replacement thread when a request goes long (a WebSocket, a
+stream, a long poll), so that ``size`` threads always remain for ordinary
+requests. Knows nothing of sockets, connections or HTTP: the
 server gives it ``lead``, the step a leader takes over and over.
 """
 
@@ -79,6 +80,11 @@ class WorkerPool:
         self._watchdog: threading.Thread | None = None
         self._wakeup = threading.Event()
         self._dozing = False  # the watchdog waits for a request to start
+        # How long application calls take, on average (exponentially
+        # weighted): when it passes promote_after, the leader hands on the
+        # lead as a request starts instead of waiting for the watchdog.
+        self._average = 0.0
+        self._slow = False
 
     # -- life ------------------------------------------------------------------
 
@@ -184,11 +190,18 @@ class WorkerPool:
         worker.busy_since = self._clock.monotonic()
         if self._dozing:
             self._wakeup.set()
+        if self._slow and self._leader is worker:
+            self._promote(worker)
 
     def end(self, worker: Worker) -> None:
         """``worker`` is out of the application call."""
+        since = worker.busy_since
         worker.busy_since = None
         worker.cut = None
+        if since is not None:
+            took = self._clock.monotonic() - since
+            self._average += (took - self._average) / 8
+            self._slow = self._average > self._promote_after
 
     def detach(self, worker: Worker) -> None:
         """``worker``'s request became a WebSocket: replace it in the pool at once."""

@@ -321,10 +321,21 @@ class Server:
             if len(self._connections) >= self._max_connections:
                 break
         self._rearm_listener(listener)
-        for connection in accepted:
-            # The request often arrives with the connection: serve it now
-            # rather than after a round trip through the poller.
-            self._drive(worker, connection, register=True)
+        if not accepted:
+            return
+        poller = self._poller
+        assert poller is not None
+        # The others go to the poller first, for whichever thread leads next:
+        # the request often arrives with the connection, and this thread may
+        # be held by the first one's application for a while.
+        for connection in accepted[1:]:
+            with connection.lock:
+                try:
+                    poller.register(connection.fd)
+                except OSError:
+                    self._forget(connection)
+        # The first is served now rather than after a trip through the poller.
+        self._drive(worker, accepted[0], register=True)
 
     def _transport(self, sock: socket.socket, remote: object, listener: Listener) -> Transport:
         sock.setblocking(False)
