@@ -111,26 +111,34 @@ class WebSocketUpgrade:
         version = "1.1" if request.http_version >= (1, 1) else "1.0"
         return request.method.decode("ascii"), headers_from_request(request.headers), version
 
-    def accept(self, subprotocol: str | None = None) -> WebSocket:
+    def accept(self, subprotocol: str | None = None, compression: bool = True) -> WebSocket:
         """Answer 101 and return the WebSocket.
 
-        Raises HandshakeError (with the HTTP status to answer, such as 400,
-        426, or 503 when the server's WebSocket cap is reached) before
-        anything is sent, so the app can still send an ordinary response.
+        ``compression``: agree to permessage-deflate (RFC 7692) when the
+        client offers it, as browsers do. Raises HandshakeError (with the
+        HTTP status to answer, such as 400, 426, or 503 when the server's
+        WebSocket cap is reached) before anything is sent, so the app can
+        still send an ordinary response.
         """
         from .websocket import HandshakeError, WebSocket, check_handshake, response_headers
+        from .websocket.deflate import negotiate
 
         if self.websocket is not None:
             raise RuntimeError("this request was already upgraded")
-        key, offered = check_handshake(*self._handshake_inputs())
+        method, headers_in, version = self._handshake_inputs()
+        key, offered = check_handshake(method, headers_in, version)
         if subprotocol is not None and subprotocol not in offered:
             raise ValueError(f"the client did not offer subprotocol {subprotocol!r}")
+        deflate = negotiate(headers_in.get("sec-websocket-extensions")) if compression else None
         headers = response_headers(key, subprotocol)
+        if deflate is not None:
+            headers.append(("Sec-WebSocket-Extensions", deflate.response))
         websocket = WebSocket(
             self._receive,
             self._send,
             subprotocol=subprotocol,
             max_message_bytes=self._max_message_bytes,
+            deflate=deflate,
         )
         if not self._registry.add(websocket):
             raise HandshakeError(503, "too many WebSocket connections")

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import codecs
 import enum
+import io
 from dataclasses import dataclass
+
+from .deflate import Deflate, Inflater, InflateTooLarge
 
 __all__ = [
     "Opcode",
@@ -148,6 +151,7 @@ class _FrameHeader:
     opcode: Opcode
     length: int
     mask: bytes | None
+    compressed: bool = False  # RSV1 on a message's first frame (RFC 7692 6.1)
 
 
 class FrameParser:
@@ -161,7 +165,11 @@ class FrameParser:
 
     ``max_message_bytes`` bounds a whole message and ``max_frame_bytes`` one
     frame's payload; both are checked against the announced lengths, before
-    the payload is buffered, and answered with 1009. ``expect_masked``
+    the payload is buffered, and answered with 1009. The memory a message
+    takes is its bytes, however it is fragmented: fragments are joined as
+    they arrive, and an empty one keeps nothing. With ``deflate`` agreed, a
+    compressed message is inflated as it arrives within the same bound (a
+    compression bomb is closed with 1009, never inflated). ``expect_masked``
     is True on the server side: clients MUST mask, servers MUST NOT (5.1).
     """
 
@@ -171,17 +179,21 @@ class FrameParser:
         max_frame_bytes: int | None = None,
         *,
         expect_masked: bool = True,
+        deflate: Deflate | None = None,
     ) -> None:
         self.max_message_bytes = max_message_bytes
         self.max_frame_bytes = max_frame_bytes
         self.expect_masked = expect_masked
+        self.deflate = deflate
         self._buffer = bytearray()
         self._frame: _FrameHeader | None = None
         self._frame_received = 0  # payload bytes of the current frame consumed
         self._message_opcode: Opcode | None = None  # TEXT/BINARY while one is open
         self._message_length = 0
-        self._parts: list = []  # str pieces (text) or bytes pieces (binary)
+        self._binary = bytearray()  # a binary message so far
+        self._text = io.StringIO()  # a text message so far, decoded
         self._decoder: codecs.IncrementalDecoder | None = None
+        self._inflater: Inflater | None = None
         self._closed = False
         self._error: WebSocketError | None = None
 
@@ -227,7 +239,7 @@ class FrameParser:
         buffer = self._buffer
         if len(buffer) < 2:
             return None
-        fin, opcode = self._check_first_byte(buffer[0])
+        fin, opcode, compressed = self._check_first_byte(buffer[0])
         masked, length7 = bool(buffer[1] & 0x80), buffer[1] & 0x7F
         self._check_sequence(fin, opcode, length7)
         if masked != self.expect_masked:
@@ -241,18 +253,23 @@ class FrameParser:
         length = self._checked_length(length7, bytes(buffer[2 : 2 + extra]))
         mask = bytes(buffer[size - 4 : size]) if masked else None
         del buffer[:size]
-        return _FrameHeader(fin, opcode, length, mask)
+        return _FrameHeader(fin, opcode, length, mask, compressed)
 
-    def _check_first_byte(self, first: int) -> tuple[bool, Opcode]:
-        # "RSV1, RSV2, RSV3: MUST be 0 unless an extension is negotiated";
-        # none is, so any of them set fails the connection.
-        if first & 0x70:
-            raise WebSocketError(1002, "reserved bits set without an extension")
+    def _check_first_byte(self, first: int) -> tuple[bool, Opcode, bool]:
         try:
             opcode = Opcode(first & 0x0F)
         except ValueError:
             raise WebSocketError(1002, f"reserved opcode {first & 0x0F:#x}") from None
-        return bool(first & 0x80), opcode
+        # "RSV1, RSV2, RSV3: MUST be 0 unless an extension is negotiated".
+        # permessage-deflate gives RSV1 a meaning on the first frame of a
+        # data message only (RFC 7692 section 6.1); nothing uses RSV2, RSV3.
+        if first & 0x30:
+            raise WebSocketError(1002, "reserved bits set without an extension")
+        compressed = bool(first & 0x40)
+        if compressed and (self.deflate is None or opcode.is_control
+                           or opcode is Opcode.CONTINUATION):
+            raise WebSocketError(1002, "RSV1 set where no extension gives it a meaning")
+        return bool(first & 0x80), opcode, compressed
 
     def _check_sequence(self, fin: bool, opcode: Opcode, length7: int) -> None:
         if opcode.is_control:
@@ -321,16 +338,19 @@ class FrameParser:
         if frame.opcode.is_control:
             return
         if frame.opcode is not Opcode.CONTINUATION:
-            self._start_message(frame.opcode)
+            self._start_message(frame.opcode, frame.compressed)
         self._check_message_length(frame.length)
 
-    def _start_message(self, opcode: Opcode) -> None:
+    def _start_message(self, opcode: Opcode, compressed: bool) -> None:
         self._message_opcode = opcode
         self._message_length = 0
-        self._parts = []
         self._decoder = None
         if opcode is Opcode.TEXT:
             self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        self._inflater = None
+        if compressed:
+            assert self.deflate is not None
+            self._inflater = self.deflate.inflater(self.max_message_bytes)
 
     def _check_message_length(self, frame_length: int) -> None:
         # Refused from the announced length, before any of it is buffered.
@@ -340,16 +360,32 @@ class FrameParser:
                 1009, f"message over the limit of {self.max_message_bytes} bytes"
             )
 
-    def _append(self, chunk: bytes) -> None:
+    def _append(self, chunk: bytes, final: bool = False) -> None:
+        if self._inflater is not None:
+            chunk = self._inflate(chunk, final)
         if self._decoder is None:
-            self._parts.append(chunk)
+            self._binary += chunk
             return
         # Section 8.1: text must be valid UTF-8; each piece is decoded as it
         # arrives so that invalid text fails the connection at once (1007).
         try:
-            self._parts.append(self._decoder.decode(chunk, final=False))
+            text = self._decoder.decode(chunk, final=final)
         except UnicodeDecodeError:
             raise WebSocketError(1007, "text message is not valid UTF-8") from None
+        if text:
+            self._text.write(text)
+
+    def _inflate(self, chunk: bytes, final: bool) -> bytes:
+        inflater = self._inflater
+        assert inflater is not None
+        try:
+            return inflater.feed(chunk) + (inflater.finish() if final else b"")
+        except InflateTooLarge:
+            raise WebSocketError(
+                1009, f"message inflates past the limit of {self.max_message_bytes} bytes"
+            ) from None
+        except ValueError as error:
+            raise WebSocketError(1002, str(error)) from None
 
     def _frame_done(self) -> bool:
         """The current data frame is complete: forget it; True if it was final."""
@@ -359,15 +395,21 @@ class FrameParser:
         return frame.fin
 
     def _finish_message(self) -> TextMessage | BinaryMessage:
-        parts, decoder = self._parts, self._decoder
-        self._message_opcode, self._parts, self._decoder = None, [], None
-        if decoder is None:
-            return BinaryMessage(b"".join(parts))
         try:
-            parts.append(decoder.decode(b"", final=True))
-        except UnicodeDecodeError:
-            raise WebSocketError(1007, "text message ends inside a character") from None
-        return TextMessage("".join(parts))
+            self._append(b"", final=True)
+        except WebSocketError as error:
+            if error.close_code == 1007:
+                raise WebSocketError(1007, "text message ends inside a character") from None
+            raise
+        decoder = self._decoder
+        self._message_opcode, self._decoder, self._inflater = None, None, None
+        if decoder is None:
+            data = bytes(self._binary)
+            self._binary = bytearray()
+            return BinaryMessage(data)
+        text = self._text.getvalue()
+        self._text = io.StringIO()
+        return TextMessage(text)
 
 
 def _parse_close(payload: bytes) -> CloseReceived:
@@ -399,21 +441,25 @@ def _unmask(data: bytes, mask: bytes | None, offset: int) -> bytes:
 
 
 def encode_frame(
-    opcode: int, payload: bytes, fin: bool = True, mask: bytes | None = None
+    opcode: int, payload: bytes, fin: bool = True, mask: bytes | None = None,
+    compressed: bool = False,
 ) -> bytes:
     """One frame (RFC 6455 section 5.2) with the minimal length encoding.
 
     Servers send unmasked frames (section 5.1); ``mask`` is a 4-byte key
-    for a client's frames (and tests playing the client).
+    for a client's frames (and tests playing the client). ``compressed``
+    sets RSV1 on a data message's first frame (RFC 7692 section 6.1).
     """
     opcode = Opcode(opcode)
     if opcode.is_control and (len(payload) > MAX_CONTROL_PAYLOAD or not fin):
         raise ValueError("control frames carry at most 125 bytes and are never fragmented")
+    if compressed and (opcode.is_control or opcode is Opcode.CONTINUATION):
+        raise ValueError("only a data message's first frame is marked compressed")
     if mask is not None and len(mask) != 4:
         raise ValueError("a masking key is 4 bytes")
     length = len(payload)
     mask_bit = 0x80 if mask is not None else 0
-    head = bytearray([(0x80 if fin else 0) | opcode])
+    head = bytearray([(0x80 if fin else 0) | (0x40 if compressed else 0) | opcode])
     if length < 126:
         head.append(mask_bit | length)
     elif length < 65536:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from .deflate import Deflate
 from .frames import (
     NEED_DATA,
     BinaryMessage,
@@ -64,12 +65,15 @@ class WebSocket:
         subprotocol: str | None = None,
         max_message_bytes: int = 1 << 20,
         close_timeout: float = 5.0,
+        deflate: Deflate | None = None,
     ) -> None:
         self._recv = recv
         self._send = send
         self.subprotocol = subprotocol
         self.close_timeout = close_timeout
-        self._parser = FrameParser(max_message_bytes)
+        # permessage-deflate, when the handshake agreed on it (RFC 7692).
+        self.deflate = deflate
+        self._parser = FrameParser(max_message_bytes, deflate=deflate)
         self.close_code: int | None = None
         self.close_reason = ""
         # Sends are serialized, and _output_closed (our Close went out or the
@@ -196,12 +200,16 @@ class WebSocket:
     def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send one message: str as a text frame, bytes-like as a binary frame."""
         if isinstance(message, str):
-            frame = encode_frame(Opcode.TEXT, message.encode("utf-8"))
+            opcode, payload = Opcode.TEXT, message.encode("utf-8")
         elif isinstance(message, (bytes, bytearray, memoryview)):
-            frame = encode_frame(Opcode.BINARY, bytes(message))
+            opcode, payload = Opcode.BINARY, bytes(message)
         else:
             raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
-        self._send_frame(frame)
+        compressed = self.deflate.compress(payload) if self.deflate is not None else None
+        if compressed is not None:
+            self._send_frame(encode_frame(opcode, compressed, compressed=True))
+        else:
+            self._send_frame(encode_frame(opcode, payload))
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a Ping (at most 125 bytes); the peer's Pong is read and ignored."""
