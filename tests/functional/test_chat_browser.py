@@ -52,3 +52,16 @@ def test_two_browser_pages_chat_with_each_other(live_server, browser):
                    ".some(li => li.textContent.endsWith(': <b>hi</b> alice'))",
                    "bob's message arrived")
     assert alice.evaluate("document.querySelectorAll('#messages b').length") == 0
+
+    # Chromium offers permessage-deflate and the server takes it (RFC 7692); a
+    # long message goes compressed both ways and arrives whole.
+    extensions = alice.evaluate(
+        "new Promise(resolve => { const ws = new WebSocket("
+        "location.href.replace('http', 'ws') + 'ws'); ws.onopen = () => "
+        "{ resolve(ws.extensions); ws.close(); }; })")
+    assert extensions.startswith("permessage-deflate")
+    long_text = "compressible " * 100
+    bob.type_and_send(long_text)
+    alice.wait_for("Array.from(document.querySelectorAll('#messages li'))"
+                   f".some(li => li.textContent.endsWith({long_text!r}))",
+                   "the long message arrived")

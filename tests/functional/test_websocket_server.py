@@ -134,3 +134,24 @@ def test_message_over_the_limit_closes_with_1009(live_server):
         leftover = handshake(sock)
         sock.sendall(b"\x82\xfe" + struct.pack("!H", 2000) + b"\x00" * 4)
         assert read_close_code(sock, leftover) == 1009
+
+
+def test_a_4_mib_message_in_64_byte_fragments_is_echoed_whole(live_server):
+    server = live_server(echo_app, max_websocket_message_bytes=8 << 20)
+    data = os.urandom(4 << 20)
+    host, port = server.address
+    with sync_client.connect(f"ws://{host}:{port}/", max_size=None,
+                             compression=None) as client:
+        client.send(data[i:i + 64] for i in range(0, len(data), 64))  # fragments
+        assert client.recv(timeout=60) == data
+
+
+def test_the_websockets_client_negotiates_compression(live_server):
+    server = live_server(echo_app)
+    host, port = server.address
+    with sync_client.connect(f"ws://{host}:{port}/") as client:
+        assert client.response.headers["Sec-WebSocket-Extensions"].startswith(
+            "permessage-deflate")
+        message = "compress me " * 1000
+        client.send(message)
+        assert client.recv(timeout=10) == message
