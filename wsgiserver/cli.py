@@ -132,12 +132,25 @@ def build_parser() -> argparse.ArgumentParser:
                         default=_DEFAULTS.max_header_count, help="431 beyond (%(default)s)")
     limits.add_argument("--max-body-bytes", type=_integer,
                         default=_DEFAULTS.max_body_bytes, help="413 beyond (%(default)s)")
+    limits.add_argument("--body-memory-bytes", type=_integer,
+                        default=_DEFAULTS.body_memory_bytes,
+                        help="a request body is kept in memory up to this size, beyond in a "
+                             "spool file (%(default)s)")
+    limits.add_argument("--spool-dir", type=_directory,
+                        help="where spool files go (the system's temporary directory)")
+    limits.add_argument("--response-buffer-bytes", type=_positive_int,
+                        default=_DEFAULTS.response_buffer_bytes,
+                        help="response bytes held for a slow client while the app produces; "
+                             "beyond, the app waits (%(default)s)")
     timeouts = p.add_argument_group("timeouts (seconds)")
     for name, what in [("keepalive-timeout", "an idle keep-alive connection stays open"),
                        ("header-timeout", "a request head may take to arrive (then 408)"),
-                       ("body-timeout", "a body read may wait for the client"),
-                       ("write-timeout", "a write may wait for the client"),
-                       ("shutdown-timeout", "in-flight requests get on shutdown")]:
+                       ("body-timeout", "a whole body may take, plus 1 s per --min-body-rate "
+                                        "bytes received (then 408)"),
+                       ("write-timeout", "a response may wait for a client that reads nothing"),
+                       ("shutdown-timeout", "in-flight requests get on shutdown"),
+                       ("long-request-seconds", "a request may run before its thread is "
+                                                "replaced in the pool")]:
         default = getattr(_DEFAULTS, name.replace("-", "_"))
         timeouts.add_argument(f"--{name}", type=_seconds, default=default,
                               help=f"how long {what} (%(default)s)")
@@ -163,8 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--access-log-json", action="store_true", help="JSON lines access log")
     deploy.add_argument("--reload", action="store_true",
                         help="development: restart when a Python file under the app changes")
+    timeouts.add_argument("--min-body-rate", type=_integer, default=_DEFAULTS.min_body_rate,
+                          metavar="BYTES_PER_SECOND",
+                          help="slowest average a body may arrive at, 0 for none (%(default)s)")
     p.add_argument("--max-websockets", type=_positive_int, default=_DEFAULTS.max_websockets,
-                   help="open WebSockets (each holds a worker thread) (%(default)s)")
+                   help="open WebSockets, each on a thread of its own (%(default)s)")
+    p.add_argument("--max-long-requests", type=_integer,
+                   help="requests running past --long-request-seconds at once; beyond, "
+                        "503 (default: 4 x --threads)")
     p.add_argument("--max-websocket-message-bytes", type=_positive_int,
                    default=_DEFAULTS.max_websocket_message_bytes)
     p.add_argument("--no-date-header", action="store_true", help="do not send Date")
