@@ -18,7 +18,6 @@ deadline has passed.
 from __future__ import annotations
 
 import enum
-import io
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -125,6 +124,7 @@ class Connection:
         self._body: RequestBody | None = None
         self._body_started = 0.0
         self._current: _ExchangeIO | None = None  # the exchange running, for cut()
+        self._io = _ExchangeIO(self)  # one per connection, begun anew per exchange
 
     @property
     def closed(self) -> bool:
@@ -156,8 +156,8 @@ class Connection:
         request, body = self._request, self._body
         assert request is not None and self._phase is _Phase.REQUEST
         self._phase = _Phase.EXCHANGE
-        stream = body.finish() if body is not None else io.BytesIO()
-        exchange_io = _ExchangeIO(self, stream, detach)
+        exchange_io = self._io
+        exchange_io.begin(body.finish() if body is not None else NO_BODY, detach)
         self._current = exchange_io
         try:
             Exchange(self.settings.exchange, request, exchange_io).run()
@@ -167,13 +167,14 @@ class Connection:
             if body is not None:
                 body.close()
             self._request = self._body = None
-        if self.state.after_response() is After.ABORT:
+        after = self.state.after_response()
+        if after is After.ABORT:
             return self._abort()
         if self.output.pending:
             self._phase = _Phase.FLUSH
             self.deadline = self.output.progress_at + self.settings.write_timeout
             return Step.WRITE
-        return self._after_response()
+        return self._after_response(after)
 
     def cut(self) -> None:
         """From another thread: end the running exchange early (see _ExchangeIO.cut)."""
@@ -244,6 +245,10 @@ class Connection:
                     assert self._body is not None
                     self._body.write(event.data)
                 elif type(event) is Request:
+                    if event.framing is Framing.NONE:
+                        self._request = event
+                        self._head_started = None
+                        return Step.RUN  # no body: its end needs no event
                     self._begin_request(event)
                 elif type(event) is EndOfMessage:
                     self._head_started = None
@@ -258,15 +263,15 @@ class Connection:
             return self._reject(ProtocolError(503, "the request body could not be stored"))
 
     def _begin_request(self, request: Request) -> None:
+        """A head with a body to come: where the body goes, and the 100 Continue."""
         self._request = request
         settings = self.settings
-        if request.framing is not Framing.NONE:
-            self._body = RequestBody(settings.body_memory_bytes, settings.spool_dir)
-            self._body_started = self.clock.monotonic()
-            # The head passed every check of ours: the client may send the body.
-            continue_head = self.state.continue_head()
-            if continue_head and self.transport.send(continue_head) < len(continue_head):
-                raise ProtocolError(400, "the client does not read the 100 Continue")
+        self._body = RequestBody(settings.body_memory_bytes, settings.spool_dir)
+        self._body_started = self.clock.monotonic()
+        # The head passed every check of ours: the client may send the body.
+        continue_head = self.state.continue_head()
+        if continue_head and self.transport.send(continue_head) < len(continue_head):
+            raise ProtocolError(400, "the client does not read the 100 Continue")
 
     def _wait_for_bytes(self) -> None:
         now = self.clock.monotonic()
@@ -298,10 +303,9 @@ class Connection:
         if not done:
             self.deadline = self.output.progress_at + self.settings.write_timeout
             return Step.WRITE
-        return self._after_response()
+        return self._after_response(self.state.after_response())
 
-    def _after_response(self) -> Step:
-        after = self.state.after_response()
+    def _after_response(self, after: After) -> Step:
         if after is After.NEXT_REQUEST:
             self._phase = _Phase.REQUEST
             self.state.start_next_request()
@@ -366,25 +370,65 @@ class Connection:
         return f"{address}:{port}" if address else "peer"
 
 
+class _NoBody:
+    """``wsgi.input`` of a request without a body: always at its end.
+    Read-only and stateless, so one serves every such request."""
+
+    __slots__ = ()
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> _NoBody:
+        return self
+
+    def __next__(self) -> bytes:
+        raise StopIteration
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        return None
+
+
+NO_BODY: IO[bytes] = _NoBody()  # type: ignore[assignment]
+
+
 class _ExchangeIO:
     """The connection as one exchange sees it: the body, the response sink,
     upgrades. Its sink methods run on the application's thread; ``cut`` may
-    come from the watchdog, so they all take one lock."""
+    come from the watchdog, so they all take one lock. One per connection,
+    begun anew for each exchange."""
 
-    def __init__(self, connection: Connection, body: IO[bytes],
-                 detach: Callable[[], None] | None) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._state = connection.state
         self._output = connection.output
         self._transport = connection.transport
         self._clock = connection.clock
         self._settings = connection.settings
-        self._detach = detach
-        self.body = body
-        self.upgraded = False
         self._lock = threading.Lock()
-        self._cut = False
+        self._detach: Callable[[], None] | None = None
+        self.body: IO[bytes] = NO_BODY
+        self.upgraded = False
+        self._cut = True  # until begin()
         self._leftover = b""  # bytes that came after the 101, before we read on
+
+    def begin(self, body: IO[bytes], detach: Callable[[], None] | None) -> None:
+        """A new exchange starts."""
+        self.body = body
+        self._detach = detach
+        self._cut = False
 
     def done(self) -> None:
         """The exchange is over: a late cut has nothing left to do."""
@@ -415,9 +459,8 @@ class _ExchangeIO:
         finally:
             self._lock.release()
 
-    def _check(self) -> None:
-        if self._cut:
-            raise ClientDisconnected("the request was cut off")
+    def _cut_off(self) -> None:
+        raise ClientDisconnected("the request was cut off")
 
     # -- ResponseSink ----------------------------------------------------
 
@@ -429,19 +472,22 @@ class _ExchangeIO:
     def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
         """Set or replace the pending head."""
         with self._lock:
-            self._check()
+            if self._cut:
+                self._cut_off()
             self._state.set_head(status, headers)
 
     def write(self, data: bytes) -> None:
         """Send body data (the head first), waiting for the client past the bound."""
         with self._lock:
-            self._check()
+            if self._cut:
+                self._cut_off()
             self._output.write(self._state.write(data))
 
     def write_all(self, pieces: Sequence[bytes]) -> None:
         """Send a body the application made in full: queued, never waited on."""
         with self._lock:
-            self._check()
+            if self._cut:
+                self._cut_off()
             for piece in pieces:
                 self._output.write(self._state.write(piece), wait=False)
             self._output.write(self._state.finish(), wait=False)
@@ -449,19 +495,22 @@ class _ExchangeIO:
     def write_whole(self, data: bytes) -> None:
         """Send the whole response at once."""
         with self._lock:
-            self._check()
+            if self._cut:
+                self._cut_off()
             self._output.write(self._state.write_whole(data), wait=False)
 
     def finish(self) -> None:
         """End the response."""
         with self._lock:
-            self._check()
+            if self._cut:
+                self._cut_off()
             self._output.write(self._state.finish(), wait=False)
 
     def send_file(self, file_fd: int, offset: int, available: int) -> bool:
         """Send a file's bytes raw (sendfile, or read where TLS needs it)."""
         with self._lock:
-            self._check()
+            if self._cut:
+                self._cut_off()
             self._output.write(self._state.file_head(available), wait=False)
             count = self._state.raw_count(available)
             if count is None:
@@ -512,7 +561,8 @@ class _ExchangeIO:
         """Send the 101; bytes already received belong to the new protocol.
         The thread leaves the pool's count: a WebSocket lasts."""
         with self._lock:
-            self._check()
+            if self._cut:
+                self._cut_off()
             self._output.write(self._state.switch_protocols(fields), wait=False)
             self._leftover = self._state.take_buffered()
             self.upgraded = True

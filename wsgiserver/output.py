@@ -69,12 +69,13 @@ class ResponseOutput:
         """
         if not data:
             return
-        view = memoryview(data)
         if not self._queue:
-            sent = self._transport.send(view)
-            if sent == len(view):
+            sent = self._transport.send(data)
+            if sent == len(data):
                 return
-            view = view[sent:]
+            view = memoryview(data)[sent:]
+        else:
+            view = memoryview(data)
         self._queue.append(view)
         self._queued += len(view)
         if wait and self._queued > self._high_water:

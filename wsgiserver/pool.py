@@ -14,6 +14,7 @@ server gives it ``lead``, the step a leader takes over and over.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -25,13 +26,20 @@ __all__ = ["WorkerPool", "Worker"]
 log = logging.getLogger("wsgiserver")
 
 
+def _nothing() -> None:
+    return None
+
+
 class Worker:
     """One thread's slot: what the watchdog reads about it."""
 
-    __slots__ = ("name", "busy_since", "detached", "cut", "thread")
+    __slots__ = ("name", "busy_since", "detached", "cut", "thread", "detach")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        # Replaces this worker in the pool (its request became a WebSocket);
+        # set by the pool, so the hot path makes no closure per request.
+        self.detach: Callable[[], None] = _nothing
         # When the current request's application call began; None between
         # requests. Written by the worker, read by the watchdog.
         self.busy_since: float | None = None
@@ -130,6 +138,7 @@ class WorkerPool:
 
     def _spawn_locked(self) -> None:
         worker = Worker(f"{self._name}-worker-{self._spawned}")
+        worker.detach = functools.partial(self.detach, worker)
         self._spawned += 1
         worker.thread = threading.Thread(target=self._run, args=(worker,), name=worker.name,
                                          daemon=True)

@@ -295,7 +295,7 @@ class Server:
         assert pool is not None
         pool.begin(worker, connection.cut)
         try:
-            return connection.run_exchange(lambda: pool.detach(worker))
+            return connection.run_exchange(worker.detach)
         finally:
             pool.end(worker)
 
