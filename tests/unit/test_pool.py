@@ -1,0 +1,151 @@
+"""The worker pool: one thread leads at a time, the lead moves on when a
+request holds it, long requests get replacement threads within a cap.
+
+The pool runs real threads; the lead step here is a fake that takes
+"requests" from a queue instead of a poller. Every wait is bounded."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import pytest
+
+from wsgiserver.pool import Worker, WorkerPool
+
+
+class FakeServer:
+    """Requests are callables put on a queue; the leader runs each inline,
+    marked busy, as the server does with exchanges."""
+
+    def __init__(self) -> None:
+        self.requests: queue.Queue = queue.Queue()
+        self.pool: WorkerPool | None = None
+        self.leaders: list[str] = []
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most_running = 0
+
+    def lead(self, worker: Worker) -> None:
+        try:
+            request = self.requests.get(timeout=0.05)
+        except queue.Empty:
+            return
+        assert self.pool is not None
+        with self.lock:
+            self.leaders.append(worker.name)
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        self.pool.begin(worker, getattr(request, "cut", None))
+        try:
+            request(worker)
+        finally:
+            self.pool.end(worker)
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.fixture
+def pool_of():
+    made: list[WorkerPool] = []
+
+    def make(size: int, **options) -> tuple[WorkerPool, FakeServer]:
+        server = FakeServer()
+        pool = WorkerPool(size, server.lead, **options)
+        server.pool = pool
+        pool.start()
+        made.append(pool)
+        return pool, server
+
+    yield make
+    for pool in made:
+        pool.stop(5.0)
+
+
+def wait_until(condition, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_fast_requests_are_all_served_by_one_thread(pool_of):
+    pool, server = pool_of(4)
+    done = []
+    for _ in range(200):
+        server.requests.put(lambda worker: done.append(1))
+    assert wait_until(lambda: len(done) == 200)
+    assert len(set(server.leaders)) == 1  # no hand-offs between threads
+
+
+def test_requests_that_wait_run_side_by_side(pool_of):
+    pool, server = pool_of(4, promote_after=0.005)
+    release = threading.Event()
+    for _ in range(4):
+        server.requests.put(lambda worker: release.wait(5))
+    assert wait_until(lambda: server.running == 4)
+    release.set()
+    assert wait_until(lambda: server.running == 0)
+    assert server.most_running == 4
+
+
+def test_a_long_request_gets_a_replacement_and_its_thread_rejoins_or_ends(pool_of):
+    pool, server = pool_of(2, long_after=0.05)
+    release = threading.Event()
+    server.requests.put(lambda worker: release.wait(5))
+    assert wait_until(lambda: pool.long_requests == 1)
+    assert wait_until(lambda: pool.threads == 3)  # two remain for ordinary requests
+    ordinary = threading.Event()
+    server.requests.put(lambda worker: ordinary.set())
+    assert ordinary.wait(5)
+    release.set()
+    assert wait_until(lambda: pool.long_requests == 0 and pool.threads == 2)
+
+
+def test_long_requests_beyond_the_cap_are_cut(pool_of):
+    pool, server = pool_of(2, long_after=0.05, max_long=1)
+    release = threading.Event()
+    cuts = []
+
+    class Request:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __call__(self, worker: Worker) -> None:
+            release.wait(5)
+
+        def cut(self) -> None:
+            cuts.append(self.name)
+
+    server.requests.put(Request("first"))
+    assert wait_until(lambda: pool.long_requests == 1)
+    server.requests.put(Request("second"))
+    assert wait_until(lambda: cuts == ["second"])
+    assert pool.long_requests == 1
+    release.set()
+
+
+def test_a_websocket_detaches_at_once(pool_of):
+    pool, server = pool_of(1)
+    release = threading.Event()
+
+    def websocket(worker: Worker) -> None:
+        worker.detach()
+        release.wait(5)
+
+    server.requests.put(websocket)
+    assert wait_until(lambda: pool.websockets == 1 and pool.threads == 2)
+    served = threading.Event()
+    server.requests.put(lambda worker: served.set())
+    assert served.wait(5)  # the one regular thread is free for ordinary requests
+    release.set()
+    assert wait_until(lambda: pool.websockets == 0 and pool.threads == 1)
+
+
+def test_stop_ends_every_thread(pool_of):
+    pool, server = pool_of(3)
+    pool.stop(5.0)
+    assert pool.threads == 0
