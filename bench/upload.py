@@ -39,7 +39,7 @@ def server_cmd(directory: str, port: int) -> list[str]:
 
 def upload(port: int, size: int, chunked: bool) -> float:
     """Send the body, read the answer; the seconds it took."""
-    head = f"POST /upload HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+    head = "POST /upload HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
     head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {size}\r\n\r\n"
     frame = b"%x\r\n%s\r\n" % (len(BLOCK), BLOCK) if chunked else BLOCK
     started = time.monotonic()
