@@ -704,8 +704,9 @@ def report(rows: list[Result], meta: dict, markdown: bool) -> str:
     scen = [scenario_line(s, a) for s in SCENARIOS.values() if s.name in a["scenarios"]]
     used = sorted({r.server for r in rows},
                   key=lambda n: list(servers.BY_NAME).index(n) if n in servers.BY_NAME else 99)
-    sets = [f"  {n}: {servers.BY_NAME[n].settings if n in servers.BY_NAME else '?'}"
-            for n in used]
+    known = {n: s.settings for n, s in servers.BY_NAME.items()}
+    saved = meta.get("settings", {})  # as they were run (a JSON of an older run)
+    sets = [f"  {n}: {saved.get(n) or known.get(n, '?')}" for n in used]
     notes = [f"  {r.server}/{r.scenario}: " + "; ".join(
         r.notes + ([f"wrk errors {r.error_detail}"] if r.error_detail else []))
         for r in rows if r.notes or r.error_detail]
@@ -916,9 +917,15 @@ def parse_args(argv: list[str] | None = None):
     return args
 
 
-def add_baseline(directory: str) -> None:
-    """Register 'wsgiserver-base' (the checkout in directory) as one more server."""
+def add_baseline(directory: str, describe: bool = True) -> None:
+    """Register 'wsgiserver-base' (the checkout in directory) as one more server;
+    describe: add its commit now to the settings printed (not for --from-json)."""
     base = servers.baseline(directory)
+    # Which code the row ran: the other checkout may be mid-work.
+    commit = run_quiet(["git", "-C", directory, "rev-parse", "--short", "HEAD"]) if describe else ""
+    if commit and " " not in commit:
+        dirty = run_quiet(["git", "-C", directory, "status", "--porcelain", "--", "wsgiserver"])
+        base.settings += f", commit {commit}" + (" + uncommitted changes" if dirty else "")
     servers.ALL.append(base)
     servers.BY_NAME[base.name] = base
     servers.DEFAULT.append(base.name)
@@ -960,7 +967,7 @@ def redraw(args) -> int:
     meta = {k: v for k, v in data.items() if k not in ("rows", "runs")}
     base = meta["args"].get("baseline")
     if base and "wsgiserver-base" not in servers.BY_NAME:
-        add_baseline(os.path.abspath(base))
+        add_baseline(os.path.abspath(base), describe=False)
     rows = [result_from(r) for r in data["rows"]]
     print(report(rows, meta, args.markdown))
     if args.chart:
@@ -980,7 +987,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     meta = {"started": dt.datetime.now().isoformat(timespec="seconds"), "versions": versions(),
-            "args": vars(args), "load_before": load_average()}
+            "args": vars(args), "load_before": load_average(),
+            "settings": {s.name: s.settings for s in servers.ALL}}
     if meta["load_before"] > 0.5:
         print(f"warning: load average {meta['load_before']:.2f} before the run: the machine "
               "has been busy, figures may be noisy", file=sys.stderr)

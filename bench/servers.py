@@ -84,9 +84,15 @@ def wsgiserver(workers: int) -> Callable[[int, Context], list[str]]:
 
 def baseline(directory: str) -> Server:
     """wsgiserver as checked out in ``directory`` (another commit), for a
-    before/after comparison in one run: compared with the current wsgiserver."""
+    before/after comparison in one run: compared with the current wsgiserver.
+
+    Only wsgiserver comes from ``directory``: the app (package ``bench``) is
+    imported from this checkout first, since the other checkout has a
+    ``bench`` of its own, older, that would shadow it (no flask_app, no
+    /16mib), and every server of a scenario must run the same app."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (f"import sys; sys.path[:0] = [{directory!r}, {repo!r}]; "
+    code = (f"import sys; sys.path.insert(0, {repo!r}); import bench; "
+            f"sys.path.insert(0, {directory!r}); "
             "from wsgiserver.cli import main; sys.exit(main(sys.argv[1:]))")
 
     def build(port: int, ctx: Context) -> list[str]:
