@@ -4,10 +4,16 @@ Routes by PATH_INFO:
 
 - ``/``        13-byte ``Hello, World!``
 - ``/1mib``    1 MiB body from memory (one bytes object)
+- ``/16mib``   16 MiB body, the same 1 MiB object yielded 16 times (a large
+               response for the slow readers without 16 MiB per request)
 - ``/file``    a 10 MiB file through ``environ['wsgi.file_wrapper']``, with
                Content-Length (the file named by $WSGISERVER_BENCH_FILE,
                created on first use if missing)
-- ``/upload``  reads the request body fully and answers its length
+- ``/upload``  reads the request body fully and answers its length (a
+               chunked body without Content-Length: read until its end)
+
+``FLASK_PAYLOAD`` is the JSON that ``bench.flask_app:app`` answers, kept here
+(standard library) so the driver can check it without importing Flask.
 
 Standard library only, so every server loads exactly the same code:
 ``bench.apps:app`` from the repository root.
@@ -25,6 +31,14 @@ FILE_PATH = os.environ.get("WSGISERVER_BENCH_FILE") or os.path.join(
     tempfile.gettempdir(), "wsgiserver-bench-10mib.bin"
 )
 READ_CHUNK = 64 * 1024
+SIXTEEN_MIB = 16 * len(ONE_MIB)
+# A few hundred bytes of JSON, the shape of a small API answer.
+FLASK_PAYLOAD = {
+    "hello": "world",
+    "n": 42,
+    "items": [{"id": i, "name": f"item {i}", "price": round(i * 1.25, 2), "tags": ["a", "b"]}
+              for i in range(6)],
+}
 
 
 def make_file(path: str = FILE_PATH, size: int = FILE_SIZE) -> str:
@@ -55,6 +69,12 @@ def one_mib(environ, start_response):
     return [ONE_MIB]
 
 
+def sixteen_mib(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(SIXTEEN_MIB))])
+    return [ONE_MIB] * 16  # 16 references to one object: no 16 MiB per request
+
+
 def _file_chunks(f):
     """Fallback for a server without wsgi.file_wrapper; closes the file at the end."""
     try:
@@ -77,12 +97,24 @@ def send_file(environ, start_response):
     return wrapper(f, READ_CHUNK)
 
 
+def _read_to_end(stream) -> int:
+    received = 0
+    while chunk := stream.read(READ_CHUNK):
+        received += len(chunk)
+    return received
+
+
 def upload(environ, start_response):
+    stream = environ["wsgi.input"]
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if chunked and not environ.get("CONTENT_LENGTH"):
+        # The server de-chunks and ends wsgi.input at the last chunk (waitress
+        # instead buffers the whole body and sets CONTENT_LENGTH).
+        return _plain(start_response, str(_read_to_end(stream)).encode())
     try:
         remaining = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return _plain(start_response, b"bad Content-Length", "400 Bad Request")
-    stream = environ["wsgi.input"]
     received = 0
     while remaining > 0:
         chunk = stream.read(min(READ_CHUNK, remaining))
@@ -95,7 +127,8 @@ def upload(environ, start_response):
     return _plain(start_response, str(received).encode())
 
 
-ROUTES = {"/": hello, "/1mib": one_mib, "/file": send_file, "/upload": upload}
+ROUTES = {"/": hello, "/1mib": one_mib, "/16mib": sixteen_mib, "/file": send_file,
+          "/upload": upload}
 
 
 def app(environ, start_response):

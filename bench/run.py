@@ -1,23 +1,28 @@
 """Benchmark wsgiserver against its peers on 127.0.0.1 and print one table.
 
     python bench/run.py --install          # install the peers and wrk/nginx, then run
-    python bench/run.py --duration 10 --repeat 3 --pin --markdown --json
+    python bench/run.py --duration 10 --repeat 3 --pin --markdown --json --chart out.svg
+    python bench/run.py --from-json bench/results/X.json --chart out.svg   # redraw only
 
 For every repeat, every scenario, the servers run in alternation, each in a
 fresh process on a free loopback port: start, wait for GET /, check the
 scenario's response, measure idle RSS, warm up, run wrk, read peak RSS and
 CPU, stop it by PID. With --repeat N the table shows medians (errors summed,
-peak RSS the maximum). See bench/README.md for how to read it.
+peak RSS the maximum). The slow-client scenarios run bench/slow.py instead of
+wrk and have a table of their own. See bench/README.md for how to read it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import http.client
 import importlib.metadata
+import importlib.util
 import json
+import math
 import os
 import platform
 import selectors
@@ -41,16 +46,35 @@ WRK_LUA = os.path.join(HERE, "wrk.lua")
 MiB = 1024 * 1024
 
 
+FLASK_APP = "bench.flask_app:app"
+# Three slow clients per thread of the 8-thread servers: what issue 11 measured.
+SLOW_CLIENTS = 24
+# By default the slow scenarios run these only: a server stuck by slow clients
+# costs probes x timeout (200 s) a run, and waitress (whose I/O thread takes
+# whole bodies) and gthread are the two behaviours to compare with.
+SLOW_SERVERS = frozenset({"wsgiserver", "wsgiserver-base", "waitress", "gthread"})
+# The package to install for what only the benchmark uses (setup.cfg extra).
+BENCH_EXTRA = "pip install '.[bench]'"
+
+
 @dataclass
 class Scenario:
     name: str
     about: str
     path: str
-    connections: int
+    connections: int  # wrk connections, or slow clients (bench/slow.py) when slow is set
     headers: tuple[str, ...] = ()
     body_bytes: int = 0
     held: int = 0  # connections held open by bench/idle.py during the run
     silent: bool = False  # held connections never send a byte
+    app: str = servers.APP  # every server of the scenario loads this app
+    modules: tuple[str, ...] = ()  # Python packages the app needs
+    slow: str = ""  # kind of bench/slow.py clients; no wrk: GET / timed while they run
+    chunked: bool = False  # the check sends its body chunked
+    default_servers: frozenset[str] | None = None  # run only these unless --servers names more
+
+    def offers(self, server: str, named: bool) -> bool:
+        return named or self.default_servers is None or server in self.default_servers
 
 
 SCENARIOS = {s.name: s for s in [
@@ -64,8 +88,22 @@ SCENARIOS = {s.name: s for s in [
              held=1000),
     Scenario("silent", "hello while 1,000 connections never send a byte", "/", 64,
              held=1000, silent=True),
+    Scenario("flask", "GET / of a Flask view answering 362 B of JSON, keep-alive", "/", 64,
+             app=FLASK_APP, modules=("flask",)),
+    Scenario("slowup", "GET / timed while slow clients POST /upload 1 MiB with "
+             "Content-Length, 1 KiB per 0.5 s", "/upload", SLOW_CLIENTS, body_bytes=MiB,
+             slow="up", default_servers=SLOW_SERVERS),
+    Scenario("slowchunk", "GET / timed while slow clients POST /upload chunked, "
+             "100 B per 0.5 s", "/upload", SLOW_CLIENTS, body_bytes=1000, chunked=True,
+             slow="chunk", default_servers=SLOW_SERVERS),
+    Scenario("slowread", "GET / timed while slow clients read GET /16mib 1 KiB per 0.5 s "
+             "(SO_RCVBUF 4 KiB)", "/16mib", SLOW_CLIENTS, slow="read",
+             default_servers=SLOW_SERVERS),
 ]}
-DEFAULT_SCENARIOS = ["hello", "close", "1mib", "file", "upload", "idle"]
+DEFAULT_SCENARIOS = ["hello", "close", "1mib", "file", "upload", "idle", "flask"]
+SLOW_SCENARIOS = [s.name for s in SCENARIOS.values() if s.slow]
+# Names --scenarios accepts for several at once.
+GROUPS = {"slow": SLOW_SCENARIOS, "default": DEFAULT_SCENARIOS, "all": list(SCENARIOS)}
 
 
 @dataclass
@@ -83,6 +121,26 @@ class Result:
     idle_rss_mib: float | None = None
     notes: list[str] = field(default_factory=list)
     failed: bool = False
+    # slow-client scenarios (p50_ms above is the timed GET /s' median there)
+    probes: int = 0  # GET / timed
+    answered: float | None = None  # of them answered within the timeout
+    max_ms: float | None = None  # slowest of those answered
+    unanswered: dict = field(default_factory=dict)  # why not: {"timeout": 20}
+    slow_errors: int = 0  # the slow clients' own errors
+    slow_detail: dict = field(default_factory=dict)  # {"closed": 3}
+    slow_kib: float | None = None  # KiB the slow clients sent and received
+    cpu_s: float | None = None  # server CPU seconds while the GET /s were timed
+
+    @property
+    def is_slow(self) -> bool:
+        sc = SCENARIOS.get(self.scenario)
+        return bool(sc and sc.slow)
+
+
+def result_from(data: dict) -> Result:
+    """A Result from its JSON form (fields unknown to this version are dropped)."""
+    known = {f.name for f in dataclasses.fields(Result)}
+    return Result(**{k: v for k, v in data.items() if k in known})
 
 
 # ---------------------------------------------------------------- environment
@@ -110,7 +168,7 @@ def versions() -> dict[str, str]:
     info["commit"] = commit if commit and " " not in commit else "no commit"
     if run_quiet(["git", "status", "--porcelain", "--", "wsgiserver"]):
         info["commit"] += " + uncommitted changes in wsgiserver/"
-    for dist in ("waitress", "gunicorn", "cheroot"):
+    for dist in PEERS:
         try:
             info[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -127,9 +185,13 @@ def load_average() -> float:
         return float(f.read().split()[0])
 
 
+PEERS = ("waitress", "gunicorn", "cheroot", "granian", "flask")
+
+
 def install() -> None:
-    """pip for the Python peers, apt-get for wrk and nginx (as root)."""
-    pip = [sys.executable, "-m", "pip", "install", "waitress", "gunicorn", "cheroot"]
+    """pip for the Python peers, Flask and matplotlib, apt-get for wrk and nginx (as root)."""
+    pip = [sys.executable, "-m", "pip", "install", "waitress", "gunicorn", "cheroot", "granian",
+           "flask", "matplotlib"]
     print("$", " ".join(pip), flush=True)
     subprocess.run(pip, check=True, timeout=600)
     if shutil.which("wrk") and shutil.which("nginx"):
@@ -162,8 +224,8 @@ class Bench:
                     "PYTHONDONTWRITEBYTECODE": "1"}
         self.wrk_threads = 1 if args.pin else 2
 
-    def server_cmd(self, server: servers.Server, port: int) -> list[str]:
-        cmd = server.build(port, self.ctx)
+    def server_cmd(self, server: servers.Server, port: int, sc: Scenario) -> list[str]:
+        cmd = server.build(port, dataclasses.replace(self.ctx, app=sc.app))
         if self.args.pin and server.procs == 1:
             cmd = ["taskset", "-c", "0", *cmd]
         return cmd
@@ -174,16 +236,15 @@ class Bench:
     def measure(self, server: servers.Server, sc: Scenario, rep: int) -> Result:
         """Start server, measure scenario sc once, stop it: never raises for a bad server."""
         res = Result(server.name, sc.name)
-        missing = [exe for exe in server.needs if not shutil.which(exe)]
+        missing = server.missing() + [m for m in sc.modules if importlib.util.find_spec(m) is None]
         if missing:
             return fail(res, f"{', '.join(missing)} not installed (python bench/run.py --install)")
         port = procs.free_port()
         log = os.path.join(self.logdir, f"{server.name}-{sc.name}-{rep}.log")
         try:
-            proc = procs.start(self.server_cmd(server, port), log, cwd=REPO, env=self.env)
+            proc = procs.start(self.server_cmd(server, port, sc), log, cwd=REPO, env=self.env)
         except OSError as exc:
             return fail(res, f"could not start: {exc}")
-        held = None
         try:
             why = procs.wait_ready(proc, port)
             if why:
@@ -194,18 +255,10 @@ class Bench:
             if bad:
                 res.notes.append(f"bad response: {bad}")
                 res.errors += 1
-            if self.args.warmup > 0:
-                self.wrk(port, sc, self.args.warmup)
-            if sc.held:
-                held = self.hold(port, sc, res)
-            cpu0 = procs.cpu_seconds(proc.pid)
-            stats = self.wrk(port, sc, self.args.duration)
-            cpu1 = procs.cpu_seconds(proc.pid)
-            res.peak_rss_mib = procs.rss_mib(proc.pid, "VmHWM")
-            fill(res, stats, cpu1 - cpu0)
-            if held is not None:
-                release(held, res)
-                held = None
+            if sc.slow:
+                self.run_slow(port, sc, res, proc.pid)
+            else:
+                self.run_wrk(port, sc, res, proc.pid)
             logged = log_tracebacks(log)
             if logged:
                 res.notes.append(logged)
@@ -214,12 +267,70 @@ class Bench:
                                  f"log: {log_tail(log)}")
                 res.failed = True
         finally:
-            if held is not None:
-                procs.stop(held, grace=2)
             code = procs.stop(proc)
         if code is None:
             res.notes.append("did not stop within 5 s of SIGTERM: killed")
         return res
+
+    def run_wrk(self, port: int, sc: Scenario, res: Result, pid: int) -> None:
+        """Warm up, hold the idle connections if any, and measure with wrk."""
+        if self.args.warmup > 0:
+            self.wrk(port, sc, self.args.warmup)
+        held = self.hold(port, sc, res) if sc.held else None
+        try:
+            cpu0 = procs.cpu_seconds(pid)
+            stats = self.wrk(port, sc, self.args.duration)
+            cpu1 = procs.cpu_seconds(pid)
+            res.peak_rss_mib = procs.rss_mib(pid, "VmHWM")
+            fill(res, stats, cpu1 - cpu0)
+            if held is not None:
+                release(held, res)
+                held = None
+        finally:
+            if held is not None:
+                procs.stop(held, grace=2)
+
+    def run_slow(self, port: int, sc: Scenario, res: Result, pid: int) -> None:
+        """Slow clients on, settled for 1 s, the ordinary GET /s timed, slow clients off."""
+        budget = self.args.probes * self.args.probe_timeout
+        cmd = [*self.client_prefix(), sys.executable, "-m", "bench.slow", "clients",
+               "--port", str(port), "--kind", sc.slow, "--count", str(sc.connections),
+               "--settle", "1", "--hold", str(budget + 30)]
+        clients = procs.start(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, cwd=REPO)
+        try:
+            parts = read_line(clients, timeout=15).split()
+            if len(parts) != 3 or parts[0] != "ready":
+                fail(res, f"slow clients not ready: {' '.join(parts) or 'no answer'}")
+                return
+            if int(parts[2]):
+                res.notes.append(f"{parts[2]} of {sc.connections} slow clients not connected "
+                                 "after 1 s")
+            cpu0 = procs.cpu_seconds(pid)
+            fill_probes(res, self.probe(port, budget))
+            res.cpu_s = procs.cpu_seconds(pid) - cpu0
+            res.peak_rss_mib = procs.rss_mib(pid, "VmHWM")
+            fill_slow(res, finish_slow(clients))
+        finally:
+            procs.stop(clients, grace=2)
+
+    def probe(self, port: int, budget: float) -> dict:
+        """bench/slow.py probe: the timed GET /s; its JSON report, or {'error': ...}."""
+        cmd = [*self.client_prefix(), sys.executable, "-m", "bench.slow", "probe",
+               "--port", str(port), "--count", str(self.args.probes),
+               "--timeout", str(self.args.probe_timeout)]
+        proc = procs.start(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
+        try:
+            out, _ = proc.communicate(timeout=budget + 30)
+        except subprocess.TimeoutExpired:
+            return {"error": "the timed requests did not finish in time"}
+        finally:
+            procs.stop(proc)
+        text = out.decode(errors="replace").strip()
+        try:
+            return json.loads(text.splitlines()[-1])
+        except (IndexError, ValueError):
+            return {"error": f"probe: {text[-300:] or 'no output'}"}
 
     def wrk(self, port: int, sc: Scenario, seconds: float) -> dict:
         """Run wrk once; its BENCH_JSON summary, or {'error': ...}."""
@@ -286,6 +397,41 @@ def release(proc: subprocess.Popen, res: Result) -> None:
     procs.stop(proc, grace=5)
 
 
+def finish_slow(proc: subprocess.Popen) -> dict:
+    """Close slow.py's stdin: it reports its clients (the 'done' line), then exits."""
+    try:
+        proc.stdin.close()
+    except OSError:
+        pass
+    line = read_line(proc, timeout=10)
+    if not line.startswith("done "):
+        return {"error": f"slow clients did not report: {line or 'no answer'}"}
+    return json.loads(line[len("done "):])
+
+
+def fill_probes(res: Result, out: dict) -> None:
+    """Copy the timed GET /s' report into res."""
+    if "error" in out:
+        fail(res, out["error"])
+        return
+    res.probes, res.answered = out["count"], out["answered"]
+    res.p50_ms, res.max_ms = out["p50_ms"], out["max_ms"]
+    res.unanswered = out["errors"]
+
+
+def fill_slow(res: Result, done: dict) -> None:
+    """Copy the slow clients' own report into res."""
+    if "error" in done:
+        res.notes.append(done["error"])
+        return
+    res.slow_detail = done["errors"]
+    res.slow_errors = sum(done["errors"].values())
+    res.slow_kib = (done["sent"] + done["received"]) / 1024
+    if done["connected"] < done["clients"]:
+        res.notes.append(f"{done['clients'] - done['connected']} of {done['clients']} slow "
+                         "clients never connected")
+
+
 def fail(res: Result, why: str) -> Result:
     res.failed = True
     res.notes.append(why)
@@ -341,10 +487,12 @@ def fill(res: Result, stats: dict, cpu: float) -> None:
 
 def check_response(port: int, sc: Scenario, file_sha: str) -> str | None:
     """One request of the scenario on a fresh connection; what is wrong with the answer."""
-    body = b"a" * sc.body_bytes if sc.body_bytes else None
+    body: bytes | list[bytes] | None = b"a" * sc.body_bytes if sc.body_bytes else None
+    if body and sc.chunked:  # an iterable body: http.client sends it chunked
+        body = [body[i:i + 100] for i in range(0, len(body), 100)]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("POST" if body else "GET", sc.path, body=body)
+        conn.request("POST" if body else "GET", sc.path, body=body, encode_chunked=sc.chunked)
         resp = conn.getresponse()
         got = resp.read()
     except (OSError, http.client.HTTPException) as exc:
@@ -353,11 +501,26 @@ def check_response(port: int, sc: Scenario, file_sha: str) -> str | None:
         conn.close()
     if resp.status != 200:
         return f"status {resp.status}"
-    expected = {"/": apps.HELLO, "/1mib": apps.ONE_MIB, "/upload": str(sc.body_bytes).encode()}
+    return body_problem(sc, got, file_sha)
+
+
+def body_problem(sc: Scenario, got: bytes, file_sha: str) -> str | None:
+    """What is wrong with the body of the scenario's check (None: nothing)."""
+    if sc.app == FLASK_APP:
+        try:
+            same = json.loads(got) == apps.FLASK_PAYLOAD
+        except ValueError:
+            same = False
+        return None if same else f"body {got[:40]!r}... is not the Flask view's JSON"
     if sc.path == "/file":
         if len(got) != apps.FILE_SIZE or hashlib.sha256(got).hexdigest() != file_sha:
             return f"/file body of {len(got)} bytes differs from the file"
-    elif got != expected[sc.path]:
+        return None
+    if sc.path == "/16mib":
+        ok = len(got) == apps.SIXTEEN_MIB and got.count(b"x") == len(got)
+        return None if ok else f"/16mib body of {len(got)} bytes is not 16 MiB of x"
+    expected = {"/": apps.HELLO, "/1mib": apps.ONE_MIB, "/upload": str(sc.body_bytes).encode()}
+    if got != expected[sc.path]:
         return f"body {got[:40]!r}... ({len(got)} bytes)"
     return None
 
@@ -367,6 +530,11 @@ def check_response(port: int, sc: Scenario, file_sha: str) -> str | None:
 def median(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def add_counts(into: dict, more: dict) -> None:
+    for key, n in more.items():
+        into[key] = into.get(key, 0) + n
 
 
 def combine(runs: list[Result]) -> Result:
@@ -382,9 +550,16 @@ def combine(runs: list[Result]) -> Result:
     peaks = [r.peak_rss_mib for r in ok if r.peak_rss_mib is not None]
     out.peak_rss_mib = max(peaks) if peaks else None
     out.errors = sum(r.errors for r in runs)
+    out.probes = max(r.probes for r in runs)
+    out.answered = median([r.answered for r in ok])
+    out.max_ms = median([r.max_ms for r in ok])
+    out.slow_kib = median([r.slow_kib for r in ok])
+    out.cpu_s = median([r.cpu_s for r in ok])
+    out.slow_errors = sum(r.slow_errors for r in runs)
     for r in runs:
-        for key, n in r.error_detail.items():
-            out.error_detail[key] = out.error_detail.get(key, 0) + n
+        add_counts(out.error_detail, r.error_detail)
+        add_counts(out.unanswered, r.unanswered)
+        add_counts(out.slow_detail, r.slow_detail)
         out.notes += [n for n in r.notes if n not in out.notes]
     if any(r.failed for r in runs) and not out.failed:
         out.notes.append(f"{sum(r.failed for r in runs)} of {len(runs)} repeats failed")
@@ -393,53 +568,86 @@ def combine(runs: list[Result]) -> Result:
 
 def reference(rows: list[Result], row: Result) -> Result | None:
     """The wsgiserver row that row is compared with: same scenario, same process count."""
-    procs_of = servers.BY_NAME[row.server].procs
+    server = servers.BY_NAME.get(row.server)
+    if server is None:  # a row read back from JSON, of a server this version lacks
+        return None
     for r in rows:
-        s = servers.BY_NAME[r.server]
-        if r.scenario == row.scenario and s.is_ours and s.procs == procs_of:
+        s = servers.BY_NAME.get(r.server)
+        if s and r.scenario == row.scenario and s.is_ours and s.procs == server.procs:
             return r
     return None
+
+
+def ratio(rows: list[Result], r: Result) -> str:
+    """wsgiserver req/s over r's: '-' for wsgiserver itself, 'n/a' when not computable."""
+    ref = reference(rows, r)
+    server = servers.BY_NAME.get(r.server)
+    if server is not None and server.is_ours:
+        return "-"
+    if r.failed or not r.rps or ref is None or ref.failed:
+        return "n/a"
+    return f"{ref.rps / r.rps:.2f}x"
 
 
 # ---------------------------------------------------------------- output
 
 COLUMNS = ["scenario", "server", "req/s", "MiB/s", "p50 ms", "p99 ms", "errors",
            "CPU us/req", "peak RSS MiB", "idle RSS MiB", "wsgiserver/peer"]
+SLOW_COLUMNS = ["scenario", "server", "answered", "p50 ms", "max ms", "unanswered",
+                "slow-client errors", "CPU s", "peak RSS MiB", "idle RSS MiB"]
 
 
 def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def counts(detail: dict) -> str:
+    """{'timeout': 20} as '20 timeout'."""
+    return ", ".join(f"{n} {why}" for why, n in sorted(detail.items())) or "-"
+
+
 def cells(rows: list[Result], r: Result) -> list[str]:
-    ref = reference(rows, r)
-    if servers.BY_NAME[r.server].is_ours:
-        ratio = "-"
-    elif r.failed or not r.rps or ref is None or ref.failed:
-        ratio = "n/a"
-    else:
-        ratio = f"{ref.rps / r.rps:.2f}x"
     if r.failed:
         return [r.scenario, r.server, "FAILED", "-", "-", "-", str(r.errors or "-"), "-", "-",
-                fmt(r.idle_rss_mib, ".1f"), ratio]
+                fmt(r.idle_rss_mib, ".1f"), ratio(rows, r)]
     errors = str(r.errors) + ("*" if r.notes else "")
     return [r.scenario, r.server, fmt(r.rps, ",.0f"), fmt(r.mibps, ",.1f"), fmt(r.p50_ms, ".2f"),
             fmt(r.p99_ms, ".2f"), errors, fmt(r.cpu_us_per_req, ".0f"),
-            fmt(r.peak_rss_mib, ".1f"), fmt(r.idle_rss_mib, ".1f"), ratio]
+            fmt(r.peak_rss_mib, ".1f"), fmt(r.idle_rss_mib, ".1f"), ratio(rows, r)]
 
 
-def table(rows: list[Result], markdown: bool) -> str:
-    body = [cells(rows, r) for r in rows]
+def slow_cells(r: Result) -> list[str]:
+    """A row of the slow-client table; a * marks notes (a failed check among them)."""
+    star = "*" if r.notes or r.errors else ""
+    if r.failed or r.answered is None:
+        return [r.scenario, r.server, "FAILED" + star] + ["-"] * 5 + [
+            fmt(r.peak_rss_mib, ".1f"), fmt(r.idle_rss_mib, ".1f")]
+    slow = str(r.slow_errors) + (f" ({counts(r.slow_detail)})" if r.slow_errors else "")
+    return [r.scenario, r.server, f"{r.answered:g}/{r.probes}{star}", fmt(r.p50_ms, ".1f"),
+            fmt(r.max_ms, ",.1f"), counts(r.unanswered), slow, fmt(r.cpu_s, ".2f"),
+            fmt(r.peak_rss_mib, ".1f"), fmt(r.idle_rss_mib, ".1f")]
+
+
+def render(columns: list[str], body: list[list[str]], markdown: bool) -> str:
+    """A plain-text table (scenario and server left-aligned, figures right) or Markdown."""
     if markdown:
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in body])
-    widths = [max(len(x) for x in col) for col in zip(COLUMNS, *body, strict=True)]
+    widths = [max(len(x) for x in col) for col in zip(columns, *body, strict=True)]
     left = {0, 1}
 
     def line(cs: list[str]) -> str:
         return "  ".join(c.ljust(w) if i in left else c.rjust(w)
                          for i, (c, w) in enumerate(zip(cs, widths, strict=True)))
-    return "\n".join([line(COLUMNS), line(["-" * w for w in widths])] + [line(c) for c in body])
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(c) for c in body])
+
+
+def table(rows: list[Result], markdown: bool) -> str:
+    return render(COLUMNS, [cells(rows, r) for r in rows if not r.is_slow], markdown)
+
+
+def slow_table(rows: list[Result], markdown: bool) -> str:
+    return render(SLOW_COLUMNS, [slow_cells(r) for r in rows if r.is_slow], markdown)
 
 
 def checks(rows: list[Result]) -> list[str]:
@@ -452,8 +660,10 @@ def checks(rows: list[Result]) -> list[str]:
             cost = 1 - idle.rps / hello.rps
             out.append(f"idle cost {name}: {cost:+.1%} of hello throughput with 1,000 idle "
                        f"connections, {idle.errors} errors (target for wsgiserver: < 10%, 0)")
-    ours = [by.get(("wsgiserver", s)) for s in SCENARIOS]
-    theirs = [by.get(("waitress", s)) for s in SCENARIOS]
+    # Idle RSS of the stdlib app only: Flask's import weighs on every server alike.
+    plain = [s for s, sc in SCENARIOS.items() if sc.app == servers.APP]
+    ours = [by.get(("wsgiserver", s)) for s in plain]
+    theirs = [by.get(("waitress", s)) for s in plain]
     ws = median([r.idle_rss_mib for r in ours if r])
     wt = median([r.idle_rss_mib for r in theirs if r])
     if ws and wt:
@@ -462,39 +672,149 @@ def checks(rows: list[Result]) -> list[str]:
     return out
 
 
+def pin_text(args: dict) -> str:
+    return ("pinned: servers on CPU 0 (taskset -c 0; 2-process servers unpinned), "
+            "wrk and the client helpers on CPU 1" if args["pin"] else "not pinned")
+
+
+def scenario_line(s: Scenario, args: dict) -> str:
+    if s.slow:
+        what = (f"{s.connections} slow clients, {args.get('probes', 20)} GET / timed one after "
+                f"another, {args.get('probe_timeout', 10):g} s timeout each")
+    else:
+        what = f"{s.connections} connections"
+    app = f", app {s.app}" if s.app != servers.APP else ""
+    return f"  {s.name}: {s.about}, {what}{app}"
+
+
 def report(rows: list[Result], meta: dict, markdown: bool) -> str:
     a = meta["args"]
-    pin = ("pinned: servers on CPU 0 (taskset -c 0; 2-process servers unpinned), "
-           "wrk and idle.py on CPU 1" if a["pin"] else "not pinned")
+    v = meta["versions"]
     head = [
-        f"wsgiserver {meta['versions']['wsgiserver']} (commit {meta['versions']['commit']}), "
-        f"{meta['started']}",
-        "peers: " + ", ".join(f"{k} {meta['versions'][k]}" for k in
-                              ("waitress", "gunicorn", "cheroot", "nginx", "wrk")),
-        f"python {meta['versions']['python']}, {meta['versions']['cpus']} CPUs "
-        f"({meta['versions'].get('cpu', '?')}), kernel {meta['versions']['kernel']}",
+        f"wsgiserver {v['wsgiserver']} (commit {v['commit']}), {meta['started']}",
+        "peers: " + ", ".join(f"{k} {v.get(k, '?')}" for k in
+                              (*PEERS, "nginx", "wrk")),
+        f"python {v['python']}, {v['cpus']} CPUs ({v.get('cpu', '?')}), kernel {v['kernel']}",
         f"duration {a['duration']} s per run after {a['warmup']} s warm-up, repeat "
         f"{a['repeat']} ({'median' if a['repeat'] > 1 else 'single run'}), "
-        f"wrk -t{1 if a['pin'] else 2} --timeout 5s, {pin}",
+        f"wrk -t{1 if a['pin'] else 2} --timeout 5s, {pin_text(a)}",
         f"load average before the run {meta['load_before']:.2f} (other work on the machine "
         "makes figures noisy)",
     ]
-    scen = [f"  {s.name}: {s.about}, {s.connections} connections"
-            for s in SCENARIOS.values() if s.name in a["scenarios"]]
-    used = sorted({r.server for r in rows}, key=list(servers.BY_NAME).index)
-    sets = [f"  {n}: {servers.BY_NAME[n].settings}" for n in used]
+    scen = [scenario_line(s, a) for s in SCENARIOS.values() if s.name in a["scenarios"]]
+    used = sorted({r.server for r in rows},
+                  key=lambda n: list(servers.BY_NAME).index(n) if n in servers.BY_NAME else 99)
+    known = {n: s.settings for n, s in servers.BY_NAME.items()}
+    saved = meta.get("settings", {})  # as they were run (a JSON of an older run)
+    sets = [f"  {n}: {saved.get(n) or known.get(n, '?')}" for n in used]
     notes = [f"  {r.server}/{r.scenario}: " + "; ".join(
         r.notes + ([f"wrk errors {r.error_detail}"] if r.error_detail else []))
         for r in rows if r.notes or r.error_detail]
     parts = ["\n".join(head), "scenarios:\n" + "\n".join(scen),
-             "servers (all on 127.0.0.1, app bench.apps:app):\n" + "\n".join(sets),
-             table(rows, markdown)]
+             "servers (all on 127.0.0.1, app bench.apps:app unless the scenario names "
+             "another):\n" + "\n".join(sets)]
+    if any(not r.is_slow for r in rows):
+        parts.append(table(rows, markdown))
+    if any(r.is_slow for r in rows):
+        parts.append("slow clients (answered: of the GET / timed while the slow clients were "
+                     "connected, those answered within the timeout; p50/max over those):\n"
+                     + slow_table(rows, markdown))
     if notes:
-        parts.append("notes (* in errors):\n" + "\n".join(notes))
+        parts.append("notes (* in errors or answered):\n" + "\n".join(notes))
     found = checks(rows)
     if found:
         parts.append("checks:\n" + "\n".join("  " + c for c in found))
     return "\n\n".join(parts)
+
+
+# ---------------------------------------------------------------- chart
+
+def short(value: float) -> str:
+    """12345 as '12.3k': bar labels stay narrow."""
+    return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
+
+
+def chart_panels(rows: list[Result]) -> list[dict]:
+    """What the chart draws: one panel per scenario, one bar per server, with its label.
+
+    Plain data (no matplotlib) so it is tested without it. Throughput panels
+    show req/s, labelled with the value and, over a peer, wsgiserver/peer;
+    slow-client panels show how many timed requests were answered."""
+    panels = []
+    for name in dict.fromkeys(r.scenario for r in rows):
+        group = [r for r in rows if r.scenario == name]
+        slow = group[0].is_slow
+        bars = []
+        for r in group:
+            if r.failed or (slow and r.answered is None):
+                bars.append({"server": r.server, "value": 0, "label": "FAILED"})
+            elif slow:
+                label = f"{r.answered:g}/{r.probes}"
+                if r.max_ms is not None:
+                    label += f"\nmax {r.max_ms:,.0f} ms"
+                bars.append({"server": r.server, "value": r.answered, "label": label})
+            else:
+                x = ratio(rows, r)
+                label = short(r.rps) + (f"\nws/peer {x}" if x.endswith("x") else "")
+                bars.append({"server": r.server, "value": r.rps, "label": label})
+        panels.append({"scenario": name, "slow": slow, "bars": bars,
+                       "ylabel": "answered" if slow else "req/s",
+                       "ymax": max((r.probes for r in group), default=0) if slow else None})
+    return panels
+
+
+def chart_title(meta: dict) -> str:
+    v, a = meta["versions"], meta["args"]
+    date = meta["started"].replace("T", " ")
+    pinned = "pinned (servers on CPU 0, load on CPU 1)" if a["pin"] else "not pinned"
+    runs = f"median of {a['repeat']} runs" if a["repeat"] > 1 else "single run"
+    return (f"wsgiserver {v['wsgiserver']} ({v['commit']}) and peers, {date}\n"
+            f"{v.get('cpu', '?')}, {v['cpus']} cores, {pinned}; "
+            f"{a['duration']:g} s per run, {runs}")
+
+
+def draw_chart(rows: list[Result], meta: dict, path: str) -> None:
+    """The table as bar charts, one panel per scenario (each with its own scale)."""
+    import matplotlib  # imported here: only --chart needs it (the bench extra)
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    panels = chart_panels(rows)
+    names = list(dict.fromkeys(r.server for r in rows))
+    palette = plt.get_cmap("tab10")
+    colors = {n: palette(i % 10) for i, n in enumerate(names)}
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.4 * nrows + 1.3),
+                             squeeze=False)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        bars = panel["bars"]
+        xs = list(range(len(bars)))
+        ax.bar(xs, [b["value"] for b in bars], color=[colors[b["server"]] for b in bars])
+        for x, b in zip(xs, bars, strict=True):
+            ax.annotate(b["label"], (x, b["value"]), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(xs, [b["server"] for b in bars], rotation=30, ha="right", fontsize=8)
+        ax.set_title(panel["scenario"] + (" (slow clients)" if panel["slow"] else ""),
+                     fontsize=10)
+        ax.set_ylabel(panel["ylabel"], fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        if panel["slow"]:
+            ax.set_ylim(0, max(1, panel["ymax"]) * 1.35)  # room for the labels
+        else:
+            ax.set_ylim(0, max([b["value"] for b in bars] + [1]) * 1.3)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: short(y)))
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(chart_title(meta), fontsize=10)
+    fig.text(0.5, 0.01, "ws/peer: wsgiserver req/s / the peer's req/s (above 1.00x "
+             "wsgiserver is faster); slow clients: timed GET / answered, and the slowest",
+             ha="center", fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
+    fig.savefig(path)
+    plt.close(fig)
 
 
 # ---------------------------------------------------------------- driver
@@ -503,7 +823,22 @@ def plan(args) -> list[tuple[Scenario, list[servers.Server]]]:
     named = args.servers is not None
     names = args.servers or servers.DEFAULT
     chosen = [servers.BY_NAME[n] for n in names]
-    return [(SCENARIOS[s], [srv for srv in chosen if srv.runs(s, named)]) for s in args.scenarios]
+    steps = []
+    for name in args.scenarios:
+        sc = SCENARIOS[name]
+        steps.append((sc, [srv for srv in chosen
+                           if srv.runs(name, named) and sc.offers(srv.name, named)]))
+    return steps
+
+
+def progress(res: Result) -> str:
+    if res.failed:
+        return "FAILED: " + "; ".join(res.notes)
+    if res.is_slow:
+        slowest = f", max {res.max_ms:,.1f} ms" if res.max_ms is not None else ""
+        return (f"{res.answered:g}/{res.probes} answered{slowest}, "
+                f"{res.slow_errors} slow-client errors")
+    return f"{res.rps:,.0f} req/s, {res.errors} errors"
 
 
 def run(args) -> tuple[list[Result], list[Result]]:
@@ -520,12 +855,11 @@ def run(args) -> tuple[list[Result], list[Result]]:
             for sc, chosen in steps:
                 k = rep % len(chosen) if chosen else 0
                 for server in chosen[k:] + chosen[:k]:  # rotate the order each repeat
-                    print(f"[{rep + 1}/{args.repeat}] {sc.name:7} {server.name:14}", end=" ",
+                    print(f"[{rep + 1}/{args.repeat}] {sc.name:9} {server.name:15}", end=" ",
                           flush=True)
                     res = bench.measure(server, sc, rep)
                     every.setdefault((server.name, sc.name), []).append(res)
-                    print("FAILED: " + "; ".join(res.notes) if res.failed else
-                          f"{res.rps:,.0f} req/s, {res.errors} errors", flush=True)
+                    print(progress(res), flush=True)
     order = [(srv.name, sc.name) for sc, chosen in steps for srv in chosen]
     rows = [combine(every[key]) for key in order if key in every]
     return rows, [r for key in order for r in every.get(key, [])]
@@ -536,53 +870,87 @@ def parse_args(argv: list[str] | None = None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=scenario_help())
     p.add_argument("--install", action="store_true",
-                   help="pip install waitress gunicorn cheroot, apt-get install wrk nginx, "
-                        "then run")
+                   help="pip install waitress gunicorn cheroot granian flask matplotlib, "
+                        "apt-get install wrk nginx, then run")
     p.add_argument("--install-only", action="store_true", help="install, do not run")
     p.add_argument("--duration", type=float, default=10, help="seconds of wrk per run (10)")
     p.add_argument("--warmup", type=float, default=1,
                    help="seconds of wrk before each measured run, 0 for none (1)")
     p.add_argument("--repeat", type=int, default=1, help="runs of everything; median shown (1)")
-    p.add_argument("--scenarios", type=csv(SCENARIOS), default=DEFAULT_SCENARIOS,
-                   help="comma-separated (default: " + ",".join(DEFAULT_SCENARIOS) + ")")
+    p.add_argument("--scenarios", type=csv(SCENARIOS, GROUPS), default=DEFAULT_SCENARIOS,
+                   help="comma-separated, or a group: slow (" + ",".join(SLOW_SCENARIOS) +
+                        "), default, all (default: " + ",".join(DEFAULT_SCENARIOS) + ")")
     p.add_argument("--servers", type=csv(servers.BY_NAME), default=None,
                    help="comma-separated; named servers run every scenario they can "
                         "(default: all, 'sync' only hello/close, 2-process rows only "
-                        "hello/close/idle)")
+                        "hello/close/idle, slow scenarios only wsgiserver/waitress/gthread)")
     p.add_argument("--pin", action="store_true",
-                   help="taskset: servers on CPU 0, wrk and idle.py on CPU 1")
+                   help="taskset: servers on CPU 0, wrk and the client helpers on CPU 1")
     p.add_argument("--baseline", metavar="DIR",
                    help="also run wsgiserver as checked out in DIR (git worktree add DIR REV) "
                         "as 'wsgiserver-base', for before/after figures in one run")
+    p.add_argument("--probes", type=int, default=20,
+                   help="slow scenarios: GET / timed one after another (20)")
+    p.add_argument("--probe-timeout", type=float, default=10,
+                   help="slow scenarios: seconds each timed GET / may take in all (10)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--json", action="store_true", help="also write bench/results/<time>.json")
+    p.add_argument("--chart", metavar="FILE",
+                   help="also draw the table as bar charts into FILE (.svg, .png, .pdf; "
+                        "needs matplotlib: " + BENCH_EXTRA + ")")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="run nothing: print the table (and draw --chart) of a saved --json run")
     args = p.parse_args(argv)
+    if args.chart and importlib.util.find_spec("matplotlib") is None:
+        sys.exit(f"--chart needs matplotlib, which is not installed: {BENCH_EXTRA} "
+                 "(or pip install matplotlib)")
     if args.baseline:
         if not os.path.isdir(os.path.join(args.baseline, "wsgiserver")):
             p.error(f"--baseline {args.baseline}: no wsgiserver package there")
-        base = servers.baseline(os.path.abspath(args.baseline))
-        servers.ALL.append(base)
-        servers.BY_NAME[base.name] = base
-        servers.DEFAULT.append(base.name)
-        if args.servers is not None and base.name not in args.servers:
-            args.servers.append(base.name)
+        add_baseline(os.path.abspath(args.baseline))
+        if args.servers is not None and "wsgiserver-base" not in args.servers:
+            args.servers.append("wsgiserver-base")
     if args.repeat < 1 or args.duration < 1:
         p.error("--repeat and --duration must be at least 1")
+    if args.probes < 1 or args.probe_timeout <= 0:
+        p.error("--probes must be at least 1 and --probe-timeout above 0")
     return args
 
 
-def csv(known):
+def add_baseline(directory: str, describe: bool = True) -> None:
+    """Register 'wsgiserver-base' (the checkout in directory) as one more server;
+    describe: add its commit now to the settings printed (not for --from-json)."""
+    base = servers.baseline(directory)
+    # Which code the row ran: the other checkout may be mid-work.
+    commit = run_quiet(["git", "-C", directory, "rev-parse", "--short", "HEAD"]) if describe else ""
+    if commit and " " not in commit:
+        dirty = run_quiet(["git", "-C", directory, "status", "--porcelain", "--", "wsgiserver"])
+        base.settings += f", commit {commit}" + (" + uncommitted changes" if dirty else "")
+    servers.ALL.append(base)
+    servers.BY_NAME[base.name] = base
+    servers.DEFAULT.append(base.name)
+
+
+def csv(known, groups: dict[str, list[str]] | None = None):
+    groups = groups or {}
+
     def parse(text: str) -> list[str]:
-        names = [n.strip() for n in text.split(",") if n.strip()]
+        names: list[str] = []
+        for n in (n.strip() for n in text.split(",")):
+            for m in groups.get(n, [n] if n else []):
+                if m not in names:
+                    names.append(m)
         unknown = [n for n in names if n not in known]
         if unknown or not names:
-            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {', '.join(known)}")
+            choices = ", ".join([*known, *groups])
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {choices}")
         return names
     return parse
 
 
 def scenario_help() -> str:
-    lines = ["scenarios:"] + [f"  {s.name:8} {s.about}, {s.connections} connections"
+    lines = ["scenarios:"] + [f"  {s.name:9} {s.about}, {s.connections} "
+                              f"{'slow clients' if s.slow else 'connections'}"
                               for s in SCENARIOS.values()]
     lines += ["servers:"] + [f"  {s.name:14} {s.settings}" for s in servers.ALL]
     return "\n".join(lines)
@@ -592,8 +960,26 @@ def on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+def redraw(args) -> int:
+    """--from-json: the report (and chart) of a saved run, nothing run."""
+    with open(args.from_json) as f:
+        data = json.load(f)
+    meta = {k: v for k, v in data.items() if k not in ("rows", "runs")}
+    base = meta["args"].get("baseline")
+    if base and "wsgiserver-base" not in servers.BY_NAME:
+        add_baseline(os.path.abspath(base), describe=False)
+    rows = [result_from(r) for r in data["rows"]]
+    print(report(rows, meta, args.markdown))
+    if args.chart:
+        draw_chart(rows, meta, args.chart)
+        print(f"\nwritten: {args.chart}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        return redraw(args)
     if args.install or args.install_only:
         install()
         if args.install_only:
@@ -601,7 +987,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     meta = {"started": dt.datetime.now().isoformat(timespec="seconds"), "versions": versions(),
-            "args": vars(args), "load_before": load_average()}
+            "args": vars(args), "load_before": load_average(),
+            "settings": {s.name: s.settings for s in servers.ALL}}
     if meta["load_before"] > 0.5:
         print(f"warning: load average {meta['load_before']:.2f} before the run: the machine "
               "has been busy, figures may be noisy", file=sys.stderr)
@@ -621,6 +1008,9 @@ def main(argv: list[str] | None = None) -> int:
             json.dump({**meta, "rows": [vars(r) for r in rows],
                        "runs": [vars(r) for r in every]}, f, indent=1)
         print(f"\nwritten: {os.path.relpath(path, REPO)}")
+    if args.chart:
+        draw_chart(rows, meta, args.chart)
+        print(f"written: {args.chart}")
     return 0
 
 

@@ -1,17 +1,16 @@
-"""Launch cheroot's WSGI server on bench.apps:app (cheroot has no CLI for a WSGI app).
+"""Launch cheroot's WSGI server on an app (cheroot has no CLI for a WSGI app).
 
-    python -m bench.serve_cheroot --port 8080 --threads 8
+    python -m bench.serve_cheroot --port 8080 --threads 8 --app bench.apps:app
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 
 from cheroot import wsgi
-
-from bench.apps import app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--backlog", type=int, default=2048)
     parser.add_argument("--timeout", type=int, default=30)
+    parser.add_argument("--app", default="bench.apps:app", help="module:attribute")
     args = parser.parse_args(argv)
+    module, _, name = args.app.partition(":")
+    app = getattr(importlib.import_module(module), name)
     server = wsgi.Server((args.host, args.port), app, numthreads=args.threads,
                          request_queue_size=args.backlog, timeout=args.timeout)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
