@@ -74,10 +74,10 @@ class Server:
         return self.name.startswith("wsgiserver") and not self.name.endswith("-base")
 
 
-def wsgiserver(workers: int) -> Callable[[int, Context], list[str]]:
+def wsgiserver(workers: int, threads: int = 8) -> Callable[[int, Context], list[str]]:
     def build(port: int, ctx: Context) -> list[str]:
         cmd = [PY, "-m", "wsgiserver", ctx.app, "--host", HOST, "--port", str(port),
-               "--threads", "8", "--keepalive-timeout", "30"]
+               "--threads", str(threads), "--keepalive-timeout", "30"]
         return cmd + (["--workers", str(workers)] if workers > 1 else [])
     return build
 
@@ -201,6 +201,10 @@ ALL = [
            default_only=MULTI),
     Server("gthread-2w", "gunicorn -k gthread -w 2 --threads 8" + GUNICORN_COMMON,
            gunicorn("gthread", 2, 8), procs=2, default_only=MULTI, modules=("gunicorn",)),
+    # The same server with one thread: does adding threads cost throughput?
+    # (Only when named with --servers.)
+    Server("wsgiserver-1t", "python -m wsgiserver --threads 1 --keepalive-timeout 30",
+           wsgiserver(1, threads=1), default_only=frozenset()),
 ]
 BY_NAME = {s.name: s for s in ALL}
 DEFAULT = [s.name for s in ALL]

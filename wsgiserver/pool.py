@@ -25,6 +25,8 @@ __all__ = ["WorkerPool", "Worker"]
 
 log = logging.getLogger("wsgiserver")
 
+_WATCHDOG_TICK = 0.01
+
 
 def _nothing() -> None:
     return None
@@ -88,6 +90,10 @@ class WorkerPool:
         self._watchdog: threading.Thread | None = None
         self._wakeup = threading.Event()
         self._dozing = False  # the watchdog waits for a request to start
+        # How often the watchdog looks while requests run: every look costs
+        # the leader a trip of the GIL, so not more often than needed to catch
+        # the occasional slow request among fast ones within a few ms.
+        self._tick = max(promote_after, _WATCHDOG_TICK)
         # How long application calls take, on average (exponentially
         # weighted): when it passes promote_after, the leader hands on the
         # lead as a request starts instead of waiting for the watchdog.
@@ -231,7 +237,7 @@ class WorkerPool:
 
     def _watch(self) -> None:
         while not self._stopped:
-            self._wakeup.wait(None if self._dozing else self._promote_after)
+            self._wakeup.wait(None if self._dozing else self._tick)
             self._wakeup.clear()
             if self._check(self._clock.monotonic()):
                 self._dozing = False
