@@ -61,6 +61,10 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _seconds_or_zero(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
+
+
 def _directory(text: str) -> str:
     if not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"not a directory: {text!r}")
@@ -186,6 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "503 (default: 4 x --threads)")
     p.add_argument("--max-websocket-message-bytes", type=_positive_int,
                    default=_DEFAULTS.max_websocket_message_bytes)
+    ops = p.add_argument_group("operations")
+    ops.add_argument("--max-requests", type=_integer, default=_DEFAULTS.max_requests,
+                     help="with --workers: replace a worker after this many requests, 0 never "
+                          "(%(default)s)")
+    ops.add_argument("--max-requests-jitter", type=_integer,
+                     default=_DEFAULTS.max_requests_jitter,
+                     help="plus a random 0..this, so workers do not retire at once (%(default)s)")
+    ops.add_argument("--worker-timeout", type=_seconds_or_zero, default=_DEFAULTS.worker_timeout,
+                     help="with --workers: replace a worker whose threads are all stuck in the "
+                          "application this long, after logging their stacks; 0 never "
+                          "(%(default)s)")
+    ops.add_argument("--metrics-bind", type=_bind, metavar="HOST:PORT",
+                     help="serve Prometheus metrics there (summed over workers)")
     p.add_argument("--no-date-header", action="store_true", help="do not send Date")
     p.add_argument("--no-server-header", action="store_true", help="do not send Server")
     p.add_argument("--log-level", default="info",

@@ -96,6 +96,18 @@ class ServerConfig:
     access_log_format: str | None = None
     access_log_json: bool = False
 
+    # With --workers: a worker is replaced (its replacement first, nothing
+    # dropped) after max_requests requests, plus a random 0..jitter so that
+    # workers do not all retire at once; 0: never. Bounds slow leaks.
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    # With --workers: a worker whose threads have all been stuck in the
+    # application this many seconds is replaced, its threads' stacks logged
+    # first; 0: never.
+    worker_timeout: float = 0.0
+    # HOST:PORT serving Prometheus metrics (summed over workers); None: off.
+    metrics_bind: str | None = None
+
     # Exposed to every application as environ["wsgiserver.directory"].
     directory: str | None = None
     send_date_header: bool = True

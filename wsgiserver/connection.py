@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -32,7 +32,7 @@ from .output import ResponseOutput
 from .protocol.events import Data, EndOfMessage, Framing, Request
 from .protocol.parser import ParserLimits
 from .protocol.state import After, ConnectionState
-from .transport import Peer, Transport
+from .transport import Peer, PlainHttpOnTls, Transport
 
 __all__ = ["Connection", "ConnectionSettings", "Step"]
 
@@ -124,6 +124,8 @@ class Connection:
         self._body: RequestBody | None = None
         self._body_started = 0.0
         self._current: _ExchangeIO | None = None  # the exchange running, for cut()
+        self.received = 0  # bytes read from the client (for the metrics)
+        self._reported = (0, 0)  # (received, sent) already counted in the metrics
         self._io = _ExchangeIO(self)  # one per connection, begun anew per exchange
 
     @property
@@ -146,6 +148,7 @@ class Connection:
             return Step.READ
         if not data:
             return self._close()
+        self.received += len(data)
         if phase is _Phase.LINGER:
             return Step.READ  # discard: we are closing
         self.state.feed(data)
@@ -167,6 +170,7 @@ class Connection:
             if body is not None:
                 body.close()
             self._request = self._body = None
+        self._count_transfer()
         after = self.state.after_response()
         if after is After.ABORT:
             return self._abort()
@@ -181,6 +185,11 @@ class Connection:
         current = self._current
         if current is not None:
             current.cut()
+
+    @property
+    def busy(self) -> bool:
+        """True while a request is in its application or its response goes out."""
+        return self._phase is _Phase.EXCHANGE or self._phase is _Phase.FLUSH
 
     @property
     def idle(self) -> bool:
@@ -226,6 +235,19 @@ class Connection:
     def _handshake(self) -> bool:
         try:
             done = self.transport.handshake()
+        except PlainHttpOnTls:
+            # As nginx does: say so in plain text rather than drop the
+            # connection without a word.
+            response = self.state.error_response(
+                400, "this port speaks HTTPS: use an https:// URL", close=True)
+            self._log_refused(400)
+            try:
+                self.transport.send(response)
+            except ClientDisconnected:
+                self._close()
+                return False
+            self._linger()
+            return False
         except (OSError, ValueError) as error:
             # Plain HTTP on the TLS port, scanners, expired handshakes: quietly.
             log.debug("%s: TLS handshake failed: %s", self._peer_text(), error)
@@ -333,10 +355,13 @@ class Connection:
         return self._linger()
 
     def _log_refused(self, status: int) -> None:
-        """An access-log line for a request that never reached the application."""
+        """The log line and the count of a request that never reached the application."""
         access_log = self.settings.exchange.access_log
         if access_log is not None:
             access_log.record_refused(self.transport.peer, status, self.state.body_bytes)
+        metrics = self.settings.exchange.metrics
+        if metrics is not None:
+            metrics.refused(status)
 
     def _linger(self) -> Step:
         """Stop sending, keep reading (and discarding) for a moment, then close."""
@@ -351,13 +376,22 @@ class Connection:
         """Reset: no client may take an incomplete response for a whole one."""
         if self._phase is not _Phase.CLOSED:
             self._phase = _Phase.CLOSED
+            self._count_transfer()
             self.output.discard()
             self.transport.abort()
         return Step.CLOSED
 
+    def _count_transfer(self) -> None:
+        metrics = self.settings.exchange.metrics
+        if metrics is not None:
+            received, sent = self.received, self.output.sent
+            metrics.transferred(received - self._reported[0], sent - self._reported[1])
+            self._reported = (received, sent)
+
     def _close(self) -> Step:
         if self._phase is not _Phase.CLOSED:
             self._phase = _Phase.CLOSED
+            self._count_transfer()
             self.output.discard()
             if self._body is not None:
                 self._body.close()
@@ -447,6 +481,9 @@ class _ExchangeIO:
             if self._cut:
                 return
             self._cut = True
+            metrics = self._settings.exchange.metrics
+            if metrics is not None:
+                metrics.refused(503)
             if not self._state.head_sent:
                 try:
                     response = self._state.error_response(
@@ -539,6 +576,11 @@ class _ExchangeIO:
     def peer(self) -> Peer:
         """The client's (address, port)."""
         return self._transport.peer
+
+    @property
+    def connection_environ(self) -> Mapping[str, str]:
+        """What the connection adds to the environ (its TLS facts)."""
+        return self._transport.environ
 
     @property
     def status_code(self) -> int:

@@ -9,7 +9,7 @@ an ExchangeIO, which reads the body and frames and sends the response.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
@@ -21,6 +21,7 @@ from .wsgi import EnvironBuilder, ResponseSink, WSGIApp, run_application
 
 if TYPE_CHECKING:
     from .accesslog import AccessLog
+    from .metrics import Recorder
 
 __all__ = ["Exchange", "ExchangeIO", "ExchangeSettings"]
 
@@ -36,6 +37,7 @@ class ExchangeSettings:
     websockets: WebSocketRegistry | None = None
     max_websocket_message_bytes: int = 1 << 20
     clock: Clock = SYSTEM_CLOCK
+    metrics: Recorder | None = None
 
 
 class ExchangeIO(ResponseSink, Protocol):
@@ -44,6 +46,11 @@ class ExchangeIO(ResponseSink, Protocol):
     @property
     def peer(self) -> tuple[str, int]:
         """The client's (address, port); ("", 0) on a Unix socket."""
+        ...
+
+    @property
+    def connection_environ(self) -> Mapping[str, str]:
+        """What the connection adds to the environ (TLS facts, under mod_ssl's names)."""
         ...
 
     @property
@@ -93,17 +100,24 @@ class Exchange:
         """Build the environ, call the application, log the request."""
         settings, io = self.settings, self.io
         environ = settings.environ.build(self.request, io.body, io.peer)
+        if io.connection_environ:
+            environ.update(io.connection_environ)
         trusted = apply_proxy_headers(environ, settings.proxy_trust)
         environ["wsgiserver.request_id"] = request_id(environ, trusted)
         if "HTTP_UPGRADE" in environ:
             self._offer_upgrade(environ)
-        access_log = settings.access_log
-        started = settings.clock.monotonic() if access_log is not None else 0.0
+        access_log, metrics = settings.access_log, settings.metrics
+        timed = access_log is not None or metrics is not None
+        started = settings.clock.monotonic() if timed else 0.0
         try:
             run_application(settings.app, environ, io)
-            if access_log is not None:
-                access_log.record_exchange(environ, io.status_code, io.response_fields,
-                                           io.body_bytes, settings.clock.monotonic() - started)
+            if timed:
+                duration = settings.clock.monotonic() - started
+                if access_log is not None:
+                    access_log.record_exchange(environ, io.status_code, io.response_fields,
+                                               io.body_bytes, duration)
+                if metrics is not None:
+                    metrics.request(io.status_code, duration)
         finally:
             if self.upgrade is not None:
                 self.upgrade.finish()

@@ -54,6 +54,7 @@ class ResponseOutput:
         self._queue: deque[memoryview | _FileRange] = deque()
         self._queued = 0  # bytes in memory (file ranges are not)
         self.progress_at = clock.monotonic()  # when bytes last left
+        self.sent = 0  # bytes the socket took (for the metrics)
 
     @property
     def pending(self) -> bool:
@@ -71,6 +72,7 @@ class ResponseOutput:
             return
         if not self._queue:
             sent = self._transport.send(data)
+            self.sent += sent
             if sent == len(data):
                 return
             view = memoryview(data)[sent:]
@@ -90,6 +92,7 @@ class ResponseOutput:
                 sent = self._transport.sendfile(fd, offset, count)
                 if not sent:
                     break
+                self.sent += sent
                 offset += sent
                 count -= sent
         if count:
@@ -128,6 +131,7 @@ class ResponseOutput:
                 self._queued -= sent
             if not sent:
                 break
+            self.sent += sent
             sent_any = True
         if sent_any:
             self.progress_at = self._clock.monotonic()

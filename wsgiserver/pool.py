@@ -139,6 +139,13 @@ class WorkerPool:
         """WebSockets running on a detached thread."""
         return self._detached["websocket"]
 
+    def counts(self) -> tuple[int, int]:
+        """(busy, idle) regular threads, as the metrics show them."""
+        workers = list(self._workers)
+        busy = sum(1 for w in workers if w.detached is None and w.busy_since is not None)
+        regular = sum(1 for w in workers if w.detached is None)
+        return busy, regular - busy
+
     def _regular_locked(self) -> int:
         return sum(1 for worker in self._workers if worker.detached is None)
 

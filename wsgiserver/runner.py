@@ -19,7 +19,7 @@ from typing import Any
 
 from .binding import Listener
 from .config import ServerConfig
-from .server import Server, listeners_for
+from .server import Server, listeners_for, metrics_listener_for
 from .wsgi import WSGIApp
 
 __all__ = ["serve", "StopSignals"]
@@ -83,7 +83,8 @@ def serve(
     With ``workers`` > 1 a supervisor runs that many processes. A second
     SIGINT during shutdown exits at once. ``signals`` are handlers the
     caller installed earlier (the command line does, before it imports the
-    application). Returns the exit status.
+    application). Returns the exit status: 1 when the shutdown's grace
+    period (``shutdown_timeout``) cut requests off.
     """
     if config is None:
         config = ServerConfig(**settings)
@@ -98,10 +99,13 @@ def serve(
     if config.workers > 1:
         from .supervisor import Supervisor  # only the multi-process mode forks
 
-        supervisor = Supervisor(app, config, list(listeners) or listeners_for(config))
+        bound = list(listeners) or listeners_for(config)
+        metrics = metrics_listener_for(config) if config.metrics_bind else None
+        supervisor = Supervisor(app, config, bound, metrics_listener=metrics)
         return supervisor.run(early_signals=signals.requested)
     server = Server(app, config, listeners=listeners)
     # Before start: a stop that lands during start waits for it to finish.
     signals.notify(server.stop_in_background)
     server.serve_forever()
-    return 0
+    # Requests cut off by the shutdown's grace period: say so in the status.
+    return 1 if server.cut_off else 0

@@ -18,6 +18,7 @@ thread boundary; pool.py hands the lead on when a request holds it.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -29,6 +30,7 @@ from .clock import SYSTEM_CLOCK, Clock, HttpDate
 from .config import ServerConfig
 from .connection import Connection, ConnectionSettings, Step
 from .exchange import ExchangeSettings
+from .metrics import Board, Recorder, render
 from .poller import Poller, make_poller
 from .pool import Worker, WorkerPool
 from .protocol.parser import ParserLimits
@@ -40,7 +42,7 @@ from .wsgi import EnvironBuilder, WSGIApp
 if TYPE_CHECKING:
     from .accesslog import AccessLog
 
-__all__ = ["Server", "Listener", "listeners_for"]
+__all__ = ["Server", "Listener", "listeners_for", "metrics_listener_for"]
 
 log = logging.getLogger("wsgiserver")
 
@@ -70,11 +72,21 @@ class Server:
         listeners: Sequence[Listener] = (),
         multiprocess: bool | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        metrics_listener: Listener | None = None,
+        board: Board | None = None,
+        slot: int = 1,
     ) -> None:
         self.app = app
         self.config = config or ServerConfig()
         self.listeners = list(listeners)
         self.clock = clock
+        # Metrics: the shared table (the supervisor's, or one of our own when
+        # metrics are served by this process alone) and this process's slot.
+        self.metrics_listener = metrics_listener
+        if board is None and self.config.metrics_bind:
+            board = Board(1)
+        self.board = board
+        self._recorder = Recorder(board, slot, os.getpid()) if board is not None else None
         self._multiprocess = self.config.workers > 1 if multiprocess is None else multiprocess
         self._poller: Poller | None = None
         self._by_fd: dict[int, tuple[Listener, ConnectionSettings]] = {}
@@ -96,6 +108,7 @@ class Server:
         allowed = self.config.forwarded_allow_ips
         self._proxy_trust = ProxyTrust(allowed) if allowed else None
         self._access_log: AccessLog | None = None  # opened by start(), closed by stop()
+        self.cut_off = 0  # requests the shutdown's grace period ended
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -111,7 +124,17 @@ class Server:
         """Create the listening sockets from the config, unless given some."""
         if not self.listeners:
             self.listeners = listeners_for(self.config)
+        if self.metrics_listener is None and self.config.metrics_bind:
+            self.metrics_listener = metrics_listener_for(self.config)
         return self.listeners
+
+    def _listen(self, listener: Listener, settings: ConnectionSettings) -> None:
+        poller = self._poller
+        assert poller is not None
+        listener.sock.setblocking(False)
+        fd = listener.sock.fileno()
+        self._by_fd[fd] = (listener, settings)
+        poller.register(fd)
 
     def start(self) -> None:
         """Bind, and serve in background threads; returns once listening."""
@@ -123,10 +146,11 @@ class Server:
             self._access_log = _make_access_log(self.config, self.clock)
             self._poller = make_poller()
             for listener in listeners:
-                listener.sock.setblocking(False)
-                fd = listener.sock.fileno()
-                self._by_fd[fd] = (listener, self._connection_settings(listener))
-                self._poller.register(fd)
+                self._listen(listener, self._connection_settings(listener))
+            if self.metrics_listener is not None:
+                assert self.board is not None
+                self._listen(self.metrics_listener, self._connection_settings(
+                    self.metrics_listener, metrics_app(self.board), counted=False))
             self._accepting = True
             self._pool = WorkerPool(
                 self.config.threads, self._lead, clock=self.clock,
@@ -137,6 +161,8 @@ class Server:
             self._spawn(self._reap, "wsgiserver-reaper")
             for listener in listeners:
                 log.info("serving on %s with %d threads", listener.url, self.config.threads)
+            if self.metrics_listener is not None:
+                log.info("metrics on %s/metrics", self.metrics_listener.url)
 
     def serve_forever(self) -> None:
         """Start (if needed) and block until ``stop()`` has finished."""
@@ -181,6 +207,7 @@ class Server:
             time.sleep(_DRAIN_INTERVAL)
         self._stopped.set()
         left = list(self._connections.values())
+        self.cut_off = sum(1 for connection in left if connection.busy)
         for connection in left:
             connection.cut()  # applications still writing get an error, not a hang
         pool = self._pool
@@ -189,8 +216,9 @@ class Server:
         pool.stop(max(deadline - self.clock.monotonic(), 0.1))
         for thread in self._threads:
             thread.join(1.0)
-        if left:
-            log.warning("shutdown timeout: closing %d connections still in use", len(left))
+        if self.cut_off:
+            log.warning("shutdown timeout (%g s): %d requests cut off",
+                        self.config.shutdown_timeout, self.cut_off)
         for connection in left:
             connection.close()
         self._connections.clear()
@@ -205,7 +233,8 @@ class Server:
         thread.start()
         self._threads.append(thread)
 
-    def _connection_settings(self, listener: Listener) -> ConnectionSettings:
+    def _connection_settings(self, listener: Listener, app: WSGIApp | None = None,
+                             counted: bool = True) -> ConnectionSettings:
         config = self.config
         name = listener.sock.getsockname()
         host, port = (name[0], name[1]) if isinstance(name, tuple) else (config.host, 0)
@@ -218,13 +247,14 @@ class Server:
         )
         return ConnectionSettings(
             exchange=ExchangeSettings(
-                app=self.app,
+                app=self.app if app is None else app,
                 environ=environ,
                 proxy_trust=self._proxy_trust,
                 access_log=self._access_log,
                 websockets=self._websockets,
                 max_websocket_message_bytes=config.max_websocket_message_bytes,
                 clock=self.clock,
+                metrics=self._recorder if counted else None,
             ),
             limits=ParserLimits(
                 max_request_line=config.max_request_line,
@@ -385,9 +415,22 @@ class Server:
     # -- deadlines and shutdown ----------------------------------------------
 
     def _reap(self) -> None:
-        """Close connections past their deadline (idle, slow heads, lingering)."""
+        """Close connections past their deadline (idle, slow heads, lingering);
+        keep the metrics' gauges current."""
         while not self._stopped.wait(_REAP_INTERVAL):
             self._expire_due(drain=self._stopping.is_set())
+            if self._recorder is not None:
+                self._report_gauges(self._recorder)
+
+    def _report_gauges(self, recorder: Recorder) -> None:
+        pool = self._pool
+        assert pool is not None
+        busy, idle = pool.counts()
+        recorder.gauges({
+            "connections": len(self._connections), "busy_threads": busy,
+            "idle_threads": idle, "websockets": pool.websockets,
+            "long_requests": pool.long_requests,
+        }, free_at=self.clock.monotonic() if idle else None)
 
     def _expire_due(self, drain: bool) -> None:
         """Expire every connection past its deadline that no worker holds;
@@ -415,6 +458,9 @@ class Server:
             for listener in self.listeners:
                 poller.unregister(listener.sock.fileno())
                 listener.close()
+            if self.metrics_listener is not None:
+                poller.unregister(self.metrics_listener.sock.fileno())
+                self.metrics_listener.close()
 
 
 def listeners_for(config: ServerConfig) -> list[Listener]:
@@ -434,6 +480,28 @@ def listeners_for(config: ServerConfig) -> list[Listener]:
         unix_mode=config.unix_socket_mode,
         ssl_context=context,
     )
+
+
+def metrics_listener_for(config: ServerConfig) -> Listener:
+    """The plain listening socket ``--metrics-bind`` asks for."""
+    assert config.metrics_bind is not None
+    return open_listeners([config.metrics_bind], host=config.host, port=0,
+                          backlog=config.backlog)[0]
+
+
+def metrics_app(board: Board) -> WSGIApp:
+    """The WSGI application of the metrics endpoint: the table's sum as text."""
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
+            return [b""]
+        body = render(board.totals()).encode()
+        start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
 
 
 def _make_access_log(config: ServerConfig, clock: Clock) -> AccessLog | None:

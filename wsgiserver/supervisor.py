@@ -1,16 +1,21 @@
 """Supervisor: N worker processes serving the same listening sockets.
 
 Owns processes and signals: forks workers after the sockets are bound (so
-all share each socket's accept queue), replaces a worker that dies, drains
-them all on SIGTERM/SIGINT, and on SIGHUP replaces them one by one, starting
-each new worker before stopping an old one, so no connection is refused.
-Knows nothing of HTTP; each worker runs an ordinary threaded Server.
+all share each socket's accept queue), replaces a worker that dies, that
+served ``--max-requests`` or whose threads are all stuck past
+``--worker-timeout`` (their stacks logged first), drains them all on
+SIGTERM/SIGINT, and on SIGHUP replaces them one by one, starting each new
+worker before stopping an old one, so no connection is refused. Reads the
+workers' numbers from the shared metrics table. Knows nothing of HTTP; each
+worker runs an ordinary threaded Server.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import random
 import select
 import signal
 import threading
@@ -21,6 +26,7 @@ from types import FrameType
 
 from .binding import Listener
 from .config import ServerConfig
+from .metrics import Board
 from .server import Server
 from .wsgi import WSGIApp
 
@@ -36,12 +42,16 @@ _MAX_BACKOFF = 10.0
 _READY_TIMEOUT = 30.0
 # How often a worker checks that its supervisor is still alive.
 _ORPHAN_CHECK = 0.5
+# How long a stuck worker gets to write its threads' stacks before it is killed.
+_STACKS_GRACE = 1.0
 
 
 @dataclass
 class _Worker:
     pid: int
     ready_fd: int
+    slot: int  # its row in the shared metrics table
+    limit: int = 0  # requests after which it is replaced; 0: never
     started: float = field(default_factory=time.monotonic)
     retiring: bool = False
 
@@ -49,13 +59,20 @@ class _Worker:
 class Supervisor:
     """Runs ``config.workers`` processes of ``Server(app)`` on ``listeners``."""
 
-    def __init__(self, app: WSGIApp, config: ServerConfig, listeners: list[Listener]) -> None:
+    def __init__(self, app: WSGIApp, config: ServerConfig, listeners: list[Listener],
+                 metrics_listener: Listener | None = None) -> None:
         self.app = app
         self.config = config
         self.listeners = listeners
+        self.metrics_listener = metrics_listener
         self._workers: dict[int, _Worker] = {}
         self._signals: list[int] = []
         self._backoff = 0.0
+        # Rows for twice the workers: old and new overlap while one is replaced.
+        self.board = Board(2 * config.workers)
+        self._free_slots = list(range(self.board.slots - 1, 0, -1))
+        self._stopping = False
+        self._shutdown_clean = True  # no worker cut requests off, or had to be killed
 
     def run(self, early_signals: Sequence[int] = ()) -> int:
         """Supervise until SIGTERM/SIGINT; the exit status. ``early_signals``
@@ -66,6 +83,8 @@ class Supervisor:
         for listener in self.listeners:
             log.info("serving on %s with %d workers of %d threads", listener.describe(),
                      self.config.workers, self.config.threads)
+        if self.metrics_listener is not None:
+            log.info("metrics on %s/metrics", self.metrics_listener.describe())
         for _ in range(self.config.workers):
             self._spawn()
         while True:
@@ -75,10 +94,11 @@ class Supervisor:
                 break
             if signal.SIGHUP in signals:
                 self._reload()
+            self._check_workers()
             self._keep_count()
             time.sleep(0.1)
         self._stop_all()
-        return 0
+        return 0 if self._shutdown_clean else 1
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals.append(signum)
@@ -86,38 +106,49 @@ class Supervisor:
     # -- workers ---------------------------------------------------------
 
     def _spawn(self) -> _Worker:
+        slot = self._free_slots.pop()
         ready_read, ready_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
             os.close(ready_read)
             status = 1
             try:
-                status = self._work(ready_write)
+                status = self._work(ready_write, slot)
             except BaseException:
                 log.exception("worker failed")
             finally:
                 os._exit(status)
         os.close(ready_write)
-        worker = _Worker(pid, ready_read)
+        limit = self.config.max_requests
+        if limit:
+            limit += random.randint(0, self.config.max_requests_jitter)
+        worker = _Worker(pid, ready_read, slot, limit)
         self._workers[pid] = worker
         log.info("started worker %d", pid)
         return worker
 
-    def _work(self, ready_fd: int) -> int:
-        """The body of a worker process: serve until SIGTERM."""
+    def _work(self, ready_fd: int, slot: int) -> int:
+        """The body of a worker process: serve until SIGTERM; 1 if the
+        shutdown's grace period cut requests off."""
         # The supervisor decides about Ctrl-C and reloads for everyone.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # What the supervisor asks for before it kills a stuck worker: where
+        # every thread is, written by C code that needs no GIL.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         listeners = [Listener(item.sock, item.ssl_context) for item in self.listeners]
-        server = Server(self.app, self.config, listeners=listeners, multiprocess=True)
+        metrics = (Listener(self.metrics_listener.sock) if self.metrics_listener is not None
+                   else None)
+        server = Server(self.app, self.config, listeners=listeners, multiprocess=True,
+                        metrics_listener=metrics, board=self.board, slot=slot)
         server.start()
         os.write(ready_fd, b"ready")
         os.close(ready_fd)
         signal.signal(signal.SIGTERM, lambda signum, frame: server.stop_in_background())
         _stop_when_orphaned(server, os.getppid())
         server.serve_forever()
-        return 0
+        return 1 if server.cut_off else 0
 
     def _reap(self) -> None:
         """Collect exited workers; unexpected deaths are logged."""
@@ -132,13 +163,18 @@ class Supervisor:
             if worker is None:
                 continue
             os.close(worker.ready_fd)
+            self.board.retire(worker.slot)
+            self._free_slots.append(worker.slot)
             if not worker.retiring:
                 lived = time.monotonic() - worker.started
                 log.warning("worker %d died (%s) after %.1f s; replacing it",
                             pid, _describe_status(status), lived)
+                self.board.count_restart()
                 self._backoff = (
                     min(max(self._backoff * 2, 0.5), _MAX_BACKOFF) if lived < _QUICK_DEATH else 0.0
                 )
+            elif self._stopping and status != 0:
+                self._shutdown_clean = False
 
     def _keep_count(self) -> None:
         active = [w for w in self._workers.values() if not w.retiring]
@@ -154,18 +190,54 @@ class Supervisor:
         """Replace every worker, one at a time, new before old."""
         log.info("reloading: replacing %d workers", len(self._workers))
         for old in list(self._workers.values()):
-            if old.retiring:
-                continue
-            new = self._spawn()
-            if not _wait_ready(new.ready_fd, _READY_TIMEOUT):
-                log.error("new worker %d did not start; keeping worker %d", new.pid, old.pid)
+            if not old.retiring and not self._replace(old):
                 return
-            old.retiring = True
-            _signal(old.pid, signal.SIGTERM)
+
+    def _replace(self, old: _Worker) -> bool:
+        """A new worker first; once it serves, the old one drains and stops."""
+        new = self._spawn()
+        if not _wait_ready(new.ready_fd, _READY_TIMEOUT):
+            log.error("new worker %d did not start; keeping worker %d", new.pid, old.pid)
+            return False
+        old.retiring = True
+        _signal(old.pid, signal.SIGTERM)
+        self.board.count_restart()
+        return True
+
+    def _check_workers(self) -> None:
+        """Replace workers that served their quota, or whose threads are stuck."""
+        now = time.monotonic()
+        for worker in list(self._workers.values()):
+            if worker.retiring:
+                continue
+            served = sum(self.board.get(worker.slot, f"requests_{c}")
+                         for c in ("1xx", "2xx", "3xx", "4xx", "5xx"))
+            if worker.limit and served >= worker.limit:
+                log.info("worker %d served %d requests: replacing it", worker.pid, served)
+                self._replace(worker)
+            elif self.config.worker_timeout and self._stuck(worker, now):
+                self._kill_stuck(worker)
+
+    def _stuck(self, worker: _Worker, now: float) -> bool:
+        """No thread of the worker free for worker_timeout seconds (it says when
+        one last was; a worker that cannot even say so is stuck too)."""
+        free_at = max(self.board.get(worker.slot, "free_at_ms") / 1000, worker.started)
+        return now - free_at > self.config.worker_timeout
+
+    def _kill_stuck(self, worker: _Worker) -> None:
+        log.error("worker %d: every thread stuck in the application for more than %g s; "
+                  "its threads' stacks follow, then it is replaced", worker.pid,
+                  self.config.worker_timeout)
+        worker.retiring = True
+        _signal(worker.pid, signal.SIGUSR1)  # faulthandler writes the stacks
+        time.sleep(_STACKS_GRACE)
+        _signal(worker.pid, signal.SIGKILL)
+        self.board.count_restart()
 
     def _stop_all(self) -> None:
         """Graceful stop of every worker, then SIGKILL what is left."""
         log.info("shutting down %d workers", len(self._workers))
+        self._stopping = True
         for worker in self._workers.values():
             worker.retiring = True
             _signal(worker.pid, signal.SIGTERM)
@@ -181,6 +253,8 @@ class Supervisor:
             time.sleep(0.05)
         for listener in self.listeners:
             listener.close()
+        if self.metrics_listener is not None:
+            self.metrics_listener.close()
 
 
 def _stop_when_orphaned(server: Server, parent: int) -> None:

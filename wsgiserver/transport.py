@@ -13,6 +13,8 @@ import os
 import select
 import socket
 import struct
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
 from .clock import SYSTEM_CLOCK, Clock
@@ -21,7 +23,7 @@ from .errors import ClientDisconnected
 if TYPE_CHECKING:  # ssl costs megabytes of memory: imported only for TLS listeners
     import ssl
 
-__all__ = ["Transport", "SocketTransport", "TlsTransport", "Peer"]
+__all__ = ["Transport", "SocketTransport", "TlsTransport", "PlainHttpOnTls", "Peer"]
 
 # (address, port) of the client; ("", 0) on a Unix socket.
 Peer = tuple[str, int]
@@ -29,6 +31,8 @@ Peer = tuple[str, int]
 _RECV_SIZE = 64 * 1024
 # How long a TLS handshake may wait for room to send its next flight.
 _HANDSHAKE_WRITE_WAIT = 5.0
+_TLS_HANDSHAKE_RECORD = 22
+_NOTHING: Mapping[str, str] = MappingProxyType({})
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
 # "Not now" from a non-blocking socket (TLS adds its own, see TlsTransport).
 _WOULD_BLOCK: tuple[type[Exception], ...] = (BlockingIOError, InterruptedError)
@@ -40,6 +44,11 @@ class Transport(Protocol):
     fd: int
     peer: Peer
     can_sendfile: bool
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """What the connection adds to every request's environ (TLS facts)."""
+        ...
 
     def handshake(self) -> bool:
         """Advance a TLS handshake: True once done; OSError when it failed."""
@@ -103,6 +112,11 @@ class SocketTransport:
     def handshake(self) -> bool:
         """Nothing to agree on: always done."""
         return True
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """Nothing to add to a request's environ."""
+        return _NOTHING
 
     def recv(self, max_bytes: int = _RECV_SIZE) -> bytes | None:
         """What arrived: None when nothing has, b"" when the client is gone."""
@@ -185,6 +199,11 @@ class SocketTransport:
             pass
 
 
+class PlainHttpOnTls(Exception):
+    """A client spoke plain HTTP to a TLS port (a common mistake: http:// for
+    https://). The connection answers it in plain text, with a hint."""
+
+
 class TlsTransport(SocketTransport):
     """A TLS socket: the handshake advances as bytes arrive, never blocking a thread."""
 
@@ -192,21 +211,25 @@ class TlsTransport(SocketTransport):
 
     def __init__(self, sock: socket.socket, peer: Peer, context: ssl.SSLContext,
                  clock: Clock = SYSTEM_CLOCK) -> None:
-        import ssl
-
-        wrapped = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        super().__init__(wrapped, peer, clock)
-        self._tls: ssl.SSLSocket = wrapped
-        self._would_block = _WOULD_BLOCK + (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+        # Plain until the client's first bytes show a TLS record: plain HTTP
+        # on this port is then answered in plain text rather than dropped.
+        super().__init__(sock, peer, clock)
+        self._context = context
+        self._tls: ssl.SSLSocket | None = None
         self._handshaken = False
+        self._environ: dict[str, str] | None = None
 
     def handshake(self) -> bool:
         """Advance the handshake: True once done, False while it waits for the
-        client; OSError (or ValueError) when it failed."""
+        client; PlainHttpOnTls for an HTTP request; OSError (or ValueError)
+        when it failed."""
         if self._handshaken:
             return True
         import ssl
 
+        if self._tls is None and not self._start_tls():
+            return False
+        assert self._tls is not None
         while True:
             try:
                 self._tls.do_handshake()
@@ -220,11 +243,44 @@ class TlsTransport(SocketTransport):
             self._handshaken = True
             return True
 
+    def _start_tls(self) -> bool:
+        """Look at the first bytes (without taking them): TLS goes on, plain
+        HTTP raises PlainHttpOnTls, anything else fails."""
+        import ssl
+
+        try:
+            first = self.sock.recv(1, socket.MSG_PEEK)
+        except self._would_block:
+            return False
+        if not first:
+            raise ConnectionResetError("closed before the TLS handshake")
+        # RFC 8446 section 5.1: every TLS record starts with its content
+        # type; a ClientHello travels in a handshake record (22).
+        if first[0] != _TLS_HANDSHAKE_RECORD:
+            if first.isalpha():  # a request-line starts with its method
+                raise PlainHttpOnTls()
+            raise ValueError(f"not a TLS record: {first!r}")
+        self._tls = self._context.wrap_socket(self.sock, server_side=True,
+                                              do_handshake_on_connect=False)
+        self.sock = self._tls
+        self._would_block = _WOULD_BLOCK + (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+        return True
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The connection's TLS facts under the names mod_ssl made familiar:
+        SSL_PROTOCOL, SSL_CIPHER, SSL_CLIENT_VERIFY and, for a verified client
+        certificate, SSL_CLIENT_S_DN, SSL_CLIENT_I_DN, SSL_CLIENT_CERT (PEM),
+        SSL_CLIENT_M_SERIAL, SSL_CLIENT_V_START, SSL_CLIENT_V_END."""
+        if self._environ is None:
+            self._environ = _tls_environ(self._tls) if self._tls is not None else {}
+        return self._environ
+
     def recv(self, max_bytes: int = _RECV_SIZE) -> bytes | None:
         """What arrived, including everything already decrypted: the poller
         cannot see bytes buffered inside the TLS layer."""
         data = super().recv(max_bytes)
-        if data:
+        if data and self._tls is not None:
             try:
                 while pending := self._tls.pending():
                     data += self._tls.recv(pending)
@@ -239,3 +295,54 @@ class TlsTransport(SocketTransport):
         raise NotImplementedError("no sendfile through TLS")
 
 
+
+
+# RFC 4514 section 3: the short names a distinguished name is written with.
+_DN_NAMES = {
+    "commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+    "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
+    "streetAddress": "STREET", "domainComponent": "DC", "userId": "UID",
+}
+
+
+def _tls_environ(tls: ssl.SSLSocket) -> dict[str, str]:
+    import ssl
+
+    cipher = tls.cipher()
+    environ = {"SSL_PROTOCOL": tls.version() or "", "SSL_CIPHER": cipher[0] if cipher else ""}
+    der = tls.getpeercert(binary_form=True)
+    if der is None:
+        environ["SSL_CLIENT_VERIFY"] = "NONE"
+        return environ
+    # A certificate that reached here passed verification: with optional
+    # client certificates OpenSSL still fails the handshake on a bad one.
+    certificate = tls.getpeercert()
+    environ["SSL_CLIENT_VERIFY"] = "SUCCESS"
+    environ["SSL_CLIENT_CERT"] = ssl.DER_cert_to_PEM_cert(der)
+    if certificate:
+        environ["SSL_CLIENT_S_DN"] = _dn(certificate.get("subject", ()))
+        environ["SSL_CLIENT_I_DN"] = _dn(certificate.get("issuer", ()))
+        for key, name in (("serialNumber", "SSL_CLIENT_M_SERIAL"),
+                          ("notBefore", "SSL_CLIENT_V_START"), ("notAfter", "SSL_CLIENT_V_END")):
+            if key in certificate:
+                environ[name] = str(certificate[key])
+    return environ
+
+
+def _dn(rdns: object) -> str:
+    """A distinguished name as RFC 4514 writes it: last RDN first, escaped."""
+    parts = []
+    for rdn in reversed(list(rdns)):  # type: ignore[call-overload]
+        parts.append("+".join(f"{_DN_NAMES.get(name, name)}={_dn_escape(value)}"
+                              for name, value in rdn))
+    return ",".join(parts)
+
+
+def _dn_escape(value: str) -> str:
+    """RFC 4514 section 2.4: escape what would end or change the value."""
+    escaped = "".join("\\" + char if char in ',+"\\<>;=' else char for char in value)
+    if escaped[:1] in ("#", " "):
+        escaped = "\\" + escaped
+    if escaped.endswith(" ") and not escaped.endswith("\\ "):
+        escaped = escaped[:-1] + "\\ "
+    return escaped

@@ -25,3 +25,27 @@ def pid_app(environ, start_response):
     body = f"{os.getpid()} {environ['wsgi.multiprocess']}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def hang_app(environ, start_response):
+    """/hang sleeps (a stuck application); anything else answers the pid."""
+    if environ["PATH_INFO"] == "/hang":
+        import time
+
+        hang_here_for_the_test(time)
+    return pid_app(environ, start_response)
+
+
+def hang_here_for_the_test(time) -> None:
+    """A name to find in the stack dump of a stuck worker."""
+    time.sleep(30)
+
+
+def slow_app(environ, start_response):
+    """/slow takes 5 s; anything else answers at once."""
+    if environ["PATH_INFO"] == "/slow":
+        import time
+
+        time.sleep(5)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]

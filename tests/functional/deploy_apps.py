@@ -26,6 +26,7 @@ def inspect_app(environ, start_response):
     report = {key: environ.get(key) for key in _REPORTED}
     report["headers"] = {key: value for key, value in environ.items() if key.startswith("HTTP_")}
     report["ssl_keys"] = sorted(key for key in environ if "SSL" in key.upper())
+    report["ssl"] = {key: value for key, value in environ.items() if key.startswith("SSL_")}
     report["body_length"] = len(body)
     report["body_sha256"] = hashlib.sha256(body).hexdigest()
     report["pid"] = os.getpid()

@@ -287,18 +287,28 @@ def test_https_request_and_url_scheme(live_server, tls):
     assert report["SERVER_PORT"] == str(server.address[1])
 
 
-def test_plain_http_on_the_tls_port_is_dropped_quietly(live_server, tls, caplog, capsys):
+def test_plain_http_on_the_tls_port_gets_a_400_that_says_https(live_server, tls, caplog,
+                                                               capsys):
     caplog.set_level(logging.DEBUG, logger="wsgiserver")
     server = live_server(inspect_app, certfile=tls.certfile, threads=1)
     with socket.create_connection(server.address, timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answer = recv_until_closed(sock)
-    assert not answer.startswith(b"HTTP/")
-    # The only worker is free again.
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Connection: close" in answer and b"https://" in answer
+    # The only worker is free again, and TLS still works.
     assert https_fetch(server, tls)[0] == 200
     loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     assert not loud, [r.getMessage() for r in loud]
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_bytes_that_are_neither_tls_nor_http_are_dropped_quietly(live_server, tls):
+    server = live_server(inspect_app, certfile=tls.certfile, threads=1)
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(b"\x00\x01\x02 garbage")
+        assert recv_until_closed(sock) == b""
+    assert https_fetch(server, tls)[0] == 200
 
 
 def test_half_done_handshakes_never_hold_the_only_worker(live_server, tls):
@@ -331,8 +341,29 @@ def test_required_client_certificates_are_enforced(live_server, tls):
 def test_optional_client_certificates_admit_both(live_server, tls):
     server = live_server(inspect_app, certfile=tls.certfile, ca_certs=tls.ca_pem,
                          client_certs="optional")
-    assert https_fetch(server, tls)[0] == 200
+    status, report, _ = https_fetch(server, tls)
+    assert status == 200 and report["ssl"]["SSL_CLIENT_VERIFY"] == "NONE"
+    assert "SSL_CLIENT_CERT" not in report["ssl"]
     assert https_fetch(server, tls, with_cert=True)[0] == 200
+
+
+def test_the_verified_client_certificate_reaches_the_app_under_mod_ssl_names(live_server, tls):
+    server = live_server(inspect_app, certfile=tls.certfile, ca_certs=tls.ca_pem,
+                         client_certs="required")
+    status, report, _ = https_fetch(server, tls, with_cert=True)
+    assert status == 200
+    ssl_environ = report["ssl"]
+    assert ssl_environ["SSL_CLIENT_VERIFY"] == "SUCCESS"
+    presented = tls.client_cert.cert_chain_pems[0].bytes().decode()
+    assert ssl.PEM_cert_to_DER_cert(ssl_environ["SSL_CLIENT_CERT"]) == \
+        ssl.PEM_cert_to_DER_cert(presented)
+    # trustme names the CA by an organization and a unit; RFC 4514 order.
+    assert ssl_environ["SSL_CLIENT_I_DN"].startswith("OU=") and ",O=" in ssl_environ[
+        "SSL_CLIENT_I_DN"]
+    assert ssl_environ["SSL_CLIENT_S_DN"].startswith(("OU=", "O=", "CN="))
+    assert ssl_environ["SSL_PROTOCOL"] in ("TLSv1.2", "TLSv1.3")
+    assert ssl_environ["SSL_CIPHER"]
+    assert ssl_environ["SSL_CLIENT_V_END"] and ssl_environ["SSL_CLIENT_M_SERIAL"]
 
 
 # -- trusted proxy headers and request ids -----------------------------------------

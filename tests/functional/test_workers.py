@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -163,3 +164,45 @@ def test_two_rolling_restarts_under_keep_alive_load_fail_no_request(start_cli):
     assert failures == []
     pids = {int(body.split()[0]) for body in served}
     assert len(pids) >= 4, "the requests were not served by both generations of workers"
+
+
+def test_a_worker_stuck_in_the_application_is_replaced_after_its_stacks_are_logged(start_cli):
+    process, port = start_cli("tests.functional.cli_apps:hang_app", "--workers", "2",
+                              "--threads", "1", "--worker-timeout", "1")
+    first = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+    stuck = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        stuck.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+        # One worker is stuck: it is killed and replaced; the other serves on.
+        replaced = wait_for(lambda: (c := children(process.pid)) and len(c) == 2
+                            and c != first and c, timeout=15)
+        assert len(replaced & first) == 1
+        assert int(get(port).split()[0]) in replaced
+    finally:
+        stuck.close()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert "every thread stuck in the application" in stderr
+    assert "hang_here_for_the_test" in stderr  # the dump shows where it hung
+
+
+def test_sigterm_exits_1_and_says_so_when_the_grace_period_cuts_requests_off(start_cli):
+    process, port = start_cli("tests.functional.cli_apps:slow_app", "--shutdown-timeout", "0.5")
+    slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        slow.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)  # the request is in the application
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        slow.close()
+    assert process.returncode == 1
+    assert "1 requests cut off" in stderr
+
+
+def test_sigterm_exits_0_when_every_request_finished(start_cli):
+    process, port = start_cli("tests.functional.cli_apps:slow_app", "--shutdown-timeout", "10")
+    assert get(port) == b"ok"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0 and "cut off" not in stderr

@@ -44,6 +44,7 @@ class FakeTransport:
         self.closed = self.aborted = self.write_shut = self.shut = False
         self.reset_on_close = False
         self.handshake_done = True
+        self.environ: dict[str, str] = {}
 
     # -- the test's side ---------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Framing", "Request", "Data", "EndOfMessage", "Event", "NEED_DATA", "PAUSED"]
 
@@ -16,12 +17,13 @@ class Framing(enum.Enum):
     CHUNKED = "chunked"
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """A complete, validated request head.
 
     ``headers`` keeps every field line in order as (lower-cased name, value)
     byte pairs, with surrounding whitespace removed from each value.
+    Immutable; a tuple underneath, because one is built for every request
+    and a tuple is made in C.
     """
 
     method: bytes

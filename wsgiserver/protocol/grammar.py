@@ -30,6 +30,14 @@ request_line = re.compile(
 # obs-text, SP and HTAB. Any other control octet (NUL, CR, LF, ...) is refused.
 forbidden_in_value = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
+# RFC 9112 section 5: field-line = field-name ":" OWS field-value OWS, with the
+# name a token and the value free of those control octets: one match per line
+# gives the name and the trimmed value (a line that does not match is refused,
+# and parser.py says why).
+field_line = re.compile(
+    rb"(" + TOKEN + rb"):[ \t]*((?:[^\x00-\x08\x0a-\x1f\x7f]*[^\x00-\x20\x7f])?)[ \t]*"
+)
+
 # RFC 9110 section 8.6: Content-Length = 1*DIGIT
 digits = re.compile(rb"[0-9]+")
 

@@ -373,16 +373,12 @@ def parse_field_lines(
     """Field lines (without CRLF) as (lower-case name, value) pairs; the values
     of the framing fields also go to ``special`` by name, when it is given."""
     fields = []
-    token = grammar.token.fullmatch
-    forbidden = grammar.forbidden_in_value.search
+    match_line = grammar.field_line.fullmatch
     for line in lines:
-        name, colon, value = line.partition(b":")
-        # RFC 9112 section 5: field-line = field-name ":" OWS field-value OWS
-        if not colon or token(name) is None:
-            raise ProtocolError(400, _field_name_problem(line, colon))
-        value = value.strip(b" \t")
-        if forbidden(value) is not None:
-            raise ProtocolError(400, "invalid octet in field value")
+        match = match_line(line)
+        if match is None:
+            raise ProtocolError(400, _field_line_problem(line))
+        name, value = match.groups()
         name = name.lower()
         fields.append((name, value))
         if special is not None and name in _SPECIAL:
@@ -392,6 +388,14 @@ def parse_field_lines(
             else:
                 values.append(value)
     return tuple(fields)
+
+
+def _field_line_problem(line: bytes) -> str:
+    """Why a field line was refused (RFC 9112 section 5, RFC 9110 section 5.5)."""
+    name, colon, value = line.partition(b":")
+    if not colon or grammar.token.fullmatch(name) is None:
+        return _field_name_problem(line, colon)
+    return "invalid octet in field value"
 
 
 def _field_name_problem(line: bytes, colon: bytes) -> str:
