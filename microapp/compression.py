@@ -141,7 +141,11 @@ class GzipMiddleware:
     """Wrap ``app`` so clients that accept gzip get gzip-coded responses.
 
     ``minimum_size``: bodies shorter than this many bytes are sent as they
-    are (empty bodies never are compressed). ``compresslevel``: zlib's 1-9.
+    are: gzip's 18 bytes of framing and the client's work buy little there.
+    A body of unknown length is judged by its first chunks, read until this
+    many bytes are held (a ``write()`` app: by its first write). A body known
+    whole is sent as it is when gzip would not make it smaller. Empty bodies
+    are never compressed. ``compresslevel``: zlib's 1-9.
     """
 
     def __init__(self, app: WSGIApp, minimum_size: int = 500,
@@ -187,7 +191,11 @@ class _Exchange:
     def write(self, data: bytes) -> None:
         """The app's write(): settles the head as streaming, then passes data on."""
         if self.server_write is None:
-            self._send_head(self._plan(None))
+            # PEP 3333: write() must pass its bytes on before it returns, so
+            # nothing can be held back to wait for more: the first write (or
+            # the declared Content-Length) decides.
+            declared = self._declared_length()
+            self._send_head(self._plan(len(data) if declared is None else declared))
         if self.is_head or self.server_write is None:
             return
         self.server_write(self._encode(data) if self.compressor else data)
@@ -207,8 +215,7 @@ class _Exchange:
                 # nothing to encode; the server knows which it was.
                 return result
             raise RuntimeError("the application did not call start_response")
-        compressible = may_compress(status_code(self.status), self.headers)
-        if self.is_head or not (self.accepted and compressible):
+        if not (self.accepted and may_compress(status_code(self.status), self.headers)):
             return self._pass_through(chunks, buffered, result)
         if not complete:
             goal = max(self.middleware.minimum_size, 1)
@@ -216,7 +223,7 @@ class _Exchange:
         if not complete:
             return self._pass_through(chunks, buffered, result)
         getattr(result, "close", lambda: None)()
-        return [self._whole(b"".join(buffered))]
+        return self._whole(b"".join(buffered))
 
     @staticmethod
     def _gather(chunks: Iterator[bytes], result: Iterable[bytes], goal: int,
@@ -237,23 +244,35 @@ class _Exchange:
     def _plan(self, length: int | None) -> HeaderList:
         """The head to send for a body of ``length`` bytes (None: unknown, so
         trust Content-Length if any); sets up the compressor when compressing."""
-        status, headers = status_code(self.status or "500"), self.headers
-        if not varies_by_encoding(status, headers):
-            return headers
-        headers = _with_vary(headers)
-        if not self.accepted:
-            return headers
-        if status == 304:  # the 200 it confirms would carry the weakened tag
-            return _weakened(headers)
-        declared = get_header(headers, "Content-Length")
-        if length is None and declared is not None and declared.isdigit():
-            length = int(declared)
+        headers = self._identity_head()
+        if length is None:
+            length = self._declared_length()
         too_small = length is not None and (length == 0 or length < self.middleware.minimum_size)
-        if too_small or not may_compress(status, headers):
+        if too_small or not self.accepted or not may_compress(self._status(), headers):
             return headers
         self.compressor = zlib.compressobj(self.middleware.compresslevel, zlib.DEFLATED, GZIP_WBITS)
         headers = without_header(_weakened(headers), "Content-Length")
         return headers + [("Content-Encoding", "gzip")]
+
+    def _identity_head(self) -> HeaderList:
+        """The app's head as sent without gzip. ``Vary`` goes on every response
+        that has a gzip variant, whatever this one's size or client: a 304 or
+        a HEAD knows no body, yet must say what its 200 says, and caches must
+        see one Vary per resource (RFC 9110 section 12.5.5)."""
+        status, headers = self._status(), self.headers
+        if not varies_by_encoding(status, headers):
+            return headers
+        headers = _with_vary(headers)
+        if status == 304 and self.accepted:  # the 200 it confirms may carry the weakened tag
+            return _weakened(headers)
+        return headers
+
+    def _status(self) -> int:
+        return status_code(self.status or "500")
+
+    def _declared_length(self) -> int | None:
+        declared = get_header(self.headers, "Content-Length")
+        return int(declared) if declared is not None and declared.isdigit() else None
 
     def _send_head(self, headers: HeaderList) -> None:
         self.server_write = self.server_start_response(self.status, headers)
@@ -281,15 +300,23 @@ class _Exchange:
             return result
         return _Body(_chain(buffered, chunks), result)
 
-    def _whole(self, body: bytes) -> bytes:
-        """A body known in full: compressed with an exact Content-Length, or as is."""
+    def _whole(self, body: bytes) -> list[bytes]:
+        """A body known in full: compressed with an exact Content-Length when
+        that makes it smaller, else as it is. A HEAD whose app left the body
+        out is judged by its Content-Length, as a stream would be."""
+        if self.is_head and not body:
+            self._send_head(self._plan(None))
+            return []
         headers = self._plan(len(body))
-        if self.compressor is None:
-            self._send_head(headers)
-            return body
-        compressed = self.compressor.compress(body) + self.compressor.flush()
-        self._send_head(headers + [("Content-Length", str(len(compressed)))])
-        return compressed
+        if self.compressor is not None:
+            compressed = self.compressor.compress(body) + self.compressor.flush()
+            if len(compressed) < len(body):
+                self._send_head(headers + [("Content-Length", str(len(compressed)))])
+                return [] if self.is_head else [compressed]
+            # Already dense (random or packed bytes): gzip only adds its framing.
+            self.compressor, headers = None, self._identity_head()
+        self._send_head(headers)
+        return [] if self.is_head else [body]
 
     def _compressed(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:

@@ -36,7 +36,8 @@ def create_app(directory: str | None = None, *,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, compress: bool = True) -> App:
     """The bundled app. Files live in ``directory``, else in the directory the
     server names in ``environ["wsgiserver.directory"]``; with neither, /files
-    answers 404. ``compress``: gzip every compressible response, however small.
+    answers 404. ``compress``: gzip responses of GzipMiddleware's minimum size
+    and more, for clients that accept it.
     Browsers may change files only from the app's own pages (origin.py).
     """
     app = App(form_limits=FormLimits(max_total_bytes=max_upload_bytes))
@@ -53,7 +54,7 @@ def create_app(directory: str | None = None, *,
     app.route("/files/<path:name>", methods=["POST", "PUT"])(files.write)
     app.delete("/files/<path:name>")(files.delete)
     if compress:
-        app.add_middleware(GzipMiddleware, minimum_size=0)
+        app.add_middleware(GzipMiddleware)
     return app
 
 

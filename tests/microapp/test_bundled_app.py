@@ -77,14 +77,23 @@ def test_create_app_directory_wins_over_the_environ(tmp_path, files_dir):
     assert client.get("/files/a").body == b"mine"
 
 
-def test_module_level_app_compresses_even_tiny_bodies():
+def test_module_level_app_compresses_long_bodies():
     # Raw WSGI: WebTest would decode the body and drop Content-Encoding.
-    answer = call_wsgi(microapp.app, path="/echo/hi", headers={"Accept-Encoding": "gzip"})
+    text = "squeeze" * 100
+    answer = call_wsgi(microapp.app, path=f"/echo/{text}", headers={"Accept-Encoding": "gzip"})
     assert answer.header("Content-Encoding") == "gzip"
     assert answer.header("Vary") == "Accept-Encoding"
     assert answer.header("Content-Type") == "text/plain"
     assert answer.header("Content-Length") == str(len(answer.body))
-    assert gzip.decompress(answer.body) == b"hi"
+    assert gzip.decompress(answer.body) == text.encode()
+
+
+def test_module_level_app_sends_tiny_bodies_as_they_are_with_vary():
+    # Three bytes gzip-coded were 23: the framing alone outweighs the text.
+    answer = call_wsgi(microapp.app, path="/echo/abc", headers={"Accept-Encoding": "gzip"})
+    assert answer.header("Content-Encoding") is None
+    assert answer.header("Vary") == "Accept-Encoding"
+    assert (answer.header("Content-Length"), answer.body) == ("3", b"abc")
 
 
 def test_app_without_compression_never_sets_content_encoding(files_dir):

@@ -6,6 +6,7 @@ Raw WSGI calls throughout: WebTest would decode the gzip and hide the bytes.
 from __future__ import annotations
 
 import gzip
+import random
 import sys
 import zlib
 
@@ -20,9 +21,13 @@ from microapp.compression import accepts_gzip
 
 TEXT = [("Content-Type", "text/plain")]
 GZIP = {"Accept-Encoding": "gzip"}
+# Compressible text that gzip makes smaller; 300 bytes, under the default minimum.
+BODY = b"hello " * 50
+# Bytes gzip cannot shrink: its output is longer by its framing.
+NOISE = random.Random(12).randbytes(1200)
 
 
-def fixed(body=b"hello hello hello", status="200 OK", headers=TEXT):
+def fixed(body=BODY, status="200 OK", headers=TEXT):
     """A WSGI app with one whole body, Content-Length included."""
     def app(environ, start_response):
         start_response(status, list(headers) + [("Content-Length", str(len(body)))])
@@ -66,12 +71,12 @@ def test_accept_encoding_is_negotiated_per_rfc_9110(header, accepted):
     assert accepts_gzip(header) is accepted
 
 
-def test_tiny_body_is_compressed_with_rewritten_length_and_vary():
-    answer = call_wsgi(GzipMiddleware(fixed(b"hi"), minimum_size=0), headers=GZIP)
+def test_whole_body_is_compressed_with_rewritten_length_and_vary():
+    answer = call_wsgi(GzipMiddleware(fixed(), minimum_size=0), headers=GZIP)
     assert answer.header("Content-Encoding") == "gzip"
     assert answer.header("Vary") == "Accept-Encoding"
     assert answer.header("Content-Length") == str(len(answer.body))
-    assert gzip.decompress(answer.body) == b"hi"
+    assert gzip.decompress(answer.body) == BODY
 
 
 def test_output_is_deterministic_with_mtime_zero():
@@ -92,7 +97,7 @@ def test_client_without_gzip_gets_identity_but_still_vary():
     answer = call_wsgi(GzipMiddleware(fixed(), 0))
     assert answer.header("Content-Encoding") is None
     assert answer.header("Vary") == "Accept-Encoding"
-    assert answer.body == b"hello hello hello"
+    assert answer.body == BODY
 
 
 def test_existing_vary_is_extended_not_replaced():
@@ -118,6 +123,91 @@ def test_empty_body_is_never_compressed():
     assert answer.body == b""
 
 
+# Size: what is too small or too dense to compress, and Vary all the same.
+
+
+@pytest.mark.parametrize(("length", "coding"), [(0, None), (499, None), (500, "gzip")])
+def test_default_minimum_size_is_500_bytes(length, coding):
+    answer = call_wsgi(GzipMiddleware(fixed(b"a" * length)), headers=GZIP)
+    assert answer.header("Content-Encoding") == coding
+
+
+def test_three_byte_body_is_sent_as_is_even_without_a_minimum():
+    answer = call_wsgi(GzipMiddleware(fixed(b"abc"), minimum_size=0), headers=GZIP)
+    assert answer.header("Content-Encoding") is None
+    assert (answer.header("Content-Length"), answer.body) == ("3", b"abc")
+
+
+def test_whole_body_gzip_would_enlarge_is_sent_as_is_with_its_strong_etag():
+    app = fixed(NOISE, headers=TEXT + [("ETag", '"n1"')])
+    answer = call_wsgi(GzipMiddleware(app, minimum_size=0), headers=GZIP)
+    assert answer.header("Content-Encoding") is None
+    assert answer.header("ETag") == '"n1"'
+    assert (answer.header("Content-Length"), answer.body) == ("1200", NOISE)
+
+
+@pytest.mark.parametrize("request_headers", [GZIP, {}])
+@pytest.mark.parametrize("body", [b"hi", BODY * 4, NOISE], ids=["small", "large", "dense"])
+def test_vary_is_sent_whether_or_not_this_response_was_compressed(body, request_headers):
+    # One resource can be small today and large tomorrow; a cache must see
+    # the same Vary on every answer, or it may store one for all clients.
+    answer = call_wsgi(GzipMiddleware(fixed(body)), headers=request_headers)
+    assert answer.header("Vary") == "Accept-Encoding"
+
+
+@pytest.mark.parametrize("body", [b"hi", BODY * 4, NOISE], ids=["small", "large", "dense"])
+def test_head_gets_exactly_the_get_head_when_the_app_gives_the_body(body):
+    app = GzipMiddleware(fixed(body))
+    get = call_wsgi(app, "GET", headers=GZIP)
+    head = call_wsgi(app, "HEAD", headers=GZIP)
+    assert head.headers == get.headers
+    assert head.body == b""
+
+
+def test_streamed_body_is_judged_once_the_minimum_is_buffered():
+    pulled: list[int] = []
+
+    def app(environ, start_response):
+        start_response("200 OK", TEXT)
+        for number in range(5):
+            pulled.append(number)
+            yield b"abcd" * 50  # 200 bytes
+
+    heads: list[tuple[int, list]] = []
+
+    def server_start_response(status, headers, exc_info=None):
+        heads.append((len(pulled), headers))
+
+    result = GzipMiddleware(app, minimum_size=500)({"HTTP_ACCEPT_ENCODING": "gzip"},
+                                                   server_start_response)
+    body = b"".join(result)
+    assert heads[0][0] == 3  # 600 bytes held: enough to decide, not the whole body
+    assert ("Content-Encoding", "gzip") in heads[0][1]
+    assert gzip.decompress(body) == b"abcd" * 250
+
+
+def test_streamed_chunks_that_end_under_the_minimum_are_sent_as_is():
+    answer = call_wsgi(GzipMiddleware(streaming(b"a" * 200, b"b" * 200)), headers=GZIP)
+    assert answer.header("Content-Encoding") is None
+    assert answer.header("Vary") == "Accept-Encoding"
+    assert answer.body == b"a" * 200 + b"b" * 200
+
+
+@pytest.mark.parametrize(("first", "coding"), [(b"a" * 10, None), (b"a" * 600, "gzip")])
+def test_write_callable_app_is_judged_by_its_first_write(first, coding):
+    def app(environ, start_response):
+        write = start_response("200 OK", TEXT)
+        write(first)
+        write(b"b" * 1000)
+        return []
+
+    answer = call_wsgi(GzipMiddleware(app, minimum_size=500), headers=GZIP)
+    assert answer.header("Content-Encoding") == coding
+    assert answer.header("Vary") == "Accept-Encoding"
+    body = gzip.decompress(answer.body) if coding else answer.body
+    assert body == first + b"b" * 1000
+
+
 @pytest.mark.parametrize(("status", "headers"), [
     ("206 Partial Content", TEXT + [("Content-Range", "bytes 0-16/100")]),
     ("200 OK", TEXT + [("Content-Range", "bytes 0-16/100")]),
@@ -133,7 +223,7 @@ def test_empty_body_is_never_compressed():
 def test_responses_that_must_not_be_recoded_pass_unchanged(status, headers):
     answer = call_wsgi(GzipMiddleware(fixed(status=status, headers=headers), 0), headers=GZIP)
     assert answer.header("Content-Encoding") in (None, "br")
-    assert answer.body == b"hello hello hello"
+    assert answer.body == BODY
 
 
 @pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
@@ -208,11 +298,11 @@ def test_start_response_with_exc_info_before_the_body_replaces_the_head():
             raise ValueError("late failure")
         except ValueError:
             start_response("500 Internal Server Error", TEXT, sys.exc_info())
-        return [b"sorry"]
+        return [b"sorry " * 20]
 
     answer = call_wsgi(GzipMiddleware(app, 0), headers=GZIP)
     assert answer.status == "500 Internal Server Error"
-    assert gzip.decompress(answer.body) == b"sorry"
+    assert gzip.decompress(answer.body) == b"sorry " * 20
 
 
 def test_start_response_with_exc_info_after_the_head_is_sent_reraises():
@@ -315,6 +405,8 @@ def test_decoded_output_always_equals_the_app_body(chunks, minimum_size, as_list
     assert body == b"".join(chunks)
     length = answer.header("Content-Length")
     assert length is None or int(length) == len(answer.body)
+    if as_list and answer.header("Content-Encoding") == "gzip":
+        assert len(answer.body) < len(b"".join(chunks))  # known whole: never larger
 
 
 def test_wraps_a_flask_app():
