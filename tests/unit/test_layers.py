@@ -36,6 +36,7 @@ FORBIDDEN = {
     "settings": {"argparse", "cli", "appspec", "server", "runner"},
     "appspec": {"options", "settings", "cli", "config", "server", "runner", "argparse"},
     "cli": {"server", "supervisor", "protocol", "tomllib"},
+    "paste": {"cli", "argparse", "appspec", "server", "supervisor"},
 }
 
 
