@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wsgiserver.cli import build_parser
+from wsgiserver.cli import build_parser, read_settings
+from wsgiserver.settings import server_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "examples" / "deploy"
@@ -175,8 +176,8 @@ def test_image_runs_as_a_numeric_user_that_is_not_root(dockerfile):
 
 
 def test_image_command_parses_and_binds_every_interface_on_the_exposed_port(dockerfile):
-    arguments = build_parser().parse_args(image_command(dockerfile)[1:])
-    assert arguments.binds == [f"0.0.0.0:{only(dockerfile, 'EXPOSE')}"]
+    config = config_of(image_command(dockerfile)[1:])
+    assert config.binds == (f"0.0.0.0:{only(dockerfile, 'EXPOSE')}",)
 
 
 def test_healthcheck_is_python_in_exec_form_on_a_route_the_app_answers(dockerfile):
@@ -247,13 +248,19 @@ def test_service_selects_the_deployments_pods_on_the_container_port(manifests, c
     assert {port["targetPort"] for port in service["spec"]["ports"]} <= port_names
 
 
+def config_of(arguments: list[str]):
+    """The ServerConfig a command line makes (no environment, no file read)."""
+    settings, _ = read_settings(arguments, environ={})
+    return server_config(settings)
+
+
 @pytest.mark.parametrize("probe", ["readinessProbe", "livenessProbe"])
 def test_probes_get_a_route_the_app_answers_on_the_bound_port(container, probe):
     check = container[probe]["httpGet"]
     (port,) = [port for port in container["ports"] if check["port"] in (port["name"],
                                                                       port["containerPort"])]
-    binds = build_parser().parse_args(container["args"]).binds
-    assert binds == [f"0.0.0.0:{port['containerPort']}"]
+    binds = config_of(container["args"]).binds
+    assert binds == (f"0.0.0.0:{port['containerPort']}",)
     assert app_answers(check["path"]) == "200 OK"
 
 
@@ -276,7 +283,7 @@ def prestop_seconds(container: dict) -> int:
 
 def test_grace_period_outlasts_prestop_and_shutdown_timeout_with_room_to_exit(manifests, container):
     grace = manifests["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    shutdown_timeout = build_parser().parse_args(container["args"]).shutdown_timeout
+    shutdown_timeout = config_of(container["args"]).shutdown_timeout
     assert prestop_seconds(container) >= 5
     # The supervisor waits --shutdown-timeout + 5 s before it kills a worker.
     assert grace >= prestop_seconds(container) + shutdown_timeout + 10
@@ -326,7 +333,7 @@ def test_every_option_the_guide_names_exists(name):
 def test_readme_states_the_numbers_of_the_manifest(manifests, container):
     section = readme_section("Kubernetes")
     grace = manifests["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    shutdown_timeout = build_parser().parse_args(container["args"]).shutdown_timeout
+    shutdown_timeout = config_of(container["args"]).shutdown_timeout
     assert f"terminationGracePeriodSeconds: {grace}`" in section
     assert f"`sleep {prestop_seconds(container)}`" in section
     assert f"`--shutdown-timeout {shutdown_timeout:g}`" in section

@@ -83,7 +83,9 @@ def _parse_tcp(text: str) -> BindSpec:
     if match is None:
         if text.count(":") > 1:
             raise ValueError(f"bind {text!r}: put an IPv6 address in brackets, as [::1]:8080")
-        hint = f"; did you mean :{text}?" if text.isdigit() else ""
+        # A bare port: loopback is the safe guess; every interface is a choice.
+        hint = (f"; did you mean 127.0.0.1:{text}? (0.0.0.0:{text} listens on every "
+                f"interface)" if text.isdigit() else "")
         raise ValueError(f"bind {text!r}: expected HOST:PORT, [IPv6]:PORT, unix:PATH "
                          f"or fd://N{hint}")
     port = _port(text, match.group("port"))

@@ -5,10 +5,23 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["ServerConfig"]
+__all__ = ["ServerConfig", "SettingError"]
 
 KiB = 1024
 MiB = 1024 * KiB
+
+
+class SettingError(ValueError):
+    """A setting out of range (``name``), or one that ``needs`` another set too.
+
+    Carries the field names, so that the command line can name its options
+    and a configuration file its keys, where the message speaks of fields.
+    """
+
+    def __init__(self, name: str, message: str, needs: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.needs = needs
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,23 @@ class ServerConfig:
     # Largest WebSocket message (bytes); larger ones close with 1009.
     max_websocket_message_bytes: int = 1024 * KiB
 
+    # With workers >= 2, a worker is replaced (new before old) after this many
+    # requests, 0: never. Bounds what a slow leak in the application can grow
+    # to. Each worker adds a random 0..max_requests_jitter, so that workers
+    # started together do not all restart together.
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    # With workers >= 2, a worker whose threads have all been inside the
+    # application for this many seconds (a deadlock, a call that never
+    # returns) is replaced, its threads' stacks logged first so that the cause
+    # can be found; 0: never. No timeout can stop one thread in Python, but a
+    # process can be replaced.
+    worker_timeout: float = 0.0
+    # Where Prometheus metrics are served, in the bind syntax ("HOST:PORT",
+    # "unix:PATH"): a listener of its own, so the metrics need not be public
+    # where the application is. None: no metrics endpoint.
+    metrics_bind: str | None = None
+
     # Where to listen, as bind specs ("HOST:PORT", "[::1]:PORT", "unix:PATH",
     # "fd://N"); empty means host and port. systemd socket activation, when
     # present, takes precedence over both.
@@ -95,18 +125,6 @@ class ServerConfig:
     access_log: str | None = None
     access_log_format: str | None = None
     access_log_json: bool = False
-
-    # With --workers: a worker is replaced (its replacement first, nothing
-    # dropped) after max_requests requests, plus a random 0..jitter so that
-    # workers do not all retire at once; 0: never. Bounds slow leaks.
-    max_requests: int = 0
-    max_requests_jitter: int = 0
-    # With --workers: a worker whose threads have all been stuck in the
-    # application this many seconds is replaced, its threads' stacks logged
-    # first; 0: never.
-    worker_timeout: float = 0.0
-    # HOST:PORT serving Prometheus metrics (summed over workers); None: off.
-    metrics_bind: str | None = None
 
     # Exposed to every application as environ["wsgiserver.directory"].
     directory: str | None = None
@@ -129,22 +147,33 @@ class ServerConfig:
         for name in ("threads", "workers", "backlog", "max_connections", "max_request_line",
                      "max_header_bytes", "max_header_count"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+                raise SettingError(name, f"{name} must be at least 1")
         for name in ("max_body_bytes", "max_websockets", "max_websocket_message_bytes",
-                     "body_memory_bytes", "min_body_rate", "response_buffer_bytes"):
+                     "body_memory_bytes", "min_body_rate", "response_buffer_bytes",
+                     "max_requests", "max_requests_jitter"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
+                raise SettingError(name, f"{name} must not be negative")
         for name in ("keepalive_timeout", "header_timeout", "body_timeout", "write_timeout",
                      "shutdown_timeout", "long_request_seconds"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be a positive number of seconds")
+                raise SettingError(name, f"{name} must be a positive number of seconds")
+        if not 0 <= self.worker_timeout < float("inf"):  # NaN fails too
+            raise SettingError("worker_timeout", "worker_timeout must be 0 (off) or seconds")
         if self.max_long_requests is not None and self.max_long_requests < 0:
-            raise ValueError("max_long_requests must not be negative")
+            raise SettingError("max_long_requests", "max_long_requests must not be negative")
         if not 0 <= self.port <= 65535:
-            raise ValueError("port must be between 0 and 65535")
+            raise SettingError("port", "port must be between 0 and 65535")
         if self.client_certs not in ("none", "optional", "required"):
-            raise ValueError("client_certs must be none, optional or required")
+            raise SettingError("client_certs", "client_certs must be none, optional or required")
+        self._check_needs()
+
+    def _check_needs(self) -> None:
+        """Settings that mean nothing without another."""
         if self.client_certs != "none" and not self.ca_certs:
-            raise ValueError("client certificates need ca_certs")
-        if (self.keyfile or self.ca_certs) and not self.certfile:
-            raise ValueError("keyfile and ca_certs need certfile")
+            raise SettingError("client_certs", "client certificates need ca_certs", "ca_certs")
+        for name in ("keyfile", "ca_certs"):
+            if getattr(self, name) and not self.certfile:
+                raise SettingError(name, f"{name} needs certfile", "certfile")
+        if self.max_requests_jitter and not self.max_requests:
+            raise SettingError("max_requests_jitter", "max_requests_jitter needs max_requests",
+                               "max_requests")

@@ -1,8 +1,9 @@
 """Running the server as a program: ``serve()`` until a signal says stop.
 
 Owns signal handling (SIGTERM and SIGINT stop gracefully, a second SIGINT
-exits at once, SIGHUP belongs to the ``--workers`` supervisor) and the
-choice between one process and the supervisor. Sits above server.py and
+exits at once, SIGHUP belongs to the ``--workers`` supervisor), the choice
+between one process and the supervisor, and where the server's own log
+lines go when it runs as a program. Sits above server.py and
 supervisor.py; neither imports it.
 """
 
@@ -22,9 +23,30 @@ from .config import ServerConfig
 from .server import Server, listeners_for, metrics_listener_for
 from .wsgi import WSGIApp
 
-__all__ = ["serve", "StopSignals"]
+__all__ = ["serve", "StopSignals", "configure_logging"]
 
 log = logging.getLogger("wsgiserver")
+# The name of the handler configure_logging adds, so a second call replaces it.
+_HANDLER_NAME = "wsgiserver-stderr"
+
+
+def configure_logging(level: str, workers: int = 1) -> None:
+    """Send the "wsgiserver" logger's lines to stderr from ``level`` up.
+
+    Only that logger: the root logger is the application's to configure
+    (Django and others do), and a handler of ours there would print the
+    application's lines, or ours twice. With several workers each line
+    says which process wrote it. Calling it again replaces what it set.
+    """
+    pid = " [pid %(process)d]" if workers > 1 else ""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s{pid} %(levelname)s %(message)s"))
+    handler.set_name(_HANDLER_NAME)
+    for old in [item for item in log.handlers if item.get_name() == _HANDLER_NAME]:
+        log.removeHandler(old)
+    log.addHandler(handler)
+    log.setLevel(level.upper())
+    log.propagate = False
 
 
 class StopSignals:

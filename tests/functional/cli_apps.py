@@ -49,3 +49,29 @@ def slow_app(environ, start_response):
         time.sleep(5)
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
     return [b"ok"]
+
+
+def create_named(name, suffix=""):
+    """A factory with arguments, as 'module:create_named("prod", suffix="!")' calls it."""
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{name}{suffix}".encode()]
+
+    return app
+
+
+def make_factory():
+    """A factory whose result is another factory: no WSGI application."""
+    return create_app
+
+
+class ClassApp:
+    """A class as the application: each request is an instance (iterable)."""
+
+    def __init__(self, environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        self.body = [b"class"]
+
+    def __iter__(self):
+        return iter(self.body)

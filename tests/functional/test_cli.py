@@ -1,8 +1,10 @@
-"""The command line: start, serve, stop on SIGTERM, and one-line errors."""
+"""The command line: start, serve, stop on SIGTERM, one-line errors, settings
+from variables and files, and the server's own log lines."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,10 +17,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, timeout: float = 10) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 10, env: dict[str, str] | None = None,
+            cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    environ = {name: value for name, value in os.environ.items()
+               if not name.startswith("WSGISERVER_")}
+    # The tests' modules stay importable from another working directory.
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environ.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "wsgiserver", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**environ, **(env or {})},
     )
 
 
@@ -56,7 +63,22 @@ def test_factory_call_and_directory_option(start_cli, tmp_path):
         (["examples.hello"], "expected MODULE:APP"),
         (["tests.functional.cli_apps:broken_factory()"], "broken_factory() failed"),
         (["tests.functional.cli_apps_broken:app"], "importing 'tests.functional.cli_apps_broken'"),
-        (["examples.hello:app", "--port", "70000"], "not a port number"),
+        (["examples.hello:app", "--port", "70000"], "must be a port number from 0 to 65535"),
+        (["examples.hello:app", "--port", "-1"],
+         "argument --port: must be a port number from 0 to 65535, not '-1'"),
+        (["examples.hello:app", "--bind", "8000"],
+         "did you mean 127.0.0.1:8000? (0.0.0.0:8000 listens on every interface)"),
+        (["examples.hello:app", "--keyfile", "setup.cfg"], "error: --keyfile needs --certfile"),
+        (["examples.hello:app", "--ca-certs", "setup.cfg"], "error: --ca-certs needs --certfile"),
+        (["examples.hello:app", "--client-certs", "required"],
+         "error: --client-certs needs --ca-certs"),
+        (["examples.hello:app", "--max-requests-jitter", "9"],
+         "error: --max-requests-jitter needs --max-requests"),
+        (["tests.functional.cli_apps:create_app"],
+         "call it: 'tests.functional.cli_apps:create_app()'"),
+        (["tests.functional.cli_apps:create_named(name)"], "factory arguments must be literals"),
+        (["--threads", "2"], "error: no application: give MODULE:APP"),
+        (["examples.hello:app", "--config", "no-such.toml"], "no such file: 'no-such.toml'"),
         (["examples.hello:app", "--threads", "0"], "must be at least 1"),
         (["examples.hello:app", "--threads", "many"], "not a whole number"),
         (["examples.hello:app", "--header-timeout", "-1"], "positive number of seconds"),
@@ -69,6 +91,102 @@ def test_user_errors_are_one_line_without_traceback(args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WSGISERVER_THREADS": "0"}, "wsgiserver: error: WSGISERVER_THREADS: must be at least "
+                                      "1, not '0'"),
+        ({"WSGISERVER_THRADS": "4"}, "wsgiserver: error: WSGISERVER_THRADS: unknown variable "
+                                     "(did you mean 'WSGISERVER_THREADS'?)"),
+        ({"WSGISERVER_KEYFILE": "setup.cfg"}, "wsgiserver: error: WSGISERVER_KEYFILE: "
+                                              "--keyfile needs --certfile"),
+    ],
+)
+def test_environment_mistakes_are_one_line_naming_the_variable(env, message):
+    result = run_cli("examples.hello:app", env=env)
+    assert (result.returncode, result.stderr) == (2, message + "\n")
+
+
+def test_file_mistakes_are_one_line_naming_the_file(tmp_path):
+    (tmp_path / "wsgiserver.toml").write_text("thread = 4\n")
+    result = run_cli("examples.hello:app", "--config", "wsgiserver.toml", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2, "wsgiserver: error: wsgiserver.toml: unknown key 'thread' (did you mean 'threads'?)\n")
+
+
+def test_print_config_names_the_source_of_each_value(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.wsgiserver]\napp = 'examples.hello:app'\nthreads = 3\nworkers = 3\n"
+        "backlog = 64\n")
+    result = run_cli("--print-config", "--threads", "5",
+                     env={"WSGISERVER_WORKERS": "2"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(" = ")[0]: line for line in result.stdout.splitlines()}
+    assert re.fullmatch(r'app = "examples.hello:app" +# pyproject.toml \[tool.wsgiserver\]',
+                        lines["app"])
+    assert re.fullmatch(r"threads = 5 +# command line", lines["threads"])
+    assert re.fullmatch(r"workers = 2 +# WSGISERVER_WORKERS", lines["workers"])
+    assert re.fullmatch(r"backlog = 64 +# pyproject.toml \[tool.wsgiserver\]", lines["backlog"])
+    assert re.fullmatch(r"port = 4221 +# default", lines["port"])
+
+
+def test_app_and_settings_from_a_config_file(start_cli, tmp_path):
+    config = tmp_path / "site.toml"
+    config.write_text("app = 'tests.functional.cli_apps:create_named(\"from-file\")'\n"
+                      "threads = 2\n")
+    process, port = start_cli("--config", str(config))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        assert response.read() == b"from-file"
+
+
+def test_app_given_where_access_log_wanted_a_value(start_cli):
+    process, port = start_cli("--access-log", "examples.hello:app")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello", timeout=5) as response:
+        assert response.read() == b"Hello, World!"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert '"GET /hello HTTP/1.1" 200' in stderr  # the access log went to stderr
+
+
+def test_factory_with_literal_arguments(start_cli):
+    process, port = start_cli('tests.functional.cli_apps:create_named("prod", suffix="!")')
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        assert response.read() == b"prod!"
+
+
+def test_the_root_logger_stays_the_apps(start_cli):
+    """An app that configures the root logger (as Django does) sees each of
+    the server's lines once, and its own lines as it configured them."""
+    process, _ = start_cli("tests.functional.cli_apps_logging:app")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert stderr.count("serving on") == 1, stderr
+    assert "ROOT wsgiserver" not in stderr
+    assert "ROOT myapp application configured" in stderr
+    assert "[pid" not in stderr  # one process: no need to say which
+
+
+def test_log_lines_carry_the_pid_with_several_workers(start_cli):
+    process, _ = start_cli("tests.functional.cli_apps:pid_app", "--workers", "2")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0
+    workers = re.findall(r"started worker (\d+)", stderr)
+    assert len(workers) == 2, stderr
+    assert re.search(rf"\[pid {process.pid}\] INFO serving on ", stderr), stderr
+    for pid in workers:  # each worker's own "stopped" line
+        assert re.search(rf"\[pid {pid}\] INFO stopped", stderr), stderr
+
+
+def test_help_lists_short_options():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "-b ADDRESS, --bind ADDRESS" in result.stdout
+    assert "-w N, --workers N" in result.stdout
 
 
 def test_busy_port_is_one_line_error():

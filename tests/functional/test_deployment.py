@@ -497,7 +497,7 @@ def test_access_log_combined_format(live_server, tmp_path):
     assert match["referer"] == "http://example.com/from"
     assert match["agent"] == r"deploy-test/1.0 \"quoted\""
     when = datetime.datetime.strptime(match["time"], "%d/%b/%Y:%H:%M:%S %z")
-    assert abs((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()) < 3600
+    assert abs((datetime.datetime.now(datetime.UTC) - when).total_seconds()) < 3600
 
     match = COMBINED_LINE.fullmatch(lines[1])
     assert match, lines[1]

@@ -69,7 +69,7 @@ def test_parse_bind_accepts(text, spec):
     ("text", "says"),
     [
         ("127.0.0.1", "expected HOST:PORT"),
-        ("8080", "did you mean :8080"),
+        ("8080", "did you mean 127.0.0.1:8080? (0.0.0.0:8080 listens on every interface)"),
         ("127.0.0.1:", "missing port"),
         ("127.0.0.1:http", "port must be a number"),
         ("127.0.0.1:65536", "port must be a number"),

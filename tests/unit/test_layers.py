@@ -30,6 +30,13 @@ FORBIDDEN = {
     "accesslog": {"socket", "wsgi", "connection", "server"},
     "proxy": {"socket", "wsgi", "connection", "server"},
     "binding": {"protocol", "connection", "server", "config"},
+    # Configuration: the table converts text, the sources read through it, the
+    # command line puts them together; the app spec knows none of them.
+    "options": {"argparse", "cli", "settings", "server", "runner", "tomllib"},
+    "settings": {"argparse", "cli", "appspec", "server", "runner"},
+    "appspec": {"options", "settings", "cli", "config", "server", "runner", "argparse"},
+    "cli": {"server", "supervisor", "protocol", "tomllib"},
+    "paste": {"cli", "argparse", "appspec", "server", "supervisor"},
 }
 
 
