@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from .protocol.grammar import token_text
@@ -268,7 +268,7 @@ def _request_line(entry: AccessEntry) -> str:
 
 
 def _iso_time(entry: AccessEntry, start: float) -> str:
-    return datetime.fromtimestamp(start, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(start, UTC).isoformat(timespec="milliseconds")
 
 
 _FIELDS: dict[str, Callable[[AccessEntry], object]] = {
