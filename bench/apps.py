@@ -7,7 +7,7 @@ Routes by PATH_INFO:
 - ``/16mib``   16 MiB body, the same 1 MiB object yielded 16 times (a large
                response for the slow readers without 16 MiB per request)
 - ``/file``    a 10 MiB file through ``environ['wsgi.file_wrapper']``, with
-               Content-Length (the file named by $WSGISERVER_BENCH_FILE,
+               Content-Length (the file named by $BENCH_FILE_PATH,
                created on first use if missing)
 - ``/upload``  reads the request body fully and answers its length (a
                chunked body without Content-Length: read until its end)
@@ -27,7 +27,7 @@ import tempfile
 HELLO = b"Hello, World!"
 ONE_MIB = b"x" * (1024 * 1024)
 FILE_SIZE = 10 * 1024 * 1024
-FILE_PATH = os.environ.get("WSGISERVER_BENCH_FILE") or os.path.join(
+FILE_PATH = os.environ.get("BENCH_FILE_PATH") or os.path.join(
     tempfile.gettempdir(), "wsgiserver-bench-10mib.bin"
 )
 READ_CHUNK = 64 * 1024

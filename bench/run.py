@@ -220,7 +220,7 @@ class Bench:
         with open(self.ctx.file_path, "rb") as f:
             self.file_sha = hashlib.sha256(f.read()).hexdigest()
         self.logdir = logdir
-        self.env = {**os.environ, "WSGISERVER_BENCH_FILE": self.ctx.file_path,
+        self.env = {**os.environ, "BENCH_FILE_PATH": self.ctx.file_path,
                     "PYTHONDONTWRITEBYTECODE": "1"}
         self.wrk_threads = 1 if args.pin else 2
 
