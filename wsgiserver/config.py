@@ -121,6 +121,18 @@ class ServerConfig:
     # Peers whose X-Forwarded-* / Forwarded fields are believed: addresses,
     # CIDR ranges, "unix" or "*". Empty: nobody, and those fields are removed.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # HTTP/2 (RFC 9113), which needs the h2 package (pip install
+    # 'wsgiserver[http2]'). http2: offered by ALPN on TLS listeners, h2
+    # before http/1.1. Cleartext HTTP/2 (h2c) is for a proxy in front, so
+    # each way of it is turned on apart and taken only from peers in
+    # forwarded_allow_ips (others are served HTTP/1.1): by prior knowledge
+    # (a connection opening with the HTTP/2 preface), and by "Upgrade: h2c".
+    http2: bool = False
+    h2c_prior_knowledge: bool = False
+    h2c_upgrade: bool = False
+    # Streams one HTTP/2 connection may have open at once
+    # (SETTINGS_MAX_CONCURRENT_STREAMS); they run side by side on the threads.
+    http2_max_concurrent_streams: int = 100
     # Access log target ("-" for stderr, "stdout", or a file); None: off.
     access_log: str | None = None
     access_log_format: str | None = None
@@ -145,7 +157,8 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         for name in ("threads", "workers", "backlog", "max_connections", "max_request_line",
-                     "max_header_bytes", "max_header_count"):
+                     "max_header_bytes", "max_header_count",
+                     "http2_max_concurrent_streams"):
             if getattr(self, name) < 1:
                 raise SettingError(name, f"{name} must be at least 1")
         for name in ("max_body_bytes", "max_websockets", "max_websocket_message_bytes",
@@ -174,6 +187,13 @@ class ServerConfig:
         for name in ("keyfile", "ca_certs"):
             if getattr(self, name) and not self.certfile:
                 raise SettingError(name, f"{name} needs certfile", "certfile")
+        if self.http2 and not self.certfile:
+            raise SettingError("http2", "http2 is offered on TLS listeners and needs certfile "
+                               "(cleartext HTTP/2: h2c_prior_knowledge, h2c_upgrade)", "certfile")
+        for name in ("h2c_prior_knowledge", "h2c_upgrade"):
+            if getattr(self, name) and not self.forwarded_allow_ips:
+                raise SettingError(name, f"{name} is taken only from trusted proxies and needs "
+                                   "forwarded_allow_ips", "forwarded_allow_ips")
         if self.max_requests_jitter and not self.max_requests:
             raise SettingError("max_requests_jitter", "max_requests_jitter needs max_requests",
                                "max_requests")

@@ -17,8 +17,10 @@ deadline has passed.
 
 from __future__ import annotations
 
+import base64
 import enum
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,9 +34,10 @@ from .output import ResponseOutput
 from .protocol.events import Data, EndOfMessage, Framing, Request
 from .protocol.parser import ParserLimits
 from .protocol.state import After, ConnectionState
+from .proxy import ProxyTrust
 from .transport import Peer, PlainHttpOnTls, Transport
 
-__all__ = ["Connection", "ConnectionSettings", "Step"]
+__all__ = ["Connection", "ConnectionSettings", "Http2Options", "Step", "HTTP2_PREFACE"]
 
 log = logging.getLogger("wsgiserver")
 
@@ -51,6 +54,23 @@ DRAIN_QUIET_SECONDS = 0.25
 # for an upload, and a head never needs more than one read of this size.
 _HEAD_RECV = 64 * 1024
 _BODY_RECV = 256 * 1024
+# A Content-Length body is read in blocks of this size, at most this many
+# per wake-up (other connections get their turn).
+_DIRECT_BUFFER = 1 << 20
+_DIRECT_READS = 32
+_threads = threading.local()
+
+
+def _direct_buffer() -> memoryview:
+    """This thread's buffer for body reads (made on its first upload)."""
+    buffer: memoryview | None = getattr(_threads, "buffer", None)
+    if buffer is None:
+        buffer = _threads.buffer = memoryview(bytearray(_DIRECT_BUFFER))
+    return buffer
+
+
+# RFC 9113 section 3.4: how an HTTP/2 client opens a connection.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class Step(enum.Enum):
@@ -58,8 +78,26 @@ class Step(enum.Enum):
 
     READ = "read"  # watch for bytes to read
     WRITE = "write"  # watch for room to write
+    READ_WRITE = "read or write"  # watch for either (HTTP/2: frames both ways)
     RUN = "run"  # a request is complete: run its exchange now
+    SWITCH = "switch"  # the connection now speaks HTTP/2: hand it over
     CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Http2Options:
+    """How a listening socket offers HTTP/2 (h2connection.py serves it)."""
+
+    max_concurrent_streams: int = 100
+    # Cleartext HTTP/2, each way apart, from ``trust``'s peers only.
+    prior_knowledge: bool = False
+    upgrade: bool = False
+    trust: ProxyTrust | None = None
+
+    def cleartext_for(self, peer: Peer) -> bool:
+        """Whether h2c may be spoken with ``peer`` at all."""
+        return (self.prior_knowledge or self.upgrade) and self.trust is not None \
+            and self.trust.trusts(peer[0])
 
 
 @dataclass(frozen=True)
@@ -82,6 +120,7 @@ class ConnectionSettings:
     server_name: str | None
     draining: Callable[[], bool]
     clock: Clock
+    http2: Http2Options | None = None  # None: HTTP/1.1 only
 
 
 class _Phase(enum.Enum):
@@ -127,6 +166,15 @@ class Connection:
         self.received = 0  # bytes read from the client (for the metrics)
         self._reported = (0, 0)  # (received, sent) already counted in the metrics
         self._io = _ExchangeIO(self)  # one per connection, begun anew per exchange
+        # HTTP/2 after a SWITCH: the bytes that belong to it, and the request
+        # of an "Upgrade: h2c" (its body received), which becomes stream 1.
+        self.switch_data = b""
+        self.upgrade_request: tuple[Request, IO[bytes]] | None = None
+        http2 = settings.http2
+        cleartext = http2 is not None and not tls and http2.cleartext_for(transport.peer)
+        self._preface: bytes | None = b"" if cleartext and http2 and http2.prior_knowledge \
+            else None  # bytes that may be the start of the HTTP/2 preface
+        self._h2c_upgrade = cleartext and http2 is not None and http2.upgrade
 
     @property
     def closed(self) -> bool:
@@ -140,8 +188,14 @@ class Connection:
         phase = self._phase
         if phase is _Phase.FLUSH:
             return self._flush()
-        if phase is _Phase.HANDSHAKE and not self._handshake():
-            return Step.CLOSED if self.closed else Step.READ
+        if phase is _Phase.HANDSHAKE:
+            if not self._handshake():
+                return Step.CLOSED if self.closed else Step.READ
+            if self.transport.alpn == "h2":
+                return Step.SWITCH
+        if self._request is not None and self.state.direct_body and \
+                self.transport.direct_reads and phase is _Phase.REQUEST:
+            return self._receive_body()
         size = _HEAD_RECV if self._request is None else _BODY_RECV
         data = self.transport.recv(size)
         if data is None:
@@ -151,13 +205,61 @@ class Connection:
         self.received += len(data)
         if phase is _Phase.LINGER:
             return Step.READ  # discard: we are closing
+        if self._preface is not None:
+            return self._check_preface(data)
         self.state.feed(data)
         return self._advance()
+
+    def _receive_body(self) -> Step:
+        """A Content-Length body, read from the socket straight into its
+        storage through one buffer per thread: no copy through the parser."""
+        body, state, transport = self._body, self.state, self.transport
+        assert body is not None
+        buffer = _direct_buffer()
+        for _ in range(_DIRECT_READS):
+            wanted = state.direct_body
+            if not wanted:
+                break
+            count = transport.recv_into(buffer[:wanted] if wanted < len(buffer) else buffer)
+            if count is None:
+                break
+            if not count:
+                return self._close()
+            self.received += count
+            try:
+                body.write(buffer[:count])
+            except OSError as error:
+                log.error("%s: request body could not be stored: %s", self._peer_text(), error)
+                return self._reject(ProtocolError(503, "the request body could not be stored"))
+            state.body_received(count)
+        return self._advance()
+
+    def _check_preface(self, data: bytes) -> Step:
+        """The first bytes of a connection that may speak h2c by prior knowledge."""
+        seen = self._preface = (self._preface or b"") + data
+        if len(seen) < len(HTTP2_PREFACE) and HTTP2_PREFACE.startswith(seen):
+            self._wait_for_bytes()
+            return Step.READ
+        self._preface = None
+        if seen.startswith(HTTP2_PREFACE):
+            self.switch_data = seen
+            return Step.SWITCH
+        self.state.feed(seen)
+        return self._advance()
+
+    def hand_over(self) -> Transport:
+        """The connection speaks HTTP/2 from now on: give up the transport
+        without closing it (h2connection.py takes it)."""
+        self._phase = _Phase.CLOSED
+        self._count_transfer()
+        return self.transport
 
     def run_exchange(self, detach: Callable[[], None] | None = None) -> Step:
         """Run the complete request's exchange on this thread, then go on."""
         request, body = self._request, self._body
         assert request is not None and self._phase is _Phase.REQUEST
+        if self._h2c_upgrade and _asks_for_h2c(request):
+            return self._upgrade_to_http2(request, body)
         self._phase = _Phase.EXCHANGE
         exchange_io = self._io
         exchange_io.begin(body.finish() if body is not None else NO_BODY, detach)
@@ -179,6 +281,22 @@ class Connection:
             self.deadline = self.output.progress_at + self.settings.write_timeout
             return Step.WRITE
         return self._after_response(after)
+
+    def _upgrade_to_http2(self, request: Request, body: RequestBody | None) -> Step:
+        """RFC 7540 section 3.2: 101, and the request becomes HTTP/2's stream 1."""
+        self._h2c_upgrade = False
+        try:
+            self.output.write(self.state.switch_protocols(
+                [("Connection", "Upgrade"), ("Upgrade", "h2c")]), wait=False)
+            self.output.drain()
+        except ClientDisconnected:
+            if body is not None:
+                body.close()
+            return self._close()
+        self.switch_data = self.state.take_buffered()
+        self.upgrade_request = (request, body.finish() if body is not None else NO_BODY)
+        self._request = self._body = None
+        return Step.SWITCH
 
     def cut(self) -> None:
         """From another thread: end the running exchange early (see _ExchangeIO.cut)."""
@@ -203,14 +321,15 @@ class Connection:
         if self.idle or self._phase is _Phase.LINGER:
             self.deadline = min(self.deadline, self._quiet_since + DRAIN_QUIET_SECONDS)
 
-    def expire(self) -> None:
+    def expire(self) -> bool:
         """The deadline passed: 408 for a half-received request, a reset for a
-        response the client stopped reading. The server closes it next."""
+        response the client stopped reading. True: the server closes it next
+        (always, for HTTP/1.1)."""
         phase = self._phase
         if phase is _Phase.FLUSH:
             log.debug("%s: response not read in time", self._peer_text())
             self.transport.abort_on_close()
-            return
+            return True
         waiting = self._head_started is not None or self._request is not None
         if phase is _Phase.REQUEST and waiting:
             self.state.input_failed()
@@ -225,6 +344,7 @@ class Connection:
             except (ClientDisconnected, ResponseError):
                 pass
             log.debug("%s: request not received in time", self._peer_text())
+        return True
 
     def close(self) -> None:
         """Close the socket now (idempotent)."""
@@ -402,6 +522,32 @@ class Connection:
     def _peer_text(self) -> str:
         address, port = self.transport.peer
         return f"{address}:{port}" if address else "peer"
+
+
+def _asks_for_h2c(request: Request) -> bool:
+    """An HTTP/1.1 request asking to go on in h2c (RFC 7540 section 3.2):
+    ``Upgrade: h2c``, one well-formed ``HTTP2-Settings`` field, both named in
+    Connection. Anything less is served as HTTP/1.1, the offer ignored."""
+    if request.http_version != (1, 1) or not {b"upgrade", b"http2-settings"} <= request.connection:
+        return False
+    offers = [element.strip(b" \t").lower() for name, value in request.headers
+              if name == b"upgrade" for element in value.split(b",")]
+    return b"h2c" in offers and h2c_settings(request) is not None
+
+
+def h2c_settings(request: Request) -> bytes | None:
+    """The SETTINGS payload an h2c upgrade request carries in ``HTTP2-Settings``
+    (base64url, RFC 7540 section 3.2.1), or None unless there is exactly one
+    that decodes to whole settings (six bytes each)."""
+    values = [value for name, value in request.headers if name == b"http2-settings"]
+    if len(values) != 1 or re.fullmatch(rb"[A-Za-z0-9_-]*={0,2}", values[0]) is None:
+        return None
+    text = values[0].rstrip(b"=")
+    try:
+        payload = base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+    except ValueError:
+        return None
+    return payload if len(payload) % 6 == 0 else None
 
 
 class _NoBody:

@@ -273,6 +273,7 @@ _CAPACITY = "threads, processes and connections"
 _LIMITS = "limits (bytes)"
 _TIMEOUTS = "timeouts (seconds)"
 _PROXY_TLS = "TLS and proxies"
+_HTTP2 = "HTTP/2"
 _LOGS = "logs and headers"
 _PROGRAM_GROUP = "the program"
 
@@ -344,6 +345,15 @@ OPTIONS: tuple[Option, ...] = (
     _server("forwarded-allow-ips", _trusted_proxies, "comma-separated proxies (addresses, "
             "CIDR ranges, unix, *) whose X-Forwarded-* and Forwarded fields are believed; "
             "repeatable", _PROXY_TLS, kind=Kind.LIST, metavar="LIST", shown_default="nobody"),
+
+    _server("http2", parse_bool, "offer HTTP/2 on TLS listeners (ALPN h2; needs "
+            "pip install 'wsgiserver[http2]')", _HTTP2, kind=Kind.FLAG),
+    _server("h2c-prior-knowledge", parse_bool, "cleartext HTTP/2 on connections that open with "
+            "its preface, from --forwarded-allow-ips peers only", _HTTP2, kind=Kind.FLAG),
+    _server("h2c-upgrade", parse_bool, "cleartext HTTP/2 after 'Upgrade: h2c', from "
+            "--forwarded-allow-ips peers only", _HTTP2, kind=Kind.FLAG),
+    _server("http2-max-concurrent-streams", _positive_int, "streams one HTTP/2 connection may "
+            "have open at once", _HTTP2),
 
     _server("access-log", _text, "log each request: to stderr (no value or -), stdout, "
             "or a file", _LOGS, kind=Kind.OPTIONAL_VALUE, const="-", metavar="TARGET",

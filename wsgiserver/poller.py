@@ -1,9 +1,10 @@
 """The one-shot readiness poller the leading worker thread waits on.
 
 Owns the epoll set (or a selector where there is no epoll) and the wake-up
-pipe that ends a wait early. A descriptor is armed for reading or for
-writing; it fires once and stays silent until armed again, so no two
-threads ever act on one connection's event. Knows descriptors, not
+pipe that ends a wait early. A descriptor is armed for reading, for
+writing or for either (``READ``, ``WRITE``, ``BOTH``); it fires once and
+stays silent until armed again, so no two threads ever act on one
+connection's event. Knows descriptors, not
 connections or HTTP.
 """
 
@@ -14,18 +15,24 @@ import select
 import selectors
 import threading
 
-__all__ = ["Poller", "EpollPoller", "SelectorPoller", "make_poller"]
+__all__ = ["Poller", "EpollPoller", "SelectorPoller", "make_poller", "READ", "WRITE", "BOTH"]
+
+# What a descriptor is armed for.
+READ = 1
+WRITE = 2
+BOTH = READ | WRITE
 
 
 class Poller:
     """What the server needs from a poller; see the module docstring."""
 
-    def register(self, fd: int, writable: bool = False) -> None:
-        """Start watching ``fd`` for one readable (or writable) event."""
+    def register(self, fd: int, interest: int = READ) -> None:
+        """Start watching ``fd`` for one event of ``interest``."""
         raise NotImplementedError
 
-    def rearm(self, fd: int, writable: bool = False) -> None:
-        """Watch ``fd`` again, after its event was delivered."""
+    def rearm(self, fd: int, interest: int = READ) -> None:
+        """Watch ``fd`` again, after its event was delivered, or for another
+        interest before it was."""
         raise NotImplementedError
 
     def unregister(self, fd: int) -> None:
@@ -78,16 +85,17 @@ class EpollPoller(Poller):
         self._epoll = select.epoll()
         self._wake = _WakePipe()
         self._epoll.register(self._wake.read_fd, select.EPOLLIN)
-        self._read = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
-        self._write = select.EPOLLOUT | select.EPOLLONESHOT
+        read = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
+        write = select.EPOLLOUT | select.EPOLLONESHOT
+        self._masks = {READ: read, WRITE: write, BOTH: read | write}
 
-    def register(self, fd: int, writable: bool = False) -> None:
+    def register(self, fd: int, interest: int = READ) -> None:
         """Start watching ``fd`` for one event."""
-        self._epoll.register(fd, self._write if writable else self._read)
+        self._epoll.register(fd, self._masks[interest])
 
-    def rearm(self, fd: int, writable: bool = False) -> None:
+    def rearm(self, fd: int, interest: int = READ) -> None:
         """Watch ``fd`` again."""
-        self._epoll.modify(fd, self._write if writable else self._read)
+        self._epoll.modify(fd, self._masks[interest])
 
     def unregister(self, fd: int) -> None:
         """Stop watching ``fd``."""
@@ -128,16 +136,20 @@ class SelectorPoller(Poller):
         self._selector.register(self._wake.read_fd, selectors.EVENT_READ)
         self._lock = threading.Lock()  # the selector's map is not thread-safe
 
-    def register(self, fd: int, writable: bool = False) -> None:
+    def register(self, fd: int, interest: int = READ) -> None:
         """Start watching ``fd`` for one event."""
-        events = selectors.EVENT_WRITE if writable else selectors.EVENT_READ
+        events = (selectors.EVENT_READ if interest & READ else 0) | \
+            (selectors.EVENT_WRITE if interest & WRITE else 0)
         with self._lock:
-            self._selector.register(fd, events)
+            try:
+                self._selector.register(fd, events)
+            except KeyError:  # armed already: change what for
+                self._selector.modify(fd, events)
         self._wake.poke()
 
-    def rearm(self, fd: int, writable: bool = False) -> None:
+    def rearm(self, fd: int, interest: int = READ) -> None:
         """Watch ``fd`` again."""
-        self.register(fd, writable)
+        self.register(fd, interest)
 
     def unregister(self, fd: int) -> None:
         """Stop watching ``fd``."""

@@ -8,8 +8,12 @@ hands the lead on as it starts one, so they run side by side at once; a
 watchdog does the same for the occasional slow request among fast ones,
 and starts a replacement thread when a request goes long (a WebSocket, a
 stream, a long poll), so that ``size`` threads always remain for ordinary
-requests. Knows nothing of sockets, connections or HTTP: the
-server gives it ``lead``, the step a leader takes over and over.
+requests. Besides leading, threads run tasks handed to ``submit`` (the
+streams of an HTTP/2 connection, which run side by side): an idle thread
+takes one at once, else the leader runs it between two waits on the poller.
+Knows nothing of sockets, connections or HTTP: the server gives it
+``lead``, the step a leader takes over and over, and ``wake``, which ends a
+leader's wait on the poller.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from .clock import SYSTEM_CLOCK, Clock
@@ -30,6 +35,10 @@ _WATCHDOG_TICK = 0.01
 
 def _nothing() -> None:
     return None
+
+
+Task = Callable[["Worker"], None]
+_LEAD = object()  # what _next gives a thread that is to lead
 
 
 class Worker:
@@ -73,9 +82,11 @@ class WorkerPool:
         long_after: float = 2.0,
         max_long: int = 32,
         name: str = "wsgiserver",
+        wake: Callable[[], None] = _nothing,
     ) -> None:
         self.size = size
         self._lead = lead
+        self._wake_leader = wake
         self._clock = clock
         self._promote_after = promote_after
         self._long_after = long_after
@@ -85,6 +96,8 @@ class WorkerPool:
         self._leader: Worker | None = None
         self._workers: list[Worker] = []  # every live thread's slot
         self._detached = {"long": 0, "websocket": 0}
+        self._tasks: deque[Task] = deque()
+        self._idle = 0  # threads waiting for the lead or a task
         self._stopped = False
         self._spawned = 0
         self._watchdog: threading.Thread | None = None
@@ -162,9 +175,16 @@ class WorkerPool:
 
     def _run(self, worker: Worker) -> None:
         try:
-            while self._take_lead(worker):
-                while self._leader is worker and not self._stopped:
-                    self._lead(worker)
+            while (job := self._next(worker)) is not None:
+                if job is _LEAD:
+                    while self._leader is worker and not self._stopped:
+                        task = self._take_task() if self._tasks else None
+                        if task is not None:
+                            task(worker)
+                        else:
+                            self._lead(worker)
+                else:
+                    job(worker)  # type: ignore[operator]
                 if worker.detached is not None and not self._rejoin(worker):
                     return
         except BaseException:  # a bug of ours: say so; _leave keeps the pool whole
@@ -172,15 +192,49 @@ class WorkerPool:
         finally:
             self._leave(worker)
 
-    def _take_lead(self, worker: Worker) -> bool:
-        """Wait for the lead; False when the pool stops."""
+    def _next(self, worker: Worker) -> object | None:
+        """Wait for the lead (``_LEAD``) or a task; None when the pool stops.
+        The lead comes first: someone must wait on the poller."""
         with self._cond:
-            while self._leader is not None and not self._stopped:
-                self._cond.wait()
+            self._idle += 1
+            try:
+                while not self._stopped:
+                    if self._leader is None:
+                        self._leader = worker
+                        return _LEAD
+                    if self._tasks:
+                        return self._tasks.popleft()
+                    self._cond.wait()
+                return None
+            finally:
+                self._idle -= 1
+
+    def _take_task(self) -> Task | None:
+        with self._cond:
+            return self._tasks.popleft() if self._tasks else None
+
+    def submit(self, task: Task) -> None:
+        """Run ``task(worker)`` on a pool thread soon: an idle one at once,
+        else the leader after its current step. A leader that submits keeps
+        its first task for itself (no hand-over between threads for it)."""
+        wake = False
+        with self._cond:
             if self._stopped:
-                return False
-            self._leader = worker
-            return True
+                return
+            self._tasks.append(task)
+            leader = self._leader
+            by_leader = leader is not None and leader.thread is threading.current_thread()
+            if self._idle and (not by_leader or len(self._tasks) > 1):
+                self._cond.notify()
+            elif leader is not None and not by_leader:
+                wake = True  # the leader may be waiting on the poller: end that wait
+        if wake:
+            self._wake_leader()
+
+    @property
+    def queued(self) -> int:
+        """Tasks waiting for a thread."""
+        return len(self._tasks)
 
     def _rejoin(self, worker: Worker) -> bool:
         """A detached worker's request ended: back to the pool if the pool is

@@ -17,6 +17,7 @@ thread boundary; pool.py hands the lead on when a request holds it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -28,10 +29,10 @@ from typing import TYPE_CHECKING
 from .binding import Listener, open_listeners
 from .clock import SYSTEM_CLOCK, Clock, HttpDate
 from .config import ServerConfig
-from .connection import Connection, ConnectionSettings, Step
+from .connection import Connection, ConnectionSettings, Http2Options, Step, h2c_settings
 from .exchange import ExchangeSettings
 from .metrics import Board, Recorder, render
-from .poller import Poller, make_poller
+from .poller import BOTH, READ, WRITE, Poller, make_poller
 from .pool import Worker, WorkerPool
 from .protocol.parser import ParserLimits
 from .proxy import ProxyTrust
@@ -41,6 +42,9 @@ from .wsgi import EnvironBuilder, WSGIApp
 
 if TYPE_CHECKING:
     from .accesslog import AccessLog
+    from .h2connection import Http2Connection, Http2Stream
+
+    AnyConnection = Connection | Http2Connection
 
 __all__ = ["Server", "Listener", "listeners_for", "metrics_listener_for"]
 
@@ -55,6 +59,10 @@ _RESERVED_FDS = 64
 # Connections accepted per wake-up of the listening socket: fewer trips
 # through the poller when many arrive at once, a bound so reads go on too.
 _ACCEPT_BATCH = 16
+
+
+# What the poller watches a connection's socket for, after each step.
+_INTEREST = {Step.READ: READ, Step.WRITE: WRITE, Step.READ_WRITE: BOTH}
 
 
 class Server:
@@ -90,7 +98,7 @@ class Server:
         self._multiprocess = self.config.workers > 1 if multiprocess is None else multiprocess
         self._poller: Poller | None = None
         self._by_fd: dict[int, tuple[Listener, ConnectionSettings]] = {}
-        self._connections: dict[int, Connection] = {}
+        self._connections: dict[int, AnyConnection] = {}
         self._threads: list[threading.Thread] = []
         self._pool: WorkerPool | None = None
         # start() and stop() run one at a time: a signal's stop during start
@@ -156,6 +164,7 @@ class Server:
                 self.config.threads, self._lead, clock=self.clock,
                 long_after=self.config.long_request_seconds,
                 max_long=self.config.long_request_cap,
+                wake=self._poller.wake,
             )
             self._pool.start()
             self._spawn(self._reap, "wsgiserver-reaper")
@@ -274,6 +283,18 @@ class Server:
             server_name=config.server_name if config.send_server_header else None,
             draining=self._stopping.is_set,
             clock=self.clock,
+            http2=self._http2_options() if counted else None,
+        )
+
+    def _http2_options(self) -> Http2Options | None:
+        config = self.config
+        if not (config.http2 or config.h2c_prior_knowledge or config.h2c_upgrade):
+            return None
+        return Http2Options(
+            max_concurrent_streams=config.http2_max_concurrent_streams,
+            prior_knowledge=config.h2c_prior_knowledge,
+            upgrade=config.h2c_upgrade,
+            trust=self._proxy_trust,
         )
 
     # -- what the leading worker does ------------------------------------------
@@ -293,7 +314,7 @@ class Server:
         if connection is not None:
             self._drive(worker, connection, register=False)
 
-    def _drive(self, worker: Worker, connection: Connection, register: bool) -> None:
+    def _drive(self, worker: Worker, connection: AnyConnection, register: bool) -> None:
         """Let ``connection`` act on its ready socket, run what became a complete
         request, then watch it again (or forget it)."""
         with connection.lock:
@@ -302,23 +323,94 @@ class Server:
             try:
                 step = connection.on_ready()
                 while step is Step.RUN:
+                    assert isinstance(connection, Connection)
                     step = self._run(worker, connection)
             except BaseException:  # a bug of ours: never let it kill a worker
                 log.exception("unexpected error on a connection")
                 connection.close()
                 step = Step.CLOSED
-            if step is not Step.CLOSED:
-                poller = self._poller
-                assert poller is not None
-                try:
-                    if register:
-                        poller.register(connection.fd, step is Step.WRITE)
-                    else:
-                        poller.rearm(connection.fd, step is Step.WRITE)
-                    return
-                except OSError:
-                    connection.close()
-            self._forget(connection)
+            if step is Step.SWITCH:
+                assert isinstance(connection, Connection)
+                self._switch(connection, register)
+                return
+            self._watch(connection, step, register)
+
+    def _watch(self, connection: AnyConnection, step: Step, register: bool) -> None:
+        """Arm the poller for ``step`` (its lock held), or forget a closed connection."""
+        if step is not Step.CLOSED:
+            poller = self._poller
+            assert poller is not None
+            try:
+                if register:
+                    poller.register(connection.fd, _INTEREST[step])
+                else:
+                    poller.rearm(connection.fd, _INTEREST[step])
+                return
+            except OSError:
+                connection.close()
+        self._forget(connection)
+
+    def _switch(self, connection: Connection, register: bool) -> None:
+        """The connection now speaks HTTP/2 (ALPN, prior knowledge or an
+        upgrade): an Http2Connection takes its socket and its place."""
+        from .h2connection import Http2Connection
+
+        upgrade = None
+        if connection.upgrade_request is not None:
+            request, body = connection.upgrade_request
+            payload = h2c_settings(request)
+            assert payload is not None  # checked before the 101
+            upgrade = (request, body, payload)
+        transport = connection.hand_over()
+        fd = transport.fd
+        try:
+            successor = Http2Connection(
+                transport, connection.settings, arm=functools.partial(self._arm, fd),
+                submit=self._submit_stream, initial=connection.switch_data, upgrade=upgrade)
+        except BaseException:  # a bug of ours
+            log.exception("unexpected error starting HTTP/2")
+            transport.close()
+            with self._table_lock:
+                if self._connections.get(fd) is connection:
+                    del self._connections[fd]
+            return
+        with successor.lock:
+            with self._table_lock:
+                self._connections[fd] = successor
+            try:
+                step = successor.start()
+            except BaseException:
+                log.exception("unexpected error on a connection")
+                successor.close()
+                step = Step.CLOSED
+            self._watch(successor, step, register)
+
+    def _arm(self, fd: int, step: Step) -> None:
+        """An HTTP/2 connection asks, from any thread (its lock held), to be watched."""
+        poller = self._poller
+        if poller is None:
+            return
+        try:
+            poller.rearm(fd, _INTEREST[step])
+        except (OSError, ValueError):
+            pass  # closed meanwhile: its closing path forgets it
+
+    def _submit_stream(self, stream: Http2Stream) -> None:
+        pool = self._pool
+        assert pool is not None
+        pool.submit(functools.partial(self._run_stream, stream))
+
+    def _run_stream(self, stream: Http2Stream, worker: Worker) -> None:
+        """An HTTP/2 stream's exchange, on a pool thread (as a task)."""
+        pool = self._pool
+        assert pool is not None
+        pool.begin(worker, stream.cut)
+        try:
+            stream.run(worker.detach)
+        except BaseException:  # a bug of ours: never let it kill a worker
+            log.exception("unexpected error on an HTTP/2 stream")
+        finally:
+            pool.end(worker)
 
     def _run(self, worker: Worker, connection: Connection) -> Step:
         pool = self._pool
@@ -392,7 +484,7 @@ class Server:
                 poller.rearm(listener.sock.fileno())
                 self._accepting = True
 
-    def _forget(self, connection: Connection) -> None:
+    def _forget(self, connection: AnyConnection) -> None:
         """Drop a connection and close it; resume accepting if the limit paused it."""
         poller = self._poller
         assert poller is not None
@@ -441,11 +533,11 @@ class Server:
                 continue
             try:
                 if connection.closed:
+                    self._forget(connection)  # closed on its own: an HTTP/2 connection's end
                     continue
                 if drain:
                     connection.begin_draining()
-                if connection.deadline < now:
-                    connection.expire()
+                if connection.deadline < now and connection.expire():
                     self._forget(connection)
             finally:
                 connection.lock.release()
@@ -465,12 +557,15 @@ class Server:
 
 def listeners_for(config: ServerConfig) -> list[Listener]:
     """The listening sockets ``config`` asks for, with TLS when it gives a certificate."""
+    if config.http2 or config.h2c_prior_knowledge or config.h2c_upgrade:
+        _require_h2()
     context = None
     if config.certfile:
         from .tls import make_server_context
 
         context = make_server_context(
-            config.certfile, config.keyfile, config.ca_certs, config.client_certs
+            config.certfile, config.keyfile, config.ca_certs, config.client_certs,
+            http2=config.http2,
         )
     return open_listeners(
         config.binds,
@@ -480,6 +575,15 @@ def listeners_for(config: ServerConfig) -> list[Listener]:
         unix_mode=config.unix_socket_mode,
         ssl_context=context,
     )
+
+
+def _require_h2() -> None:
+    """ValueError, in one line saying what to install, when h2 is missing."""
+    try:
+        import h2.connection  # noqa: F401
+    except ImportError:
+        raise ValueError("HTTP/2 needs the h2 package: pip install 'wsgiserver[http2]'") \
+            from None
 
 
 def metrics_listener_for(config: ServerConfig) -> Listener:

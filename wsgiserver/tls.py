@@ -19,8 +19,9 @@ CLIENT_CERT_MODES = {
 
 
 def make_server_context(certfile: str, keyfile: str | None = None, ca_certs: str | None = None,
-                        client_certs: str = "none") -> ssl.SSLContext:
-    """A server context: TLS 1.2 or newer, ALPN ``http/1.1``.
+                        client_certs: str = "none", http2: bool = False) -> ssl.SSLContext:
+    """A server context: TLS 1.2 or newer, ALPN ``http/1.1`` (``h2`` first
+    with ``http2``).
 
     ``keyfile`` may be left out when ``certfile`` holds the key too.
     ``client_certs`` is "none", "optional" or "required"; the last two need
@@ -34,9 +35,16 @@ def make_server_context(certfile: str, keyfile: str | None = None, ca_certs: str
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     # RFC 8996 deprecates TLS 1.0 and 1.1; RFC 9325 section 3.1.1 asks for 1.2+.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    # RFC 7301: we speak only HTTP/1.1. A client offering h2 alone gets no
-    # ALPN answer (Python's ssl does not send the no_application_protocol alert).
-    context.set_alpn_protocols(["http/1.1"])
+    # RFC 7301: the protocols we speak, preferred first. Without http2, a
+    # client offering h2 alone gets no ALPN answer (Python's ssl does not
+    # send the no_application_protocol alert).
+    if http2:
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        # RFC 9113 section 9.2.2: HTTP/2 over TLS 1.2 only with ephemeral key
+        # exchange and an AEAD cipher (TLS 1.3's suites all qualify).
+        context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20")
+    else:
+        context.set_alpn_protocols(["http/1.1"])
     _load_chain(context, certfile, keyfile)
     if ca_certs is not None:
         _load_cas(context, ca_certs)

@@ -44,6 +44,11 @@ class Transport(Protocol):
     fd: int
     peer: Peer
     can_sendfile: bool
+    # The protocol ALPN chose in the TLS handshake ("h2", "http/1.1"), if any.
+    alpn: str | None
+    # recv_into reads the socket itself (no layer in between keeps bytes back
+    # from the poller's sight, as TLS does).
+    direct_reads: bool
 
     @property
     def environ(self) -> Mapping[str, str]:
@@ -58,6 +63,11 @@ class Transport(Protocol):
         """What arrived: None when nothing has, b"" when the client is gone."""
         ...
 
+    def recv_into(self, buffer: memoryview) -> int | None:
+        """Read into ``buffer``: the count, None when nothing arrived, 0 when
+        the client is gone (only where ``direct_reads``)."""
+        ...
+
     def send(self, data: bytes | memoryview) -> int:
         """Bytes taken now (0 when the socket is full); ClientDisconnected on failure."""
         ...
@@ -68,6 +78,11 @@ class Transport(Protocol):
 
     def wait_writable(self, deadline: float) -> bool:
         """Block until the socket takes bytes (True) or the deadline passes (False)."""
+        ...
+
+    def wait_for(self, deadline: float, write: bool = False, wake_fd: int | None = None) -> None:
+        """Block until bytes arrive, the socket takes bytes (``write``), ``wake_fd``
+        becomes readable, or the deadline passes."""
         ...
 
     def sendfile(self, file_fd: int, offset: int, count: int) -> int:
@@ -101,6 +116,8 @@ class SocketTransport:
     """A plain TCP or Unix socket, non-blocking."""
 
     can_sendfile = True
+    direct_reads = True
+    alpn: str | None = None
 
     def __init__(self, sock: socket.socket, peer: Peer, clock: Clock = SYSTEM_CLOCK) -> None:
         self.sock = sock
@@ -127,6 +144,15 @@ class SocketTransport:
         except OSError:
             return b""  # reset or failed: gone either way
 
+    def recv_into(self, buffer: memoryview) -> int | None:
+        """Read into ``buffer``: the count, None when nothing arrived, 0 when gone."""
+        try:
+            return self.sock.recv_into(buffer)
+        except self._would_block:
+            return None
+        except OSError:
+            return 0
+
     def send(self, data: bytes | memoryview) -> int:
         """Bytes taken now (0 when the socket is full); ClientDisconnected on failure."""
         try:
@@ -143,6 +169,17 @@ class SocketTransport:
     def wait_writable(self, deadline: float) -> bool:
         """Block until the socket takes bytes (True) or the deadline passes (False)."""
         return self._wait(select.POLLOUT, deadline)
+
+    def wait_for(self, deadline: float, write: bool = False, wake_fd: int | None = None) -> None:
+        """Block until bytes arrive, the socket takes bytes (``write``), ``wake_fd``
+        becomes readable, or the deadline passes."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN | (select.POLLOUT if write else 0))
+        if wake_fd is not None:
+            poller.register(wake_fd, select.POLLIN)
+        remaining = deadline - self._clock.monotonic()
+        if remaining > 0:
+            poller.poll(remaining * 1000)
 
     def _wait(self, events: int, deadline: float) -> bool:
         poller = select.poll()
@@ -208,6 +245,7 @@ class TlsTransport(SocketTransport):
     """A TLS socket: the handshake advances as bytes arrive, never blocking a thread."""
 
     can_sendfile = False  # the kernel cannot encrypt for us
+    direct_reads = False  # decrypted bytes may wait inside the TLS layer
 
     def __init__(self, sock: socket.socket, peer: Peer, context: ssl.SSLContext,
                  clock: Clock = SYSTEM_CLOCK) -> None:
@@ -241,6 +279,7 @@ class TlsTransport(SocketTransport):
                     raise TimeoutError("TLS handshake: the client reads nothing") from None
                 continue
             self._handshaken = True
+            self.alpn = self._tls.selected_alpn_protocol()
             return True
 
     def _start_tls(self) -> bool:

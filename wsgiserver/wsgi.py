@@ -44,6 +44,21 @@ _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
 _STATUS = re.compile(r"[2-5][0-9][0-9] [\t\x20-\x7e\x80-\xff]*")
 
 
+# Apache's mod_http2 and nginx say HTTP/2.0 too: applications that parse
+# "HTTP/x.y" keep working.
+_PROTOCOLS = {(1, 1): "HTTP/1.1", (1, 0): "HTTP/1.0", (2, 0): "HTTP/2.0"}
+
+
+def _stream_length(body: IO[bytes]) -> int | None:
+    """The length of a body stream received whole, left at its start."""
+    try:
+        end = body.seek(0, io.SEEK_END)
+        body.seek(0)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return end
+
+
 class FileWrapper:
     """``wsgi.file_wrapper``: a file the server may send with sendfile."""
 
@@ -108,14 +123,22 @@ class EnvironBuilder:
         environ["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
         environ["QUERY_STRING"] = request.query.decode("latin-1")
         environ["REQUEST_URI"] = environ["RAW_URI"] = request.target.decode("latin-1")
-        environ["SERVER_PROTOCOL"] = "HTTP/1.1" if request.http_version >= (1, 1) else "HTTP/1.0"
+        environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version, "HTTP/1.1")
         environ["REMOTE_ADDR"] = remote[0]
         environ["REMOTE_PORT"] = str(remote[1]) if remote[0] else ""
         environ["wsgi.input"] = body
-        if request.scheme is not None:
-            environ["wsgi.url_scheme"] = request.scheme.decode("ascii")
+        # wsgi.url_scheme is the listening socket's (or a trusted proxy's,
+        # later): a client's own word for it (an absolute-form target, an
+        # HTTP/2 :scheme) would let it pose as https.
         self._add_fields(environ, request)
-        if request.framing is Framing.LENGTH or request.content_length is not None:
+        if request.framing is Framing.CHUNKED:
+            # The body came whole before the application runs: its length is
+            # known now, and frameworks that read CONTENT_LENGTH alone (Django)
+            # see the body of a chunked or HTTP/2 upload too.
+            length = _stream_length(body)
+            if length is not None:
+                environ["CONTENT_LENGTH"] = str(length)
+        elif request.framing is Framing.LENGTH or request.content_length is not None:
             environ["CONTENT_LENGTH"] = str(request.content_length)
         return environ
 

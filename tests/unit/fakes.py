@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from wsgiserver.clock import ManualClock
@@ -37,6 +38,9 @@ class FakeTransport:
         self.fd = next(_descriptors)
         self.peer = peer
         self.can_sendfile = can_sendfile
+        self.alpn: str | None = None
+        self.direct_reads = True
+        self.on_wait: Callable[[], None] | None = None
         self._arrivals: deque[_Arrival] = deque()
         self.sent = bytearray()
         # How many more bytes the client takes; None: everything.
@@ -89,6 +93,13 @@ class FakeTransport:
             data = data[:max_bytes]
         return data
 
+    def recv_into(self, buffer: memoryview) -> int | None:
+        data = self.recv(len(buffer))
+        if data is None:
+            return None
+        buffer[:len(data)] = data
+        return len(data)
+
     def send(self, data: bytes | memoryview) -> int:
         if self.closed or self.shut:
             raise ClientDisconnected("closed")
@@ -110,6 +121,14 @@ class FakeTransport:
             return True
         self.clock.advance_to(deadline)
         return False
+
+    def wait_for(self, deadline: float, write: bool = False, wake_fd: int | None = None) -> None:
+        if self.on_wait is not None:
+            self.on_wait()  # the client's turn, while the server's thread waits
+        if self._arrivals and self._arrivals[0].at <= deadline:
+            self.clock.advance_to(max(self._arrivals[0].at, self.clock.monotonic()))
+        elif not (write and self.writable()):
+            self.clock.advance_to(deadline)
 
     def sendfile(self, file_fd: int, offset: int, count: int) -> int:
         return self.send(os.pread(file_fd, count, offset))

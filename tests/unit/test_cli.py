@@ -35,7 +35,7 @@ def test_help_shows_a_default_for_every_option(monkeypatch):
     entries = re.split(r"\n(?=  [-A-Z])", build_parser().format_help())
     shown = {}
     for entry in entries:
-        names = re.findall(r"(?:^|, )(--[a-z-]+|MODULE:APP)", entry.strip().split("  ")[0])
+        names = re.findall(r"(?:^|, )(--[a-z0-9-]+|MODULE:APP)", entry.strip().split("  ")[0])
         for name in names:
             shown[name] = " ".join(entry.split())
     expected = {option.flag for option in OPTIONS if option.name != "app"} | {"MODULE:APP"}
@@ -109,7 +109,7 @@ def test_readme_option_table_and_parser_name_the_same_options():
     readme = (ROOT / "README.md").read_text()
     table = readme.split("| option | default | meaning |", 1)[1].split("\n\n", 1)[0]
     in_readme = {name for row in table.splitlines()
-                 for name in re.findall(r"`(--[a-z-]+)", row.split("|")[1] if "|" in row else "")}
+                 for name in re.findall(r"`(--[a-z0-9-]+)", row.split("|")[1] if "|" in row else "")}
     assert in_readme, "the README's option table was not found"
     parser = long_options(build_parser())
     assert sorted(parser - in_readme) == [], "options missing from the README"

@@ -22,8 +22,14 @@ FORBIDDEN = {
     "clock": {"protocol", "socket", "transport", "connection", "server"},
     "wsgi": {"socket", "select", "transport", "connection", "exchange", "server", "upgrade"},
     "exchange": {"socket", "select", "transport", "connection", "server", "runner"},
-    "connection": {"socket", "select", "poller", "server", "runner", "supervisor", "wsgi"},
-    "poller": {"protocol", "connection", "server", "socket"},
+    "connection": {"socket", "select", "poller", "server", "runner", "supervisor", "wsgi",
+                   "h2connection", "h2", "pool"},
+    # HTTP/2: the h2 library here and nowhere else (but the server's check
+    # that it is installed); no poller, no pool, no sockets of its own.
+    "h2connection": {"socket", "select", "poller", "pool", "server", "runner", "supervisor",
+                     "wsgi"},
+    "poller": {"protocol", "connection", "server", "socket", "h2"},
+    "pool": {"socket", "select", "connection", "h2connection", "server", "protocol", "h2"},
     "server": {"runner", "supervisor", "cli", "signal"},
     "supervisor": {"runner", "cli", "connection", "protocol"},
     "upgrade": {"socket", "select", "transport", "connection", "server", "wsgi"},

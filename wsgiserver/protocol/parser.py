@@ -15,7 +15,7 @@ from ..errors import ProtocolError
 from . import grammar
 from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Event, Framing, Request
 
-__all__ = ["RequestParser", "ParserLimits"]
+__all__ = ["RequestParser", "ParserLimits", "content_length", "parse_field_lines", "split_target"]
 
 # The largest Content-Length we convert; longer digit strings are refused
 # before int() sees them (int() of thousands of digits raises ValueError).
@@ -100,6 +100,22 @@ class RequestParser:
         if self._state is _State.BODY:
             return self._remaining > 0
         return self._state not in (_State.HEAD, _State.DONE, _State.ERROR)
+
+    @property
+    def direct_body(self) -> int:
+        """Bytes of a Content-Length body the caller may read straight into
+        its own storage (with ``body_received``), bypassing the parser: the
+        rest of the body, when nothing of it is buffered here; else 0."""
+        if self._state is _State.BODY and not self._buffer:
+            return self._remaining
+        return 0
+
+    def body_received(self, count: int) -> None:
+        """``count`` bytes of the body (at most ``direct_body``) were read and
+        kept by the caller; the body's end is the next event once it is all in."""
+        if count > self.direct_body:
+            raise RuntimeError("more body bytes than the parser allowed")
+        self._remaining -= count
 
     def take_buffered(self) -> bytes:
         """Hand over the unparsed bytes (after a protocol switch); the parser is done."""
@@ -197,7 +213,7 @@ class RequestParser:
             raise ProtocolError(431, "request header section too large")
         special: dict[bytes, list[bytes]] = {}
         headers = parse_field_lines(field_lines, special)
-        path, query, scheme, authority = _split_target(method, target)
+        path, query, scheme, authority = split_target(method, target)
         _check_host(version, special.get(b"host"))
         framing, length = self._framing(version, special)
         connection = special.get(b"connection")
@@ -235,7 +251,7 @@ class RequestParser:
             return Framing.CHUNKED, None
         if not lengths:
             return Framing.NONE, None
-        length = _content_length(lengths)
+        length = content_length(lengths)
         if length > self.limits.max_body_bytes:
             raise ProtocolError(413, "request body larger than the server accepts")
         return (Framing.LENGTH if length else Framing.NONE), length
@@ -409,7 +425,7 @@ def _field_name_problem(line: bytes, colon: bytes) -> str:
     return "invalid field name"
 
 
-def _split_target(
+def split_target(
     method: bytes, target: bytes
 ) -> tuple[bytes, bytes, bytes | None, bytes | None]:
     """(path, query, scheme, authority) of a request-target (RFC 9112 section 3.2)."""
@@ -478,7 +494,7 @@ def _check_transfer_codings(values: list[bytes]) -> None:
         raise ProtocolError(501, "transfer coding not implemented")
 
 
-def _content_length(values: list[bytes]) -> int:
+def content_length(values: list[bytes]) -> int:
     """The one Content-Length of duplicate fields or lists (RFC 9110 section 8.6)."""
     lengths = set()
     for value in values:

@@ -24,6 +24,7 @@ from .writer import (
     ResponseHead,
     choose_framing,
     encode_head,
+    error_text,
     known_length,
     length_field_kept,
     reason_phrase,
@@ -125,6 +126,15 @@ class ConnectionState:
     def body_pending(self) -> bool:
         """True while body bytes of the current request are still to come."""
         return self._parser.body_pending
+
+    @property
+    def direct_body(self) -> int:
+        """Body bytes that may be read past the parser (see RequestParser.direct_body)."""
+        return self._parser.direct_body
+
+    def body_received(self, count: int) -> None:
+        """``count`` body bytes were read past the parser and kept."""
+        self._parser.body_received(count)
 
     def next_event(self, max_data: int | None = None) -> Event:
         """The next request event; a ProtocolError ends the connection's requests."""
@@ -242,11 +252,8 @@ class ConnectionState:
             raise ResponseError("a response is already under way")
         if close:
             self._persist = False
-        reason = reason_phrase(status)
-        text = f"{status} {reason}: {detail}\n" if detail else f"{status} {reason}\n"
-        self._head = ResponseHead(f"{status} {reason}",
-                                  [("Content-Type", "text/plain; charset=utf-8")])
-        return self.write_whole(text.encode("utf-8"))
+        text, self._head = error_text(status, detail)
+        return self.write_whole(text)
 
     def switch_protocols(self, fields: Iterable[tuple[str, str]]) -> bytes:
         """The ``101 Switching Protocols`` head; HTTP ends on this connection."""

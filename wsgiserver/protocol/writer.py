@@ -29,6 +29,7 @@ __all__ = [
     "LAST_CHUNK",
     "status_line",
     "reason_phrase",
+    "error_text",
 ]
 
 # Fields an application must not set (PEP 3333; RFC 9110 section 7.6.1): the
@@ -181,6 +182,14 @@ def _parse_length(value: str, previous: int | None) -> int:
     if previous is not None and previous != length:
         raise ResponseError("conflicting Content-Length values from the application")
     return length
+
+
+def error_text(status: int, detail: str = "") -> tuple[bytes, ResponseHead]:
+    """The body and head of a short ``text/plain`` error response of the server's own."""
+    reason = reason_phrase(status)
+    text = f"{status} {reason}: {detail}\n" if detail else f"{status} {reason}\n"
+    head = ResponseHead(f"{status} {reason}", [("Content-Type", "text/plain; charset=utf-8")])
+    return text.encode("utf-8"), head
 
 
 class BodyFramer:

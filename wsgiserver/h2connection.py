@@ -1,0 +1,1122 @@
+"""One HTTP/2 connection (RFC 9113): frames both ways through the h2 library,
+each stream one exchange on the worker pool, many at once.
+
+Owns the h2 state machine of one connection and its streams: a request body
+received whole before its application runs (memory, then a spool file, as
+for HTTP/1.1), a response queued as DATA frames within the flow-control
+windows, fairly among the streams; and the guards for what the library
+leaves unbounded: floods of cheap frames (PING, SETTINGS, PRIORITY, empty
+DATA, unknown types), rapid resets, oversized header blocks, a client that
+reads nothing, bodies that never end and windows held shut.
+
+Threads. The side the poller wakes (``on_ready``, ``expire``,
+``begin_draining``, under ``lock``) reads and processes frames; each
+stream's application runs on a pool thread and writes its response. One
+lock (``_io``) guards the h2 state, the streams, the output queue and the
+socket. An application that must wait for its client (its buffer full, a
+window held shut) reads and processes the connection's frames itself while
+it waits, so no wait depends on another thread being free to do it: with
+``--threads 1`` that one thread is the one waiting. Lock order: ``lock``,
+then ``_io``, then the pool's; nothing waits while holding ``_io``.
+
+Knows nothing of the poller or the pool: the server gives it ``arm`` (watch
+my socket for this interest now) and ``submit`` (run this stream).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe.frame import GoAwayFrame
+
+from .body import RequestBody
+from .connection import DRAIN_QUIET_SECONDS, NO_BODY, ConnectionSettings, Step
+from .errors import ClientDisconnected, ProtocolError, ResponseError
+from .exchange import Exchange
+from .protocol.events import Request
+from .protocol.http2 import FrameFlood, FrameScanner, request_from_fields, response_fields
+from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
+from .transport import Peer, Transport
+
+__all__ = ["Http2Connection", "Http2Stream"]
+
+log = logging.getLogger("wsgiserver")
+
+# RFC 9113 section 7 error codes.
+NO_ERROR = 0x0
+PROTOCOL_ERROR = 0x1
+INTERNAL_ERROR = 0x2
+REFUSED_STREAM = 0x7
+CANCEL = 0x8
+ENHANCE_YOUR_CALM = 0xB
+
+# Receive windows we offer: bodies are stored as they arrive (memory, then a
+# spool file), so a window only paces the client, never our memory.
+_STREAM_WINDOW = 1 << 20
+_CONNECTION_WINDOW = 16 << 20
+# Reads per wake-up of the poller: the others connections get their turn.
+_READS_PER_WAKE = 4
+_RECV_SIZE = 256 * 1024
+# DATA is framed while less than this waits for the socket; beyond
+# _OUTPUT_LIMIT unsent (the client reads nothing, while sending frames that
+# want answers) nothing more is read from it until it reads.
+_OUTPUT_LOW = 128 * 1024
+_OUTPUT_LIMIT = 1 << 20
+# Frames that cost work and carry nothing a request needs (a burst, then a
+# rate per second): beyond, the connection is closed with ENHANCE_YOUR_CALM.
+_CHEAP_BURST = 1000.0
+_CHEAP_PER_SECOND = 100.0
+# Streams the client may reset before their responses end, beyond those
+# that ended well (rapid reset, CVE-2023-44487): a balance, not a rate.
+_RESETS_PER_STREAM_SLOT = 2
+# After the last GOAWAY, what the client still sends is read and dropped
+# this long, so that closing does not reset the connection under our answers.
+_LINGER_SECONDS = 2.0
+# How long an application's wait looks at the socket before it looks again.
+_WAIT_SLICE = 1.0
+
+
+class _Phase(enum.Enum):
+    RECEIVING = "receiving"  # its body is arriving
+    QUEUED = "queued"  # complete, waiting for a thread
+    RUNNING = "running"  # its application runs
+    SENDING = "sending"  # the application is done; DATA still waits for windows
+    DONE = "done"
+
+
+class _FileRange:
+    """The rest of a file to send: a descriptor of our own, where, how much."""
+
+    __slots__ = ("fd", "offset", "count")
+
+    def __init__(self, fd: int, offset: int, count: int) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.count = count
+
+
+class _Waker:
+    """A pipe whose read end becomes readable when poked: ends an
+    application's wait on the socket when another thread made progress."""
+
+    def __init__(self) -> None:
+        self.fd, self._write_fd = os.pipe()
+        os.set_blocking(self.fd, False)
+        os.set_blocking(self._write_fd, False)
+
+    def poke(self) -> None:
+        try:
+            os.write(self._write_fd, b".")
+        except BlockingIOError:
+            pass
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 256):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self._write_fd)
+
+
+class Http2Connection:
+    """An HTTP/2 connection, driven by whichever thread holds ``lock``; see
+    the module docstring.
+
+    ``arm(interest)`` asks the poller to watch the socket (a ``Step``:
+    READ, WRITE or READ_WRITE); ``submit(stream)`` runs a complete stream's
+    exchange on a pool thread (``Http2Stream.run``). ``initial``: bytes
+    already received (the preface, after prior knowledge or an upgrade);
+    ``upgrade``: the HTTP/1.1 request of an ``Upgrade: h2c``, its body, and
+    its HTTP2-Settings payload, which becomes stream 1.
+    """
+
+    def __init__(self, transport: Transport, settings: ConnectionSettings, *,
+                 arm: Callable[[Step], None], submit: Callable[[Http2Stream], None],
+                 initial: bytes = b"",
+                 upgrade: tuple[Request, IO[bytes], bytes] | None = None) -> None:
+        assert settings.http2 is not None
+        self.transport = transport
+        self.fd = transport.fd
+        self.settings = settings
+        self.clock = settings.clock
+        self.lock = threading.Lock()  # the driver's: see the module docstring
+        self._io = threading.Lock()
+        self._arm = arm
+        self._submit = submit
+        limits = settings.limits
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
+        self._h2 = h2.connection.H2Connection(config)
+        # HPACK counts 32 bytes per field besides name and value (RFC 7541
+        # 4.1): the list size that matches our limit on the header section.
+        self._header_list_size = limits.max_header_bytes + 32 * limits.max_header_count
+        self._max_streams = settings.http2.max_concurrent_streams
+        self._h2.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self._header_list_size,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
+        })
+        self._h2.decoder.max_header_list_size = self._header_list_size
+        self._scanner = FrameScanner(header_block_limit=2 * limits.max_header_bytes + 1024)
+        self._streams: dict[int, Http2Stream] = {}
+        self._sending: deque[Http2Stream] = deque()  # streams with DATA or END_STREAM to go
+        self._out: deque[memoryview] = deque()
+        self._out_bytes = 0
+        now = self.clock.monotonic()
+        self._out_progress_at = now
+        self._quiet_since = now
+        self._block_started: float | None = None  # an unfinished header block
+        self._cheap_tokens = _CHEAP_BURST
+        self._cheap_at = now
+        self._resets = _RESETS_PER_STREAM_SLOT * self._max_streams
+        self._goaway_sent = False  # graceful: streams above it are refused
+        self._goaway_last = 0
+        self._peer_goaway = False
+        self._fatal = False  # a connection error: what is queued goes out, then close
+        self._gone = False  # the client went away
+        self._lingering = False
+        self._closed = False
+        self._waiters = 0
+        self._waker: _Waker | None = None
+        self.received = 0
+        self.sent = 0
+        self._reported = (0, 0)
+        self.deadline = now + settings.keepalive_timeout
+        self._start(initial, upgrade)
+
+    # -- what the server reads -------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the socket is closed."""
+        return self._closed
+
+    @property
+    def busy(self) -> bool:
+        """True while a stream's request runs or waits for a thread."""
+        return any(stream.phase in (_Phase.QUEUED, _Phase.RUNNING)
+                   for stream in list(self._streams.values()))
+
+    @property
+    def idle(self) -> bool:
+        """True with no stream open and nothing to send."""
+        return not self._streams and not self._out
+
+    # -- driven by the server --------------------------------------------------
+
+    def _start(self, initial: bytes, upgrade: tuple[Request, IO[bytes], bytes] | None) -> None:
+        ready: list[Http2Stream] = []
+        self._pending_start = ready
+        with self._io:
+            try:
+                if upgrade is not None:
+                    request, body, payload = upgrade
+                    self._h2.initiate_upgrade_connection(base64.urlsafe_b64encode(payload))
+                    stream = Http2Stream(self, 1, request)
+                    self._streams[1] = stream
+                    stream.input = body
+                    stream.phase = _Phase.QUEUED
+                    ready.append(stream)
+                else:
+                    self._h2.initiate_connection()
+                self._h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+            except (h2.exceptions.ProtocolError, ValueError) as error:
+                log.debug("%s: HTTP/2 upgrade refused: %s", self._peer_text(), error)
+                self._fatal = True
+                return
+            if initial:
+                ready += self._receive(initial)
+
+    def start(self) -> Step:
+        """Begin: the server's preface goes out, what arrived is handled."""
+        for stream in self._pending_start:
+            self._submit(stream)
+        self._pending_start = []
+        return self.on_ready()
+
+    def on_ready(self) -> Step:
+        """The socket is ready for what the last step asked for."""
+        if self._closed:
+            return Step.CLOSED
+        if self._lingering:
+            return self._linger_read()
+        with self._io:
+            ready = [] if self._fatal or self._gone else self._read_some()
+            self._send()
+            step = self._next_step()
+        self._count_transfer()
+        for stream in ready:
+            if not stream.canceled:
+                self._submit(stream)
+        return step
+
+    def expire(self) -> bool:
+        """The deadline passed (the reaper holds ``lock``): 408 for bodies
+        that stopped coming, a reset for responses whose window stayed shut,
+        close for an idle connection or a client that reads nothing. True
+        when the server is to forget the connection."""
+        if self._closed:
+            return True
+        if self._lingering:
+            with self._io:
+                self._close_now()
+            return True
+        now = self.clock.monotonic()
+        with self._io:
+            if self._out and self._out_progress_at + self.settings.write_timeout < now:
+                log.debug("%s: HTTP/2 output not read in time", self._peer_text())
+                self.transport.abort_on_close()
+                self._close_now()
+                return True
+            if self._block_started is not None and \
+                    self._block_started + self.settings.header_timeout < now:
+                self._connection_error(PROTOCOL_ERROR, "header block not finished in time")
+            for stream in list(self._streams.values()):
+                stream.expire(now)
+            if not self._streams and not self._out and not self._fatal and \
+                    self._quiet_since + self._idle_wait() < now:
+                self._goaway(NO_ERROR)
+            self._send()
+            step = self._next_step()
+        self._count_transfer()
+        if step is Step.CLOSED:
+            return True
+        self._arm(step)
+        return False
+
+    def begin_draining(self) -> None:
+        """The server is draining (the reaper holds ``lock``): GOAWAY once, the
+        open streams finish, then the connection closes."""
+        if self._closed or self._lingering:
+            return
+        with self._io:
+            if not self._goaway_sent and not self._fatal:
+                self._goaway(NO_ERROR)
+                self._send()
+            self._update_deadline()
+            step = self._next_step()
+        if step is not Step.CLOSED:
+            self._arm(step)
+
+    def cut(self) -> None:
+        """From another thread: end every running stream early (503 before a
+        head, a reset after); their applications' next writes fail."""
+        for stream in list(self._streams.values()):
+            stream.cut()
+
+    def close(self) -> None:
+        """Close the socket now (idempotent); streams still running fail."""
+        with self._io:
+            self._close_now()
+
+    # -- reading ---------------------------------------------------------------
+
+    def _read_some(self) -> list[Http2Stream]:
+        """Read and handle what the socket has, a few reads at most. Holds _io."""
+        ready: list[Http2Stream] = []
+        if self._out_bytes > _OUTPUT_LIMIT:
+            return ready  # the client reads nothing: read nothing of it
+        for _ in range(_READS_PER_WAKE):
+            data = self.transport.recv(_RECV_SIZE)
+            if data is None:
+                break
+            if not data:
+                self._went_away()
+                break
+            ready += self._receive(data)
+            if self._fatal:
+                break
+        return ready
+
+    def _receive(self, data: bytes) -> list[Http2Stream]:
+        """Feed bytes to h2 and act on its events; streams now complete. Holds _io."""
+        self.received += len(data)
+        ready: list[Http2Stream] = []
+        try:
+            cheap = self._scanner.feed(data)
+            if cheap:
+                self._spend(cheap)
+            events = self._h2.receive_data(data)
+            for event in events:
+                self._handle(event, ready)
+        except FrameFlood as flood:
+            self._connection_error(ENHANCE_YOUR_CALM, str(flood))
+        except h2.exceptions.ProtocolError as error:
+            # h2 has queued its GOAWAY already.
+            log.debug("%s: HTTP/2 connection error: %s", self._peer_text(), error)
+            self._fail_streams()
+            self._fatal = True
+        self._block_started = None if not self._scanner.in_header_block else \
+            (self._block_started or self.clock.monotonic())
+        return ready
+
+    def _spend(self, cheap: int) -> None:
+        now = self.clock.monotonic()
+        tokens = min(_CHEAP_BURST, self._cheap_tokens + (now - self._cheap_at) * _CHEAP_PER_SECOND)
+        self._cheap_at = now
+        self._cheap_tokens = tokens - cheap
+        if self._cheap_tokens < 0:
+            raise FrameFlood("too many control frames")
+
+    def _handle(self, event: object, ready: list[Http2Stream]) -> None:
+        kind = type(event)
+        if kind is h2.events.DataReceived:
+            self._on_data(event)  # type: ignore[arg-type]
+        elif kind is h2.events.RequestReceived:
+            self._on_request(event)  # type: ignore[arg-type]
+        elif kind is h2.events.StreamEnded:
+            stream = self._streams.get(event.stream_id)  # type: ignore[attr-defined]
+            if stream is not None and stream.phase is _Phase.RECEIVING:
+                stream.complete()
+                ready.append(stream)
+        elif kind is h2.events.StreamReset:
+            self._on_reset(event)  # type: ignore[arg-type]
+        elif kind is h2.events.ConnectionTerminated:
+            self._peer_goaway = True
+            if event.error_code:  # type: ignore[attr-defined]
+                log.debug("%s: the client ended HTTP/2 with error %s", self._peer_text(),
+                          event.error_code)  # type: ignore[attr-defined]
+                self._fail_streams()
+                self._fatal = True
+        # WindowUpdated and RemoteSettingsChanged give credit: _send follows.
+        # PING and SETTINGS are answered by h2; their floods are counted.
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self._goaway_sent and stream_id > self._goaway_last or self._peer_goaway:
+            self._h2.reset_stream(stream_id, REFUSED_STREAM)
+            return
+        ended = event.stream_ended is not None
+        stream = Http2Stream(self, stream_id, None)
+        self._streams[stream_id] = stream
+        try:
+            request = request_from_fields(event.headers or (), self.settings.limits, ended)
+        except ProtocolError as error:
+            log.debug("%s: stream %d: %d %s", self._peer_text(), stream_id, error.status,
+                      error.detail)
+            stream.refuse(error.status, error.detail, ended)
+            return
+        stream.request = request
+        if not ended:
+            stream.spool = RequestBody(self.settings.body_memory_bytes, self.settings.spool_dir)
+            stream.body_started = stream.body_at = self.clock.monotonic()
+            if request.expect_continue:
+                self._h2.send_headers(stream_id, [(b":status", b"100")])
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        stream_id = event.stream_id
+        if event.flow_controlled_length:
+            self._h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.phase is not _Phase.RECEIVING or stream.spool is None:
+            return  # refused or reset: dropped
+        data = event.data or b""
+        stream.body_at = self.clock.monotonic()
+        if stream.spool.size + len(data) > self.settings.limits.max_body_bytes:
+            stream.refuse(413, "request body larger than the server accepts", ended=False)
+            return
+        try:
+            stream.spool.write(data)
+        except OSError as error:
+            log.error("%s: request body could not be stored: %s", self._peer_text(), error)
+            stream.refuse(503, "the request body could not be stored", ended=False)
+
+    def _on_reset(self, event: h2.events.StreamReset) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        if stream.phase is not _Phase.DONE:
+            self._resets -= 1
+            if self._resets < 0:
+                raise FrameFlood("too many streams reset by the client")
+        stream.cancel()
+
+    def _went_away(self) -> None:
+        self._gone = True
+        self._fail_streams()
+
+    def _fail_streams(self) -> None:
+        for stream in list(self._streams.values()):
+            stream.cancel()
+
+    def _connection_error(self, code: int, why: str) -> None:
+        log.debug("%s: HTTP/2 connection closed (%s)", self._peer_text(), why)
+        self._fail_streams()
+        self._fatal = True
+        self._goaway(code)
+
+    def _goaway(self, code: int) -> None:
+        """GOAWAY written by us: h2's own would end its state machine, and
+        streams under way must be able to finish after a graceful one."""
+        last = self._h2.highest_inbound_stream_id
+        frame = GoAwayFrame(0, last_stream_id=last, error_code=code)
+        self._collect()  # what h2 has queued goes first
+        self._queue_out(frame.serialize())
+        self._goaway_sent = True
+        self._goaway_last = last
+
+    # -- sending ----------------------------------------------------------------
+
+    def _queue_out(self, data: bytes) -> None:
+        if data:
+            self._out.append(memoryview(data))
+            self._out_bytes += len(data)
+
+    def _collect(self) -> None:
+        self._queue_out(self._h2.data_to_send())
+
+    def _send(self) -> None:
+        """Frame what the windows allow and send what the socket takes. Holds _io."""
+        if self._closed:
+            return
+        while True:
+            moved = self._pump()
+            self._flush()
+            if not moved or self._out or self._gone:
+                break
+        if self._waiters and self._waker is not None:
+            self._waker.poke()
+
+    def _pump(self) -> bool:
+        """Move queued response bytes into DATA frames, one frame per stream
+        in turn, while the windows allow and the output is short."""
+        self._collect()
+        sending = self._sending
+        moved_any = False
+        stalled = 0
+        budget = _OUTPUT_LOW - self._out_bytes
+        h2conn = self._h2
+        while sending and budget > 0 and stalled < len(sending):
+            stream = sending[0]
+            try:
+                moved = stream.move(h2conn)
+            except h2.exceptions.ProtocolError:  # closed on h2's side meanwhile
+                stream.cancel()
+                moved = 0
+            if moved:
+                moved_any = True
+                budget -= moved + 9
+                stalled = 0
+            else:
+                stalled += 1
+            if not stream.wants_to_send:
+                sending.popleft()
+                stream.sent_all()
+            else:
+                sending.rotate(-1)
+        self._collect()
+        return moved_any
+
+    def _flush(self) -> None:
+        out = self._out
+        sent_any = False
+        try:
+            while out:
+                item = out[0]
+                sent = self.transport.send(item)
+                if not sent:
+                    break
+                sent_any = True
+                self.sent += sent
+                self._out_bytes -= sent
+                if sent == len(item):
+                    out.popleft()
+                else:
+                    out[0] = item[sent:]
+        except ClientDisconnected:
+            out.clear()
+            self._out_bytes = 0
+            self._went_away()
+        if sent_any:
+            self._out_progress_at = self.clock.monotonic()
+
+    def _interest(self) -> Step:
+        if self._out_bytes > _OUTPUT_LIMIT:
+            return Step.WRITE
+        return Step.READ_WRITE if self._out else Step.READ
+
+    def _next_step(self) -> Step:
+        """After acting: close, linger, or what to watch for. Holds _io."""
+        if self._gone:
+            self._close_now()
+            return Step.CLOSED
+        finished = self._fatal or (self._goaway_sent or self._peer_goaway) and not self._streams
+        if finished and not self._out:
+            return self._start_linger()
+        self._update_deadline()
+        return Step.WRITE if self._fatal else self._interest()
+
+    def arm_for_output(self) -> None:
+        """From an application's thread: output waits for the socket, or the
+        connection has something to finish; make sure the poller looks."""
+        with self.lock:
+            if self._closed or self._lingering:
+                return
+            with self._io:
+                step = Step.READ_WRITE if not self._fatal else Step.WRITE
+            self._arm(step)
+
+    # -- deadlines -----------------------------------------------------------
+
+    def _idle_wait(self) -> float:
+        return DRAIN_QUIET_SECONDS if self.settings.draining() else self.settings.keepalive_timeout
+
+    def _update_deadline(self) -> None:
+        settings = self.settings
+        now = self.clock.monotonic()
+        if self._out:
+            deadline = self._out_progress_at + settings.write_timeout
+        else:
+            deadline = now + settings.keepalive_timeout
+        if self._block_started is not None:
+            deadline = min(deadline, self._block_started + settings.header_timeout)
+        if self._streams:
+            for stream in list(self._streams.values()):
+                deadline = min(deadline, stream.deadline())
+        elif not self._out:
+            deadline = min(deadline, self._quiet_since + self._idle_wait())
+        self.deadline = deadline
+
+    # -- closing ---------------------------------------------------------------
+
+    def _start_linger(self) -> Step:
+        """Everything is said: stop sending, drop what still arrives a moment."""
+        if not self.transport.shutdown_write():
+            self._close_now()
+            return Step.CLOSED
+        self._lingering = True
+        self.deadline = self.clock.monotonic() + _LINGER_SECONDS
+        return Step.READ
+
+    def _linger_read(self) -> Step:
+        data = self.transport.recv(_RECV_SIZE)
+        if data == b"":
+            with self._io:
+                self._close_now()
+            return Step.CLOSED
+        return Step.READ
+
+    def _close_now(self) -> None:
+        """Close the socket and fail what is still open. Holds _io (or owns
+        the connection alone)."""
+        if self._closed:
+            return
+        self._closed = True
+        for stream in list(self._streams.values()):
+            stream.cancel()
+        self._out.clear()
+        self._out_bytes = 0
+        self.transport.close()
+        if self._waker is not None:
+            self._waker.poke()  # waiting applications see the end at once
+
+    def _count_transfer(self) -> None:
+        metrics = self.settings.exchange.metrics
+        if metrics is not None:
+            received, sent = self.received, self.sent
+            if (received, sent) != self._reported:
+                metrics.transferred(received - self._reported[0], sent - self._reported[1])
+                self._reported = (received, sent)
+
+    def _peer_text(self) -> str:
+        address, port = self.transport.peer
+        return f"{address}:{port}" if address else "peer"
+
+    # -- what streams ask of their connection ------------------------------------
+
+    def _stream_done(self, stream: Http2Stream, completed: bool) -> None:
+        """A stream is over (holds _io): forget it; a response that ended
+        well earns back a reset."""
+        if self._streams.get(stream.id) is stream:
+            del self._streams[stream.id]
+        if completed:
+            self._resets = min(self._resets + 1, _RESETS_PER_STREAM_SLOT * self._max_streams)
+        if not self._streams:
+            self._quiet_since = self.clock.monotonic()
+
+    def _want_send(self, stream: Http2Stream) -> None:
+        if stream not in self._sending:
+            self._sending.append(stream)
+
+    def _wait(self, stream: Http2Stream, satisfied: Callable[[], bool]) -> None:
+        """An application's thread waits for its client until ``satisfied``,
+        reading and handling the connection's frames itself meanwhile;
+        ClientDisconnected when the stream ends or nothing moves for
+        --write-timeout."""
+        write_timeout = self.settings.write_timeout
+        while True:
+            ready: list[Http2Stream] = []
+            with self.lock:
+                with self._io:
+                    if not (self._closed or self._lingering):
+                        if not (self._fatal or self._gone):
+                            ready = self._read_some()
+                        self._send()
+                    done = satisfied()
+                    failed = stream.canceled or self._closed or self._fatal or self._gone
+                    deadline = stream.progress_at + write_timeout
+                    now = self.clock.monotonic()
+                    if not done and not failed and now >= deadline:
+                        log.debug("%s: stream %d: response not read in time",
+                                  self._peer_text(), stream.id)
+                        stream.reset(CANCEL)
+                        failed = True
+                    write = bool(self._out)
+                    if not done and not failed:
+                        self._waiters += 1
+                        if self._waker is None:
+                            self._waker = _Waker()
+                    waker = self._waker
+                    need_arm = write or self._fatal or self._gone
+                if need_arm and not self._closed and not self._lingering:
+                    self._arm(self._interest() if not self._fatal else Step.WRITE)
+            for other in ready:
+                if not other.canceled:
+                    self._submit(other)
+            if done:
+                return
+            if failed:
+                raise ClientDisconnected("the stream was closed")
+            assert waker is not None
+            try:
+                self.transport.wait_for(min(deadline, now + _WAIT_SLICE), write, waker.fd)
+            finally:
+                with self._io:
+                    self._waiters -= 1
+                waker.drain()
+
+
+class Http2Stream:
+    """One stream: its request, its body, its response on the way out.
+
+    The poller side creates it and fills its body; ``run`` (a pool thread)
+    calls the application through the ``ExchangeIO`` methods below; the
+    connection frames what is queued as the windows allow.
+    """
+
+    upgraded = False
+
+    def __init__(self, connection: Http2Connection, stream_id: int,
+                 request: Request | None) -> None:
+        self.connection = connection
+        self.id = stream_id
+        self.request = request
+        self.phase = _Phase.RECEIVING
+        self.spool: RequestBody | None = None  # the body as it arrives
+        self.input: IO[bytes] = NO_BODY  # and as the application reads it
+        self.body_started = self.body_at = 0.0
+        self.canceled = False  # over for us: nothing more is sent
+        self._cut_off = False  # the application may not write any more
+        self._reset_after_end = False  # the client still sends a body nobody reads
+        self._head: ResponseHead | None = None
+        self._framer: BodyFramer | None = None
+        self._head_sent = False
+        self._end_queued = False  # END_STREAM goes once the queue is empty
+        self._end_sent = False
+        self._queue: deque[memoryview | _FileRange] = deque()
+        self.queued = 0  # bytes in memory waiting for a window
+        self.progress_at = connection.clock.monotonic()
+        self._status = 0
+        settings = connection.settings
+        self._high_water = settings.output_high_water
+        self._low_water = settings.output_high_water // 4
+
+    # -- poller side (the connection holds _io) --------------------------------
+
+    def complete(self) -> None:
+        """The whole request is in: queue it for a thread."""
+        self.phase = _Phase.QUEUED
+        self.input = self.spool.finish() if self.spool is not None else NO_BODY
+
+    def refuse(self, status: int, detail: str, ended: bool) -> None:
+        """Answer a request we cannot take with a short error; a client still
+        sending its body is asked to stop (RST_STREAM NO_ERROR, RFC 9113 8.1)."""
+        connection = self.connection
+        self._release_body()
+        self.phase = _Phase.SENDING
+        method = self.request.method if self.request is not None else b"GET"
+        self._respond_error(status, detail, method)
+        if not ended:
+            self._reset_after_end = True
+        connection._want_send(self)
+        exchange = connection.settings.exchange
+        if exchange.access_log is not None:
+            exchange.access_log.record_refused(connection.transport.peer, status, 0)
+        if exchange.metrics is not None:
+            exchange.metrics.refused(status)
+
+    def deadline(self) -> float:
+        """When this stream's wait for its client ends."""
+        settings = self.connection.settings
+        if self.phase is _Phase.RECEIVING and self.spool is not None:
+            allowance = settings.body_timeout
+            if settings.min_body_rate:
+                allowance += self.spool.size / settings.min_body_rate
+            return min(self.body_at + settings.body_timeout, self.body_started + allowance)
+        if self.phase is _Phase.SENDING:
+            return self.progress_at + settings.write_timeout
+        return float("inf")
+
+    def expire(self, now: float) -> None:
+        """Past its deadline: 408 for a body that stopped, a reset for a
+        response whose window stayed shut."""
+        if self.deadline() >= now:
+            return
+        if self.phase is _Phase.RECEIVING:
+            log.debug("%s: stream %d: request not received in time",
+                      self.connection._peer_text(), self.id)
+            self.refuse(408, "request not received in time", ended=False)
+        elif self.phase is _Phase.SENDING:
+            log.debug("%s: stream %d: response not read in time",
+                      self.connection._peer_text(), self.id)
+            self.reset(CANCEL)
+
+    def cancel(self) -> None:
+        """The stream is over for us (reset by the client, or the connection
+        ends): drop what is queued; a running application's next write fails."""
+        if self.canceled:
+            return
+        self.canceled = True
+        self._drop_queue()
+        if self.phase is not _Phase.RUNNING:
+            self._release_body()
+            self.phase = _Phase.DONE
+        self.connection._stream_done(self, completed=False)
+
+    def reset(self, code: int) -> None:
+        """Reset the stream ourselves (RST_STREAM), then cancel it."""
+        if not self.canceled and not self.connection._closed:
+            try:
+                self.connection._h2.reset_stream(self.id, code)
+            except h2.exceptions.ProtocolError:
+                pass  # closed already on h2's side
+        self.cancel()
+
+    @property
+    def wants_to_send(self) -> bool:
+        return not self.canceled and (bool(self._queue) or self._end_queued and not self._end_sent)
+
+    def move(self, h2conn: h2.connection.H2Connection) -> int:
+        """Send one DATA frame (or END_STREAM) as the windows allow: bytes moved."""
+        if self.canceled:
+            return 0
+        queue = self._queue
+        if not queue:
+            if self._end_queued and not self._end_sent:
+                h2conn.end_stream(self.id)
+                self._end_sent = True
+                self.progress_at = self.connection.clock.monotonic()
+            return 0
+        window = h2conn.local_flow_control_window(self.id)
+        if window <= 0:
+            return 0
+        size = min(window, h2conn.max_outbound_frame_size)
+        item = queue[0]
+        if type(item) is _FileRange:
+            try:
+                piece = os.pread(item.fd, min(size, item.count), item.offset)
+            except OSError:
+                piece = b""
+            if not piece:
+                log.error("stream %d: the file ended before its announced length", self.id)
+                self.reset(INTERNAL_ERROR)
+                return 0
+            item.offset += len(piece)
+            item.count -= len(piece)
+            if not item.count:
+                os.close(item.fd)
+                queue.popleft()
+        else:
+            assert type(item) is memoryview
+            piece = bytes(item[:size])
+            if len(piece) == len(item):
+                queue.popleft()
+            else:
+                queue[0] = item[size:]
+            self.queued -= len(piece)
+        last = self._end_queued and not queue
+        h2conn.send_data(self.id, piece, end_stream=last)
+        if last:
+            self._end_sent = True
+        self.progress_at = self.connection.clock.monotonic()
+        return len(piece)
+
+    def sent_all(self) -> None:
+        """Nothing more to send: a finished response is done."""
+        if self._end_sent and not self.canceled:
+            if self._reset_after_end:
+                try:
+                    self.connection._h2.reset_stream(self.id, NO_ERROR)
+                except h2.exceptions.ProtocolError:
+                    pass
+            if self.phase is not _Phase.RUNNING:
+                self.phase = _Phase.DONE
+                self._release_body()
+                self.connection._stream_done(self, completed=True)
+
+    def _drop_queue(self) -> None:
+        for item in self._queue:
+            if type(item) is _FileRange:
+                os.close(item.fd)
+        self._queue.clear()
+        self.queued = 0
+
+    def _release_body(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+        self.input.close()
+        self.input = NO_BODY
+
+    # -- the application's thread ----------------------------------------------
+
+    def run(self, detach: Callable[[], None] | None = None) -> None:
+        """Run the exchange (on a pool thread)."""
+        connection = self.connection
+        with connection._io:
+            if self.canceled or self.phase is not _Phase.QUEUED or self.request is None:
+                return
+            self.phase = _Phase.RUNNING
+        try:
+            Exchange(connection.settings.exchange, self.request, self).run()
+        finally:
+            self._exchange_done()
+
+    def _exchange_done(self) -> None:
+        connection = self.connection
+        with connection._io:
+            if self.phase is _Phase.RUNNING:
+                self.phase = _Phase.SENDING
+            self._release_body()
+            if self.canceled:
+                self.phase = _Phase.DONE
+                connection._stream_done(self, completed=False)
+            elif not self._end_queued:
+                # The application failed after its head, or fell short of its
+                # Content-Length: this response must not pass for whole.
+                self.reset(INTERNAL_ERROR)
+            else:
+                connection._want_send(self)  # sent_all() ends it once all is out
+            connection._send()
+            connection._update_deadline()
+            # Output waiting for the socket, or a connection that can close
+            # now: the poller side must look. (A window still shut waits for
+            # the client's WINDOW_UPDATE, which wakes the poller side anyway.)
+            arm = bool(connection._out) or connection._fatal or \
+                ((connection._goaway_sent or connection._peer_goaway) and not connection._streams)
+        if arm:
+            connection.arm_for_output()
+
+    def _check(self) -> None:
+        if self.canceled or self._cut_off:
+            raise ClientDisconnected("the stream was closed")
+
+    def _start_head(self, body_length: int | None, ending: bool) -> None:
+        """HEADERS for the application's head (holds _io)."""
+        head = self._head
+        if head is None:
+            raise ResponseError("no response head was set")
+        request = self.request
+        settings = self.connection.settings
+        fields, framer = response_fields(head, request.method if request else b"GET",
+                                         body_length,
+                                         settings.date() if settings.date else None,
+                                         settings.server_name)
+        self._framer = framer
+        self._head_sent = True
+        self._status = head.code
+        end = framer.framing is BodyFraming.NONE or (ending and body_length == 0)
+        self.connection._h2.send_headers(self.id, fields, end_stream=end)
+        if end:
+            self._end_queued = self._end_sent = True
+            self.connection._want_send(self)  # for sent_all()
+
+    def _queue_bytes(self, data: bytes) -> None:
+        framer = self._framer
+        assert framer is not None
+        framed = framer.frame(data)
+        if framed and not self._end_sent:
+            self._queue.append(memoryview(framed))
+            self.queued += len(framed)
+            self.connection._want_send(self)
+
+    def _end(self) -> None:
+        framer = self._framer
+        assert framer is not None
+        if not self._end_queued:
+            framer.end()  # ResponseError when short: the stream is then reset
+            self._end_queued = True
+            self.connection._want_send(self)
+
+    def _produce(self, pieces: Iterable[bytes], *, body_length: int | None = None,
+                 end: bool = False, wait: bool = False,
+                 file: tuple[int, int, int] | None = None) -> None:
+        connection = self.connection
+        with connection._io:
+            self._check()
+            try:
+                if not self._head_sent:
+                    self._start_head(body_length, end)
+                for piece in pieces:
+                    self._queue_bytes(piece)
+                if file is not None:
+                    self._queue_file(*file)
+                if end:
+                    self._end()
+            except h2.exceptions.ProtocolError:  # h2 closed the stream under us
+                self.cancel()
+                raise ClientDisconnected("the stream was closed") from None
+            connection._send()
+            arm = bool(connection._out) or connection._fatal or connection._gone
+            over = wait and self.queued > self._high_water
+        if arm:
+            connection.arm_for_output()
+        if over:
+            connection._wait(self, lambda: self.queued <= self._low_water)
+        if self.canceled:
+            raise ClientDisconnected("the stream was closed")
+
+    def _queue_file(self, fd: int, offset: int, available: int) -> None:
+        framer = self._framer
+        assert framer is not None
+        count = framer.raw_count(available)
+        assert count is not None  # no chunking in HTTP/2
+        if count and not self._end_sent:
+            self._queue.append(_FileRange(os.dup(fd), offset, count))
+            framer.sent_raw(count)
+            self.connection._want_send(self)
+
+    def _respond_error(self, status: int, detail: str, method: bytes) -> None:
+        """A whole short error response of the server's own (holds _io)."""
+        text, head = error_text(status, detail)
+        self._head = head
+        self._start_head(len(text) if method != b"HEAD" else None, ending=True)
+        self._queue_bytes(text)
+        self._end()
+
+    def cut(self) -> None:
+        """From another thread: a 503 if no head went out, else a reset."""
+        connection = self.connection
+        with connection._io:
+            if self.phase is not _Phase.RUNNING or self.canceled:
+                return
+            metrics = connection.settings.exchange.metrics
+            if metrics is not None:
+                metrics.refused(503)
+            if not self._head_sent:
+                method = self.request.method if self.request is not None else b"GET"
+                self._respond_error(503, "too many long-running requests", method)
+                self._cut_off = True  # the application's next write fails
+            else:
+                self.reset(CANCEL)
+            connection._send()
+        connection.arm_for_output()
+
+    # -- ExchangeIO ----------------------------------------------------------
+
+    @property
+    def body(self) -> IO[bytes]:
+        """The request body, received whole (``wsgi.input``)."""
+        return self.input
+
+    @property
+    def head_sent(self) -> bool:
+        """True once the HEADERS went out."""
+        return self._head_sent
+
+    def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
+        """Set or replace the pending head."""
+        with self.connection._io:
+            self._check()
+            if self._head_sent:
+                raise ResponseError("the response head was already sent")
+            self._head = ResponseHead(status, headers)
+
+    def write(self, data: bytes) -> None:
+        """Send body data (the head first), waiting for the client past the bound."""
+        self._produce((data,), wait=True)
+
+    def write_whole(self, data: bytes) -> None:
+        """The whole body at once: its length is the Content-Length."""
+        self._produce((data,), body_length=len(data), end=True)
+
+    def write_all(self, pieces: Sequence[bytes]) -> None:
+        """A body made in full: queued, never waited on."""
+        self._produce(pieces, body_length=sum(map(len, pieces)), end=True)
+
+    def finish(self) -> None:
+        """End the response."""
+        self._produce((), body_length=0 if not self._head_sent else None, end=True)
+
+    def send_file(self, file_fd: int, offset: int, available: int) -> bool:
+        """A file body, read into DATA frames as the windows allow."""
+        self._produce((), body_length=available, end=True, file=(file_fd, offset, available))
+        return True
+
+    def send_error(self, status: int, detail: str, close: bool) -> bool:
+        """A short error response of the server's own, unless a head went out."""
+        connection = self.connection
+        with connection._io:
+            if self.canceled or self._head_sent:
+                return False
+            method = self.request.method if self.request is not None else b"GET"
+            self._respond_error(status, detail, method)
+            connection._send()
+            arm = bool(connection._out)
+        if arm:
+            connection.arm_for_output()
+        return True
+
+    @property
+    def peer(self) -> Peer:
+        """The client's (address, port)."""
+        return self.connection.transport.peer
+
+    @property
+    def connection_environ(self) -> Mapping[str, str]:
+        """What the connection adds to the environ (its TLS facts)."""
+        return self.connection.transport.environ
+
+    @property
+    def status_code(self) -> int:
+        """The response's status."""
+        return self._status or (self._head.code if self._head is not None else 0)
+
+    @property
+    def response_fields(self) -> Sequence[tuple[str, str]]:
+        """The application's response fields."""
+        return self._head.fields if self._head is not None else []
+
+    @property
+    def body_bytes(self) -> int:
+        """Response body bytes sent (or queued to be)."""
+        return self._framer.body_bytes if self._framer is not None else 0
+
+    def switch_protocols(self, fields: list[tuple[str, str]]) -> None:
+        """No protocol switch on HTTP/2 (RFC 9113 section 8.6)."""
+        raise ResponseError("no protocol upgrade on HTTP/2")
+
+    def upgraded_recv(self, max_bytes: int, wait: float) -> bytes | None:
+        """Never reached: no upgrade on HTTP/2."""
+        raise ResponseError("no protocol upgrade on HTTP/2")
+
+    def upgraded_send(self, data: bytes) -> None:
+        """Never reached: no upgrade on HTTP/2."""
+        raise ResponseError("no protocol upgrade on HTTP/2")
