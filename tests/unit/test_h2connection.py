@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-h2 = pytest.importorskip("h2", reason="HTTP/2 needs h2: pip install 'wsgiserver[http2]'")
+pytest.importorskip("h2", reason="HTTP/2 needs h2: pip install 'wsgiserver[http2]'")
 
 import h2.config  # noqa: E402
 import h2.connection  # noqa: E402
