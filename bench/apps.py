@@ -11,6 +11,8 @@ Routes by PATH_INFO:
                created on first use if missing)
 - ``/upload``  reads the request body fully and answers its length (a
                chunked body without Content-Length: read until its end)
+- ``/sleep``   waits 300 ms, then answers like ``/`` (an app that waits on
+               a database or a service: what concurrency is for)
 
 ``FLASK_PAYLOAD`` is the JSON that ``bench.flask_app:app`` answers, kept here
 (standard library) so the driver can check it without importing Flask.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 HELLO = b"Hello, World!"
 ONE_MIB = b"x" * (1024 * 1024)
@@ -127,7 +130,12 @@ def upload(environ, start_response):
     return _plain(start_response, str(received).encode())
 
 
-ROUTES = {"/": hello, "/1mib": one_mib, "/16mib": sixteen_mib, "/file": send_file,
+def sleep(environ, start_response):
+    time.sleep(0.3)
+    return hello(environ, start_response)
+
+
+ROUTES = {"/": hello, "/sleep": sleep, "/1mib": one_mib, "/16mib": sixteen_mib, "/file": send_file,
           "/upload": upload}
 
 

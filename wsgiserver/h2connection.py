@@ -915,7 +915,8 @@ class Http2Stream:
             else:
                 connection._want_send(self)  # sent_all() ends it once all is out
             connection._send()
-            connection._update_deadline()
+            # A response left waiting for a window has a deadline of its own.
+            connection.deadline = min(connection.deadline, self.deadline())
             # Output waiting for the socket, or a connection that can close
             # now: the poller side must look. (A window still shut waits for
             # the client's WINDOW_UPDATE, which wakes the poller side anyway.)

@@ -214,9 +214,14 @@ class WorkerPool:
             return self._tasks.popleft() if self._tasks else None
 
     def submit(self, task: Task) -> None:
-        """Run ``task(worker)`` on a pool thread soon: an idle one at once,
-        else the leader after its current step. A leader that submits keeps
-        its first task for itself (no hand-over between threads for it)."""
+        """Run ``task(worker)`` on a pool thread soon.
+
+        As with requests the leader finds itself: where application calls
+        are quick, the leader runs the tasks it submitted after its current
+        step (one thread, no hand-over, no fight for the GIL; the watchdog
+        hands the lead on if one runs long); where they usually wait, an idle
+        thread takes each at once, so they run side by side. A task from any
+        other thread goes to an idle thread, else to the leader."""
         wake = False
         with self._cond:
             if self._stopped:
@@ -224,7 +229,9 @@ class WorkerPool:
             self._tasks.append(task)
             leader = self._leader
             by_leader = leader is not None and leader.thread is threading.current_thread()
-            if self._idle and (not by_leader or len(self._tasks) > 1):
+            if by_leader and not self._slow:
+                pass  # the leader takes it after this step
+            elif self._idle:
                 self._cond.notify()
             elif leader is not None and not by_leader:
                 wake = True  # the leader may be waiting on the poller: end that wait

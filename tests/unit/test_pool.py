@@ -149,3 +149,71 @@ def test_stop_ends_every_thread(pool_of):
     pool, server = pool_of(3)
     pool.stop(5.0)
     assert pool.threads == 0
+
+
+def test_tasks_from_another_thread_run_on_the_pool(pool_of):
+    pool, _ = pool_of(4)
+    ran: list[str] = []
+    done = threading.Event()
+
+    def task(worker: Worker) -> None:
+        ran.append(worker.name)
+        if len(ran) == 20:
+            done.set()
+
+    for _ in range(20):
+        pool.submit(task)
+    assert done.wait(5)
+    assert all(name.startswith("wsgiserver-worker-") for name in ran)
+    assert pool.queued == 0
+
+
+def test_tasks_the_leader_submits_run_on_the_leader_while_apps_are_quick(pool_of):
+    pool, server = pool_of(4)
+    ran: list[str] = []
+    finished = threading.Event()
+
+    def quick(worker: Worker) -> None:
+        ran.append(worker.name)
+        if len(ran) == 10:
+            finished.set()
+
+    def request(worker: Worker) -> None:  # a poller step that finds ten streams
+        ran.clear()
+        for _ in range(10):
+            pool.submit(quick)
+        ran.append("submitter " + worker.name)
+
+    server.requests.put(request)
+    assert finished.wait(5)
+    submitter = ran[0].removeprefix("submitter ")
+    assert ran[1:] == [submitter] * 10  # no hand-over: the same thread ran them all
+
+
+def test_tasks_that_wait_run_side_by_side_once_the_pool_has_seen_slow_calls(pool_of):
+    pool, server = pool_of(4)
+    for _ in range(8):  # the average application call: 20 ms
+        server.requests.put(lambda worker: time.sleep(0.02))
+    assert wait_until(lambda: server.requests.empty() and server.running == 0)
+    running, most = [0], [0]
+    lock = threading.Lock()
+    done = threading.Barrier(5, timeout=5)
+
+    def waits(worker: Worker) -> None:
+        pool.begin(worker)
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        pool.end(worker)
+        done.wait()
+
+    def request(worker: Worker) -> None:
+        for _ in range(4):
+            pool.submit(waits)
+
+    server.requests.put(request)
+    done.wait()
+    assert most[0] >= 3  # not one after another
