@@ -9,7 +9,6 @@ connection feeds it de-chunked bytes, the parser enforces the body limit.
 from __future__ import annotations
 
 import io
-import tempfile
 from typing import IO
 
 __all__ = ["RequestBody"]
@@ -44,7 +43,10 @@ class RequestBody:
 
     def _spill(self, data: bytes | memoryview) -> None:
         # Unlinked at once (O_TMPFILE where the system has it): nothing is
-        # left behind, whatever happens to the process.
+        # left behind, whatever happens to the process. (tempfile costs a
+        # megabyte of modules: imported by the first body that needs it.)
+        import tempfile
+
         spool = tempfile.TemporaryFile(dir=self._spool_dir)
         try:
             spool.write(self._memory.getbuffer())

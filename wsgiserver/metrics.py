@@ -11,7 +11,6 @@ sockets, HTTP parsing or WSGI beyond a status code.
 
 from __future__ import annotations
 
-import mmap
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +49,8 @@ class Board:
 
     def __init__(self, workers: int) -> None:
         self.slots = workers + 1
+        import mmap  # only where metrics are on
+
         self._memory = mmap.mmap(-1, self.slots * LAYOUT.size * 8)
         self._numbers = memoryview(self._memory).cast("q")
 

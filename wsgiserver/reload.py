@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where the reloader runs: the server never needs it
+    import subprocess
 
 __all__ = ["CHILD_VARIABLE", "MAX_WATCHED_FILES", "watched_files", "changed",
            "run_with_reloader"]
@@ -79,6 +81,8 @@ class _Child:
         self.signalled = False  # the current process got the stop signal
 
     def start(self) -> None:
+        import subprocess
+
         environment = {**os.environ, CHILD_VARIABLE: "1"}
         # Its own session: a terminal's Ctrl-C reaches only the reloader,
         # which passes it on once (a second SIGINT makes the server hurry).
@@ -98,6 +102,8 @@ class _Child:
 
     def stop(self) -> int:
         """Ask the child to stop (SIGTERM), kill it past the timeout; its status."""
+        import subprocess
+
         process = self.process
         assert process is not None
         if process.poll() is None and not self.signalled:

@@ -8,10 +8,7 @@ ServerConfig. Knows nothing of argparse or of loading the application.
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +81,8 @@ def _convert(option: Option, text: str, source: str) -> Any:
 
 
 def _suggestion(name: str, known: Iterable[str]) -> str:
+    import difflib  # here, not at start-up: only a mistake needs it
+
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -117,6 +116,8 @@ def from_pyproject(directory: str) -> dict[str, Setting]:
 
 
 def _read_toml(path: str) -> dict[str, Any]:
+    import tomllib  # only a file of settings needs it
+
     try:
         with open(path, "rb") as file:
             return tomllib.load(file)
@@ -248,6 +249,8 @@ def _toml_value(option: Option, value: Any) -> str:
 
 def _toml_string(text: str) -> str:
     # TOML's basic strings escape as JSON does, DEL included.
+    import json
+
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 

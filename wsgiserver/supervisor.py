@@ -15,7 +15,6 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
-import random
 import select
 import signal
 import threading
@@ -121,6 +120,8 @@ class Supervisor:
         os.close(ready_write)
         limit = self.config.max_requests
         if limit:
+            import random
+
             limit += random.randint(0, self.config.max_requests_jitter)
         worker = _Worker(pid, ready_read, slot, limit)
         self._workers[pid] = worker
