@@ -39,9 +39,24 @@ TEMPORARY_PREFIX = ".microapp-upload-"
 BLOCK_SIZE = 64 * 1024
 
 
+# Windows gives some names and characters a meaning of their own: devices
+# (NUL, CON, COM1 ...), drives and alternate data streams (":"), and it drops
+# trailing dots and spaces, so that "a.txt." is "a.txt".
+WINDOWS = os.name == "nt"
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10)})
+
+
+def _windows_problem(name: str) -> bool:
+    stem = name.split(".")[0].rstrip(" ").upper()
+    return (stem in _WINDOWS_DEVICES or any(c in name for c in ':*?"<>|')
+            or name.endswith((".", " ")))
+
+
 def check_name(name: str) -> str:
     """``name`` if it is a plain file name; HTTPError 400 otherwise."""
     problems = {
+        "means something else on Windows": WINDOWS and _windows_problem(name),
         "is empty": name == "",
         "is a dot name": name in (".", ".."),
         "contains a path separator": "/" in name or "\\" in name,

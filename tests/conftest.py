@@ -1,14 +1,28 @@
-"""Shared fixtures: a real server on 127.0.0.1 with an ephemeral port."""
+"""Shared fixtures: a real server on 127.0.0.1 with an ephemeral port.
+
+Two variables run the suite another way (``.ci/run`` does both):
+``TEST_POLLER`` (poll, select) gives every server that poller,
+and ``SIMULATE_SYSTEM`` (windows, macos) makes wsgiserver see that
+system before it is imported (tests/platforms.py).
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from wsgiserver import Server, ServerConfig
+if os.environ.get("SIMULATE_SYSTEM"):
+    from tests.platforms import simulate
+
+    simulate(os.environ["SIMULATE_SYSTEM"])
+
+from wsgiserver import Server, ServerConfig  # noqa: E402
+
+POLLER = os.environ.get("TEST_POLLER", "auto")
 
 
 @pytest.fixture
@@ -24,6 +38,7 @@ def live_server(caplog) -> Iterator[Callable[..., Server]]:
         settings.setdefault("host", "127.0.0.1")
         settings.setdefault("port", 0)
         settings.setdefault("shutdown_timeout", 5.0)
+        settings.setdefault("poller", POLLER)
         server = Server(app, ServerConfig(**settings))
         server.start()
         started.append(server)

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import system
+
 if TYPE_CHECKING:  # ssl costs megabytes of memory: only TLS listeners import it
     import ssl
 
@@ -69,11 +71,15 @@ def parse_bind(text: str) -> BindSpec:
         path = text[len("unix:"):]
         if not path or "\0" in path:
             raise ValueError(f"bind {text!r}: expected unix:/path/to.sock")
+        if not system.HAS_UNIX_SOCKETS:
+            raise ValueError(system.unavailable(f"bind {text!r}", "Unix domain sockets"))
         return BindSpec("unix", path=path)
     if text.startswith("fd://"):
         number = text[len("fd://"):]
         if not number.isdigit() or not number.isascii():
             raise ValueError(f"bind {text!r}: expected fd://N with N a descriptor number")
+        if not system.HAS_FD_SOCKETS:
+            raise ValueError(system.unavailable(f"bind {text!r}", "sockets passed by number"))
         return BindSpec("fd", fd=int(number))
     return _parse_tcp(text)
 
@@ -205,6 +211,8 @@ def systemd_listeners(environ: Mapping[str, str] | None = None) -> list[socket.s
     ``os.environ`` either way, so that child processes do not take the
     sockets for theirs. LISTEN_FDNAMES is not used.
     """
+    if not system.HAS_FD_SOCKETS:
+        return []  # no systemd where descriptors are not sockets
     variables = os.environ if environ is None else environ
     pid, count = variables.get("LISTEN_PID", ""), variables.get("LISTEN_FDS", "")
     for name in _SYSTEMD_VARIABLES:
@@ -243,7 +251,7 @@ def _identity(info: os.stat_result) -> tuple[int, int, int]:
 def describe(sock: socket.socket, scheme: str = "http") -> str:
     """Where ``sock`` listens: ``http://127.0.0.1:4221``, ``http://[::1]:80``, ``unix:/p``."""
     address = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
+    if system.HAS_UNIX_SOCKETS and sock.family == socket.AF_UNIX:
         if isinstance(address, bytes):  # Linux abstract namespace
             address = address.decode("utf-8", "backslashreplace")
         return f"unix:{address}"

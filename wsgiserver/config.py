@@ -102,6 +102,11 @@ class ServerConfig:
     # can be found; 0: never. No timeout can stop one thread in Python, but a
     # process can be replaced.
     worker_timeout: float = 0.0
+    # How the waiting thread watches sockets: "auto" (epoll on Linux, poll on
+    # macOS and the BSDs, select on Windows), or one of them by name. select
+    # watches at most 1024 descriptors (512 sockets on Windows): connections
+    # beyond are refused.
+    poller: str = "auto"
     # Where Prometheus metrics are served, in the bind syntax ("HOST:PORT",
     # "unix:PATH"): a listener of its own, so the metrics need not be public
     # where the application is. None: no metrics endpoint.
@@ -176,6 +181,8 @@ class ServerConfig:
             raise SettingError("max_long_requests", "max_long_requests must not be negative")
         if not 0 <= self.port <= 65535:
             raise SettingError("port", "port must be between 0 and 65535")
+        if self.poller not in ("auto", "epoll", "poll", "select"):
+            raise SettingError("poller", "poller must be auto, epoll, poll or select")
         if self.client_certs not in ("none", "optional", "required"):
             raise SettingError("client_certs", "client_certs must be none, optional or required")
         self._check_needs()

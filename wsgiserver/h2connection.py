@@ -41,6 +41,7 @@ import h2.exceptions
 import h2.settings
 from hyperframe.frame import GoAwayFrame
 
+from . import system
 from .body import RequestBody
 from .connection import DRAIN_QUIET_SECONDS, NO_BODY, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError, ResponseError
@@ -48,6 +49,7 @@ from .exchange import Exchange
 from .protocol.events import Request
 from .protocol.http2 import FrameFlood, FrameScanner, request_from_fields, response_fields
 from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
+from .system import Waker
 from .transport import Peer, Transport
 
 __all__ = ["Http2Connection", "Http2Stream"]
@@ -105,33 +107,6 @@ class _FileRange:
         self.fd = fd
         self.offset = offset
         self.count = count
-
-
-class _Waker:
-    """A pipe whose read end becomes readable when poked: ends an
-    application's wait on the socket when another thread made progress."""
-
-    def __init__(self) -> None:
-        self.fd, self._write_fd = os.pipe()
-        os.set_blocking(self.fd, False)
-        os.set_blocking(self._write_fd, False)
-
-    def poke(self) -> None:
-        try:
-            os.write(self._write_fd, b".")
-        except BlockingIOError:
-            pass
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.fd, 256):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        os.close(self.fd)
-        os.close(self._write_fd)
 
 
 class Http2Connection:
@@ -194,7 +169,7 @@ class Http2Connection:
         self._lingering = False
         self._closed = False
         self._waiters = 0
-        self._waker: _Waker | None = None
+        self._waker: Waker | None = None
         self.received = 0
         self.sent = 0
         self._reported = (0, 0)
@@ -682,7 +657,7 @@ class Http2Connection:
                     if not done and not failed:
                         self._waiters += 1
                         if self._waker is None:
-                            self._waker = _Waker()
+                            self._waker = Waker()
                     waker = self._waker
                     need_arm = write or self._fatal or self._gone
                 if need_arm and not self._closed and not self._lingering:
@@ -831,7 +806,7 @@ class Http2Stream:
         item = queue[0]
         if type(item) is _FileRange:
             try:
-                piece = os.pread(item.fd, min(size, item.count), item.offset)
+                piece = system.pread(item.fd, min(size, item.count), item.offset)
             except OSError:
                 piece = b""
             if not piece:

@@ -305,6 +305,10 @@ OPTIONS: tuple[Option, ...] = (
     _server("worker-timeout", _seconds_or_off, "with --workers 2 or more, a worker whose "
             "threads have all been in the application this many seconds is replaced (their "
             "stacks logged); 0: never", _CAPACITY, metavar="SECONDS"),
+    _server("poller", _choice("auto", "epoll", "poll", "select"), "how sockets are watched: "
+            "auto is epoll on Linux, poll on macOS and the BSDs, select on Windows (1024 "
+            "descriptors at most, 512 sockets on Windows)", _CAPACITY,
+            metavar="{auto,epoll,poll,select}"),
     _server("max-connections", _positive_int, "open connections per process; beyond it the "
             "kernel queues new ones", _CAPACITY),
     _server("max-websockets", _count, "open WebSockets per process, each on a thread of its "

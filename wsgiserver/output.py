@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections import deque
 
+from . import system
 from .clock import Clock
 from .errors import ClientDisconnected
 from .transport import Transport
@@ -145,7 +146,7 @@ class ResponseOutput:
             item.offset += sent
             item.count -= sent
             return sent
-        data = os.pread(item.fd, min(item.count, _FILE_BLOCK), item.offset)
+        data = system.pread(item.fd, min(item.count, _FILE_BLOCK), item.offset)
         if not data:
             raise ClientDisconnected("the file ended before its announced length")
         item.offset += len(data)

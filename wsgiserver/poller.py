@@ -1,7 +1,8 @@
 """The one-shot readiness poller the leading worker thread waits on.
 
-Owns the epoll set (or a selector where there is no epoll) and the wake-up
-pipe that ends a wait early. A descriptor is armed for reading, for
+Owns the epoll set (or poll, or select: ``make_poller`` chooses, as
+``--poller`` says or as the system allows) and the wake-up pipe that ends a
+wait early. A descriptor is armed for reading, for
 writing or for either (``READ``, ``WRITE``, ``BOTH``); it fires once and
 stays silent until armed again, so no two threads ever act on one
 connection's event. Knows descriptors, not
@@ -10,10 +11,12 @@ connections or HTTP.
 
 from __future__ import annotations
 
-import os
 import select
 import selectors
 import threading
+
+from . import system
+from .system import Waker
 
 __all__ = ["Poller", "EpollPoller", "SelectorPoller", "make_poller", "READ", "WRITE", "BOTH"]
 
@@ -51,40 +54,25 @@ class Poller:
         """Release the poller's descriptors."""
         raise NotImplementedError
 
+    name = "poller"
+    # How many descriptors it can watch, and below which value (select's
+    # FD_SETSIZE); None: as many as the process may open.
+    capacity: int | None = None
 
-class _WakePipe:
-    """A pipe whose read end, once written to, makes a wait return."""
-
-    def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
-        os.set_blocking(self.write_fd, False)
-
-    def poke(self) -> None:
-        try:
-            os.write(self.write_fd, b".")
-        except BlockingIOError:
-            pass  # full: a wake-up is pending anyway
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.read_fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        os.close(self.read_fd)
-        os.close(self.write_fd)
+    def accepts(self, fd: int) -> bool:
+        """Whether ``fd`` can be watched at all (select: below its limit)."""
+        return self.capacity is None or fd < self.capacity
 
 
 class EpollPoller(Poller):
     """epoll with EPOLLONESHOT: the kernel gives the one-shot guarantee."""
 
+    name = "epoll"
+
     def __init__(self) -> None:
         self._epoll = select.epoll()
-        self._wake = _WakePipe()
-        self._epoll.register(self._wake.read_fd, select.EPOLLIN)
+        self._wake = Waker()
+        self._epoll.register(self._wake.fd, select.EPOLLIN)
         read = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
         write = select.EPOLLOUT | select.EPOLLONESHOT
         self._masks = {READ: read, WRITE: write, BOTH: read | write}
@@ -110,7 +98,7 @@ class EpollPoller(Poller):
         if not events:
             return None
         fd = events[0][0]
-        if fd == self._wake.read_fd:
+        if fd == self._wake.fd:
             self._wake.drain()
             return None
         return fd
@@ -130,10 +118,13 @@ class SelectorPoller(Poller):
     when its event is delivered. Arming from another thread wakes the wait,
     so the new descriptor is watched at once."""
 
-    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+    def __init__(self, selector: selectors.BaseSelector | None = None, name: str = "poll",
+                 capacity: int | None = None) -> None:
         self._selector = selector or selectors.DefaultSelector()
-        self._wake = _WakePipe()
-        self._selector.register(self._wake.read_fd, selectors.EVENT_READ)
+        self.name = name
+        self.capacity = capacity
+        self._wake = Waker()
+        self._selector.register(self._wake.fd, selectors.EVENT_READ)
         self._lock = threading.Lock()  # the selector's map is not thread-safe
 
     def register(self, fd: int, interest: int = READ) -> None:
@@ -162,12 +153,21 @@ class SelectorPoller(Poller):
     def wait(self, timeout: float) -> int | None:
         """The next ready descriptor, or None."""
         for key, _ in self._selector.select(timeout):
-            if key.fd == self._wake.read_fd:
+            if key.fd == self._wake.fd:
                 self._wake.drain()
                 continue
             self.unregister(key.fd)  # one-shot
             return key.fd
         return None
+
+    def accepts(self, fd: int) -> bool:
+        """select takes descriptors below its limit (POSIX), or that many
+        sockets at most (Windows); poll takes any."""
+        if self.capacity is None:
+            return True
+        if system.WINDOWS:
+            return len(self._selector.get_map()) < self.capacity
+        return fd < self.capacity
 
     def wake(self) -> None:
         """End the current wait early."""
@@ -179,8 +179,25 @@ class SelectorPoller(Poller):
         self._wake.close()
 
 
-def make_poller() -> Poller:
-    """epoll where the system has it, else the best selector."""
-    if hasattr(select, "epoll"):
+POLLERS = ("auto", "epoll", "poll", "select")
+
+
+def make_poller(kind: str = "auto") -> Poller:
+    """The poller ``kind`` names; ``auto``: epoll on Linux, poll on macOS and
+    the BSDs, select on Windows. ValueError, in one line, for one this
+    system does not have."""
+    if kind == "auto":
+        kind = "epoll" if system.HAS_EPOLL else "poll" if system.HAS_POLL else "select"
+    if kind == "epoll":
+        if not system.HAS_EPOLL:
+            raise ValueError(system.unavailable("--poller epoll", "epoll") +
+                             "; use auto, poll or select")
         return EpollPoller()
-    return SelectorPoller()  # pragma: no cover - other systems
+    if kind == "poll":
+        if not system.HAS_POLL:
+            raise ValueError(system.unavailable("--poller poll", "poll()") +
+                             "; use auto or select")
+        return SelectorPoller(selectors.PollSelector(), "poll")
+    if kind == "select":
+        return SelectorPoller(selectors.SelectSelector(), "select", system.SELECT_LIMIT)
+    raise ValueError(f"--poller must be one of {', '.join(POLLERS)}, not {kind!r}")

@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import system
+
 if TYPE_CHECKING:  # imported where the reloader runs: the server never needs it
     import subprocess
 
@@ -33,7 +35,7 @@ MAX_WATCHED_FILES = 20_000
 # Directories that hold other people's code or none at all.
 _SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "site-packages", "venv"})
 # Signals that end the reloader; each is passed on to the child first.
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_STOP_SIGNALS = system.STOP_SIGNALS + ((system.SIGHUP,) if system.SIGHUP is not None else ())
 # How often a sleeping reloader looks for a stop signal.
 _SIGNAL_CHECK = 0.1
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+from . import system
 from .binding import Listener
 from .config import ServerConfig
 from .server import Server, listeners_for, metrics_listener_for
@@ -64,9 +65,10 @@ class StopSignals:
         """Handle the signals (main thread only); False where that is impossible."""
         if threading.current_thread() is not threading.main_thread():
             return False
-        signal.signal(signal.SIGTERM, self._on_stop)
-        signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGHUP, self._on_hangup)
+        for number in system.STOP_SIGNALS:  # SIGTERM, SIGINT, and SIGBREAK on Windows
+            signal.signal(number, self._on_stop)
+        if system.SIGHUP is not None:
+            signal.signal(system.SIGHUP, self._on_hangup)
         return True
 
     def notify(self, target: Callable[[], None]) -> None:
@@ -119,6 +121,9 @@ def serve(
     if signals.requested:
         return 0  # asked to stop before anything was started
     if config.workers > 1:
+        if not system.HAS_FORK:
+            raise ValueError(system.unavailable("--workers 2 or more", "os.fork") +
+                             ": run one process, or one per port behind a load balancer")
         from .supervisor import Supervisor  # only the multi-process mode forks
 
         bound = list(listeners) or listeners_for(config)

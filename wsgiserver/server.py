@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from .binding import Listener, open_listeners
 from .clock import SYSTEM_CLOCK, Clock, HttpDate
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .accesslog import AccessLog
     from .h2connection import Http2Connection, Http2Stream
 
-    AnyConnection = Connection | Http2Connection
+    AnyConnection: TypeAlias = Connection | Http2Connection
 
 __all__ = ["Server", "Listener", "listeners_for", "metrics_listener_for"]
 
@@ -61,6 +61,10 @@ _RESERVED_FDS = 64
 _ACCEPT_BATCH = 16
 
 
+# A connection the poller cannot take gets this and is closed.
+_FULL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+         b"Content-Length: 20\r\nConnection: close\r\n\r\nserver at capacity.\n")
+_AF_UNIX = getattr(socket, "AF_UNIX", None)  # not on every system
 # What the poller watches a connection's socket for, after each step.
 _INTEREST = {Step.READ: READ, Step.WRITE: WRITE, Step.READ_WRITE: BOTH}
 
@@ -149,10 +153,15 @@ class Server:
         with self._lifecycle:
             if self._poller is not None or self._finished.is_set():
                 return  # running, or stopped (perhaps before it ever started)
-            self._max_connections = _connection_limit(self.config.max_connections)
-            listeners = self.bind()
+            poller = make_poller(self.config.poller)  # ValueError: not on this system
+            try:
+                self._max_connections = _connection_limit(self.config.max_connections, poller)
+                listeners = self.bind()
+            except BaseException:
+                poller.close()
+                raise
             self._access_log = _make_access_log(self.config, self.clock)
-            self._poller = make_poller()
+            self._poller = poller
             for listener in listeners:
                 self._listen(listener, self._connection_settings(listener))
             if self.metrics_listener is not None:
@@ -169,7 +178,11 @@ class Server:
             self._pool.start()
             self._spawn(self._reap, "wsgiserver-reaper")
             for listener in listeners:
-                log.info("serving on %s with %d threads", listener.url, self.config.threads)
+                log.info("serving on %s with %d threads (%s)", listener.url,
+                         self.config.threads, poller.name)
+            if poller.capacity is not None and self._max_connections < self.config.max_connections:
+                log.info("--poller %s watches at most %d descriptors: %d connections at once",
+                         poller.name, poller.capacity, self._max_connections)
             if self.metrics_listener is not None:
                 log.info("metrics on %s/metrics", self.metrics_listener.url)
 
@@ -435,6 +448,8 @@ class Server:
                 log.warning("accept failed: %s", error)
                 time.sleep(0.05)
                 break
+            if not self._poller_accepts(sock):
+                continue
             connection = Connection(self._transport(sock, remote, listener), settings,
                                     tls=listener.ssl_context is not None)
             with self._table_lock:
@@ -459,9 +474,25 @@ class Server:
         # The first is served now rather than after a trip through the poller.
         self._drive(worker, accepted[0], register=True)
 
+    def _poller_accepts(self, sock: socket.socket) -> bool:
+        """A connection the poller cannot watch (select, past its limit) is
+        refused with a 503 and closed, never let in to fail later."""
+        poller = self._poller
+        assert poller is not None
+        if poller.accepts(sock.fileno()):
+            return True
+        log.warning("--poller %s is at its limit: a connection was refused", poller.name)
+        try:
+            sock.setblocking(False)
+            sock.send(_FULL)
+        except OSError:
+            pass
+        sock.close()
+        return False
+
     def _transport(self, sock: socket.socket, remote: object, listener: Listener) -> Transport:
         sock.setblocking(False)
-        if sock.family == socket.AF_UNIX:
+        if sock.family == _AF_UNIX:
             peer = ("", 0)  # a Unix socket peer has no address
         else:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -621,9 +652,15 @@ def _make_access_log(config: ServerConfig, clock: Clock) -> AccessLog | None:
     )
 
 
-def _connection_limit(wanted: int) -> int:
-    """``wanted`` connections, raising the file limit if it can, else fewer."""
-    import resource
+def _connection_limit(wanted: int, poller: Poller) -> int:
+    """``wanted`` connections, raising the file limit if it can, else fewer;
+    never more than the poller can watch (select)."""
+    if poller.capacity is not None:
+        wanted = min(wanted, max(poller.capacity - _RESERVED_FDS, 1))
+    try:
+        import resource
+    except ImportError:  # no such limit to read (Windows)
+        return wanted
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = wanted + _RESERVED_FDS

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
+from . import system
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import ClientDisconnected
 
@@ -115,7 +116,7 @@ class Transport(Protocol):
 class SocketTransport:
     """A plain TCP or Unix socket, non-blocking."""
 
-    can_sendfile = True
+    can_sendfile = system.HAS_SENDFILE
     direct_reads = True
     alpn: str | None = None
 
@@ -164,29 +165,34 @@ class SocketTransport:
 
     def wait_readable(self, deadline: float) -> bool:
         """Block until bytes arrive (True) or the deadline passes (False)."""
-        return self._wait(select.POLLIN, deadline)
+        return self._wait((self.fd,), (), deadline)
 
     def wait_writable(self, deadline: float) -> bool:
         """Block until the socket takes bytes (True) or the deadline passes (False)."""
-        return self._wait(select.POLLOUT, deadline)
+        return self._wait((), (self.fd,), deadline)
 
     def wait_for(self, deadline: float, write: bool = False, wake_fd: int | None = None) -> None:
         """Block until bytes arrive, the socket takes bytes (``write``), ``wake_fd``
         becomes readable, or the deadline passes."""
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN | (select.POLLOUT if write else 0))
-        if wake_fd is not None:
-            poller.register(wake_fd, select.POLLIN)
-        remaining = deadline - self._clock.monotonic()
-        if remaining > 0:
-            poller.poll(remaining * 1000)
+        readable = (self.fd,) if wake_fd is None else (self.fd, wake_fd)
+        self._wait(readable, (self.fd,) if write else (), deadline, once=True)
 
-    def _wait(self, events: int, deadline: float) -> bool:
-        poller = select.poll()
-        poller.register(self.fd, events)
+    def _wait(self, readable: tuple[int, ...], writable: tuple[int, ...], deadline: float,
+              once: bool = False) -> bool:
+        """Wait for any of the descriptors (poll, or select where there is
+        none); False when the deadline passed first."""
         while (remaining := deadline - self._clock.monotonic()) > 0:
-            if poller.poll(remaining * 1000):
-                return True
+            if system.HAS_POLL:
+                poller = select.poll()
+                for fd in readable:
+                    poller.register(fd, select.POLLIN)
+                for fd in writable:
+                    poller.register(fd, select.POLLOUT | (select.POLLIN if fd in readable else 0))
+                ready = bool(poller.poll(remaining * 1000))
+            else:
+                ready = any(select.select(readable, writable, (), remaining))
+            if ready or once:
+                return ready
         return False
 
     def sendfile(self, file_fd: int, offset: int, count: int) -> int:

@@ -12,8 +12,7 @@ test_server.py one stalled head; these scale that to 500 and add bodies.
 from __future__ import annotations
 
 import http.client
-import resource
-import select
+import selectors
 import socket
 import threading
 
@@ -37,6 +36,7 @@ def hello_or_echo(environ, start_response):
 @pytest.fixture
 def enough_descriptors():
     """Room for MANY client sockets and the server's side of each, in one process."""
+    resource = pytest.importorskip("resource", reason="needs the resource module (POSIX)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = 4 * MANY
     if soft != resource.RLIM_INFINITY and soft < need:
@@ -95,15 +95,15 @@ class Tricklers:
         return not self.ended.is_set()
 
     def _run(self) -> None:
-        poller = select.poll()
-        by_fd = {sock.fileno(): n for n, sock in enumerate(self.socks)}
-        for fd in by_fd:
-            poller.register(fd, select.POLLIN)
+        # A selector rather than select.poll: this runs on every system.
+        poller = selectors.DefaultSelector()
+        for n, sock in enumerate(self.socks):
+            poller.register(sock, selectors.EVENT_READ, n)
         try:
             for offset in range(0, len(self.trickle), self.step):
-                for fd, _ in poller.poll(0):
-                    self.answered.add(by_fd[fd])
-                    poller.unregister(fd)
+                for key, _ in poller.select(0):
+                    self.answered.add(key.data)
+                    poller.unregister(key.fileobj)
                 if len(self.answered) == len(self.socks):
                     return
                 piece = self.trickle[offset:offset + self.step]
@@ -120,6 +120,7 @@ class Tricklers:
                     return
             self.exhausted.set()
         finally:
+            poller.close()
             self.trickling.set()  # never leave a waiter hanging
             self.ended.set()
 

@@ -350,3 +350,24 @@ def test_name_locks_are_dropped_when_released():
     with locks.hold("a"), locks.hold("b"):
         assert len(locks) == 2
     assert len(locks) == 0
+
+
+@pytest.mark.parametrize("name", ["NUL", "con.txt", "COM1", "lpt9.log", "a:b", "x.txt:stream",
+                                  "what?", "a.txt.", "trailing ", 'quote"'])
+def test_names_that_mean_something_else_on_windows_are_refused_there(monkeypatch, name):
+    import microapp.files
+    from microapp import HTTPError
+
+    assert check_name(name) == name  # a plain name elsewhere
+    monkeypatch.setattr(microapp.files, "WINDOWS", True)
+    with pytest.raises(HTTPError) as caught:
+        check_name(name)
+    assert caught.value.status == 400 and "Windows" in str(caught.value.detail)
+
+
+def test_ordinary_names_pass_on_windows_too(monkeypatch):
+    import microapp.files
+
+    monkeypatch.setattr(microapp.files, "WINDOWS", True)
+    for name in ("report.pdf", "console.txt", "null.bin", "a b.txt", "COM10"):
+        assert check_name(name) == name
