@@ -36,6 +36,9 @@ FORBIDDEN = {
     "accesslog": {"socket", "wsgi", "connection", "server"},
     "proxy": {"socket", "wsgi", "connection", "server"},
     "binding": {"protocol", "connection", "server", "config"},
+    # What the system offers: asked by everyone, asking no one.
+    "system": {"config", "connection", "server", "poller", "transport", "protocol", "runner",
+               "binding", "pool", "wsgi"},
     # Configuration: the table converts text, the sources read through it, the
     # command line puts them together; the app spec knows none of them.
     "options": {"argparse", "cli", "settings", "server", "runner", "tomllib"},
