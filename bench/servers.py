@@ -74,10 +74,13 @@ class Server:
         return self.name.startswith("wsgiserver") and not self.name.endswith("-base")
 
 
-def wsgiserver(workers: int, threads: int = 8) -> Callable[[int, Context], list[str]]:
+def wsgiserver(workers: int, threads: int = 8,
+               poller: str | None = None) -> Callable[[int, Context], list[str]]:
     def build(port: int, ctx: Context) -> list[str]:
         cmd = [PY, "-m", "wsgiserver", ctx.app, "--host", HOST, "--port", str(port),
                "--threads", str(threads), "--keepalive-timeout", "30"]
+        if poller is not None:
+            cmd += ["--poller", poller]
         return cmd + (["--workers", str(workers)] if workers > 1 else [])
     return build
 
@@ -205,6 +208,12 @@ ALL = [
     # (Only when named with --servers.)
     Server("wsgiserver-1t", "python -m wsgiserver --threads 1 --keepalive-timeout 30",
            wsgiserver(1, threads=1), default_only=frozenset()),
+    # The pollers macOS and Windows use, on this machine (only when named).
+    Server("wsgiserver-poll", "python -m wsgiserver --poller poll --threads 8",
+           wsgiserver(1, poller="poll"), default_only=frozenset()),
+    Server("wsgiserver-select", "python -m wsgiserver --poller select --threads 8 (1024 "
+           "descriptors at most: about 960 connections)",
+           wsgiserver(1, poller="select"), default_only=frozenset()),
 ]
 BY_NAME = {s.name: s for s in ALL}
 DEFAULT = [s.name for s in ALL]

@@ -185,8 +185,9 @@ def test_log_lines_carry_the_pid_with_several_workers(start_cli):
 def test_help_lists_short_options():
     result = run_cli("--help")
     assert result.returncode == 0
-    assert "-b ADDRESS, --bind ADDRESS" in result.stdout
-    assert "-w N, --workers N" in result.stdout
+    # Python 3.13's argparse writes the metavar once: "-b, --bind ADDRESS".
+    assert re.search(r"-b( ADDRESS)?, --bind ADDRESS", result.stdout)
+    assert re.search(r"-w( N)?, --workers N", result.stdout)
 
 
 def test_busy_port_is_one_line_error():
