@@ -107,6 +107,10 @@ class Supervisor:
     def _spawn(self) -> _Worker:
         slot = self._free_slots.pop()
         ready_read, ready_write = os.pipe()
+        # A SIGTERM between the fork and the worker's own handler would run
+        # the supervisor's handler in the worker, and be lost: blocked across
+        # the fork, it waits for the handler the worker installs first.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         pid = os.fork()
         if pid == 0:  # the worker
             os.close(ready_read)
@@ -117,6 +121,7 @@ class Supervisor:
                 log.exception("worker failed")
             finally:
                 os._exit(status)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         os.close(ready_write)
         limit = self.config.max_requests
         if limit:
@@ -131,6 +136,10 @@ class Supervisor:
     def _work(self, ready_fd: int, slot: int) -> int:
         """The body of a worker process: serve until SIGTERM; 1 if the
         shutdown's grace period cut requests off."""
+        # A stop asked for while the server starts is kept for when it runs.
+        stop_asked = threading.Event()
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop_asked.set())
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         # The supervisor decides about Ctrl-C and reloads for everyone.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -147,6 +156,8 @@ class Supervisor:
         os.write(ready_fd, b"ready")
         os.close(ready_fd)
         signal.signal(signal.SIGTERM, lambda signum, frame: server.stop_in_background())
+        if stop_asked.is_set():
+            server.stop_in_background()
         _stop_when_orphaned(server, os.getppid())
         server.serve_forever()
         return 1 if server.cut_off else 0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import threading
 import time
+
+import pytest
 
 from tests.conftest import connect
 from tests.functional.apps import hello_app
@@ -176,3 +179,37 @@ def test_client_that_stops_reading_a_file_frees_the_worker(live_server, tmp_path
         assert received < big.stat().st_size  # cut off, never mistaken for whole
     finally:
         stalled.close()
+
+
+def test_select_refuses_what_it_cannot_watch_and_serves_the_rest(live_server):
+    """select() takes descriptors below 1024: a connection whose socket lands
+    above gets a 503 and is closed; the server goes on (never a crash)."""
+    resource = pytest.importorskip("resource", reason="needs the resource module (POSIX)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the file limit ({hard}) is too low to reach descriptor 1024")
+    if soft != resource.RLIM_INFINITY and soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    server = live_server(hello_app, poller="select")
+    filler = []
+    try:
+        with socket.create_connection(server.address, timeout=5) as early:
+            early.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(early).status == 200
+            # Take every descriptor up to 1030: the next accepted socket is above.
+            while (fd := os.open(os.devnull, os.O_RDONLY)) < 1030:
+                filler.append(fd)
+            filler.append(fd)
+            with socket.create_connection(server.address, timeout=5) as late:
+                late.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                refused = read_response(late)
+            assert refused.status == 503
+            for fd in filler:
+                os.close(fd)
+            filler.clear()
+            # The connection opened before is still served.
+            early.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(early).status == 200
+    finally:
+        for fd in filler:
+            os.close(fd)

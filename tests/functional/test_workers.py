@@ -206,3 +206,40 @@ def test_sigterm_exits_0_when_every_request_finished(start_cli):
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=20)
     assert process.returncode == 0 and "cut off" not in stderr
+
+
+def test_a_worker_told_to_stop_while_it_starts_stops():
+    """SIGTERM reaching a worker before its server is up (a supervisor's
+    stop, or a roll, as it forks): the worker stops once it is up, instead
+    of running the supervisor's handler it was born with and going on."""
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wsgiserver", "tests.functional.apps:hello_app", "--workers", "2",
+         "--port", "0"], cwd=root, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # the first worker, just forked
+            found = re.search(r"started worker (\d+)", line)
+            if found:
+                worker = int(found.group(1))
+                os.kill(worker, signal.SIGTERM)
+                break
+
+        def gone() -> bool:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                return True
+            return Path(f"/proc/{worker}/status").read_text().find("zombie") >= 0
+
+        assert wait_for(gone, 10), "the worker went on serving"
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
