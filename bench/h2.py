@@ -84,7 +84,8 @@ def h2load(port: int, scenario: str, duration: float) -> dict[str, float]:
     scale = {"B": 1 / 1024 / 1024, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}[finished.group(5)]
     return {"seconds": seconds, "rps": float(finished.group(3)),
             "mibps": float(finished.group(4)) * scale,
-            "succeeded": int(counts.group(2)), "failed": int(counts.group(3)) + int(counts.group(4))}
+            "succeeded": int(counts.group(2)),
+            "failed": int(counts.group(3)) + int(counts.group(4))}
 
 
 def ready(proc, port: int, timeout: float = 15.0) -> bool:
@@ -134,10 +135,10 @@ def main() -> int:
     print("| scenario | server | seconds | req/s | MiB/s | failed |")
     print("|---|---|---|---|---|---|")
     for (scenario, name), runs in results.items():
-        def median(key: str) -> float:
-            return statistics.median(run[key] for run in runs)
-        print(f"| {scenario} | {name} | {median('seconds'):.2f} | {median('rps'):,.0f} | "
-              f"{median('mibps'):.1f} | {int(sum(run['failed'] for run in runs))} |")
+        seconds, rps, mibps = (statistics.median(run[key] for run in runs)
+                               for key in ("seconds", "rps", "mibps"))
+        print(f"| {scenario} | {name} | {seconds:.2f} | {rps:,.0f} | {mibps:.1f} | "
+              f"{int(sum(run['failed'] for run in runs))} |")
     return 0
 
 

@@ -46,6 +46,7 @@ from .body import RequestBody
 from .connection import DRAIN_QUIET_SECONDS, NO_BODY, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange
+from .output import FileRange
 from .protocol.events import Request
 from .protocol.http2 import FrameFlood, FrameScanner, request_from_fields, response_fields
 from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
@@ -96,17 +97,6 @@ class _Phase(enum.Enum):
     RUNNING = "running"  # its application runs
     SENDING = "sending"  # the application is done; DATA still waits for windows
     DONE = "done"
-
-
-class _FileRange:
-    """The rest of a file to send: a descriptor of our own, where, how much."""
-
-    __slots__ = ("fd", "offset", "count")
-
-    def __init__(self, fd: int, offset: int, count: int) -> None:
-        self.fd = fd
-        self.offset = offset
-        self.count = count
 
 
 class Http2Connection:
@@ -705,7 +695,7 @@ class Http2Stream:
         self._head_sent = False
         self._end_queued = False  # END_STREAM goes once the queue is empty
         self._end_sent = False
-        self._queue: deque[memoryview | _FileRange] = deque()
+        self._queue: deque[memoryview | FileRange] = deque()
         self.queued = 0  # bytes in memory waiting for a window
         self.progress_at = connection.clock.monotonic()
         self._status = 0
@@ -804,7 +794,7 @@ class Http2Stream:
             return 0
         size = min(window, h2conn.max_outbound_frame_size)
         item = queue[0]
-        if type(item) is _FileRange:
+        if type(item) is FileRange:
             try:
                 piece = system.pread(item.fd, min(size, item.count), item.offset)
             except OSError:
@@ -848,7 +838,7 @@ class Http2Stream:
 
     def _drop_queue(self) -> None:
         for item in self._queue:
-            if type(item) is _FileRange:
+            if type(item) is FileRange:
                 os.close(item.fd)
         self._queue.clear()
         self.queued = 0
@@ -975,7 +965,7 @@ class Http2Stream:
         count = framer.raw_count(available)
         assert count is not None  # no chunking in HTTP/2
         if count and not self._end_sent:
-            self._queue.append(_FileRange(os.dup(fd), offset, count))
+            self._queue.append(FileRange(os.dup(fd), offset, count))
             framer.sent_raw(count)
             self.connection._want_send(self)
 

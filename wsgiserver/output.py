@@ -19,13 +19,13 @@ from .clock import Clock
 from .errors import ClientDisconnected
 from .transport import Transport
 
-__all__ = ["ResponseOutput"]
+__all__ = ["ResponseOutput", "FileRange"]
 
 # Reads of a file that cannot go out with sendfile (TLS): one block at a time.
 _FILE_BLOCK = 256 * 1024
 
 
-class _FileRange:
+class FileRange:
     """The rest of a file to send: a descriptor of our own, where, how much."""
 
     __slots__ = ("fd", "offset", "count")
@@ -52,7 +52,7 @@ class ResponseOutput:
         self._write_timeout = write_timeout
         self._high_water = high_water
         self._low_water = low_water
-        self._queue: deque[memoryview | _FileRange] = deque()
+        self._queue: deque[memoryview | FileRange] = deque()
         self._queued = 0  # bytes in memory (file ranges are not)
         self.progress_at = clock.monotonic()  # when bytes last left
         self.sent = 0  # bytes the socket took (for the metrics)
@@ -97,7 +97,7 @@ class ResponseOutput:
                 offset += sent
                 count -= sent
         if count:
-            self._queue.append(_FileRange(os.dup(fd), offset, count))
+            self._queue.append(FileRange(os.dup(fd), offset, count))
             if not self._transport.can_sendfile:
                 self.flush()
 
@@ -117,7 +117,7 @@ class ResponseOutput:
         sent_any = False
         while queue:
             item = queue[0]
-            if type(item) is _FileRange:
+            if type(item) is FileRange:
                 sent = self._send_file_range(item)
                 if not item.count:
                     os.close(item.fd)
@@ -138,7 +138,7 @@ class ResponseOutput:
             self.progress_at = self._clock.monotonic()
         return not queue
 
-    def _send_file_range(self, item: _FileRange) -> int:
+    def _send_file_range(self, item: FileRange) -> int:
         if self._transport.can_sendfile:
             sent = self._transport.sendfile(item.fd, item.offset, item.count)
             if not sent and _file_ended(item):
@@ -161,13 +161,13 @@ class ResponseOutput:
     def discard(self) -> None:
         """Drop whatever is still queued (the connection is going away)."""
         for item in self._queue:
-            if type(item) is _FileRange:
+            if type(item) is FileRange:
                 os.close(item.fd)
         self._queue.clear()
         self._queued = 0
 
 
-def _file_ended(item: _FileRange) -> bool:
+def _file_ended(item: FileRange) -> bool:
     """sendfile sent nothing: the socket is full, or the file is shorter than promised."""
     try:
         return os.fstat(item.fd).st_size <= item.offset

@@ -25,30 +25,12 @@ import h2.settings  # noqa: E402
 
 from tests.functional.h2client import H2Socket, frame  # noqa: E402
 from tests.functional.http import read_response  # noqa: E402
+from tests.functional.tlsfiles import TLSFiles  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRUSTED = ("127.0.0.1",)
 ELSEWHERE = ("192.0.2.1",)  # a trusted proxy that is not us: we are untrusted
 BIG = bytes(range(256)) * 12_000  # about 3 MiB
-
-
-class TLSFiles:
-    def __init__(self, directory) -> None:
-        import trustme
-
-        self.ca = trustme.CA()
-        server_cert = self.ca.issue_cert("localhost", "127.0.0.1")
-        self.certfile = str(directory / "server.pem")
-        server_cert.private_key_and_cert_chain_pem.write_to_path(self.certfile)
-        self.ca_pem = str(directory / "ca.pem")
-        self.ca.cert_pem.write_to_path(self.ca_pem)
-
-    def context(self):
-        import ssl
-
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        return context
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +110,12 @@ def test_alpn_chooses_h2_and_http11_clients_keep_http11(https2, tls):
     httpx = pytest.importorskip("httpx")
     server = https2()
     url = f"https://127.0.0.1:{server.address[1]}"
-    with httpx.Client(http2=True, verify=tls.context()) as client:
+    with httpx.Client(http2=True, verify=tls.client_context()) as client:
         answers = [client.get(f"{url}/{n}") for n in range(3)]
     assert [(a.http_version, a.text) for a in answers] == \
         [("HTTP/2", f"HTTP/2.0 /{n}") for n in range(3)]
     conn = http.client.HTTPSConnection("127.0.0.1", server.address[1], timeout=5,
-                                       context=tls.context())
+                                       context=tls.client_context())
     conn.request("GET", "/one")
     assert conn.getresponse().read() == b"HTTP/1.1 /one"
     conn.close()
@@ -259,7 +241,7 @@ def test_large_bodies_files_and_streams_over_tls_with_httpx(https2, tls):
     server = https2()
     url = f"https://127.0.0.1:{server.address[1]}"
     upload = os.urandom(3 << 20)
-    with httpx.Client(http2=True, verify=tls.context(), timeout=20) as client:
+    with httpx.Client(http2=True, verify=tls.client_context(), timeout=20) as client:
         echoed = client.post(f"{url}/echo", content=upload)
         big = client.get(f"{url}/big")
         file = client.get(f"{url}/file")
