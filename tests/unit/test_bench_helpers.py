@@ -12,6 +12,7 @@ import json
 import pytest
 
 from bench import apps, slow
+from bench import h2 as bench_h2
 from bench import run as bench_run
 from bench.run import Result
 
@@ -159,3 +160,44 @@ def test_a_result_survives_its_json_form_and_unknown_fields_are_dropped():
     row = slow_row("waitress", 20, 6.4, unanswered={"timeout": 0}, notes=["x"])
     data = json.loads(json.dumps({**vars(row), "from_a_later_version": 1}))
     assert bench_run.result_from(data) == row
+
+
+# ---------------------------------------------------------------- bench/h2.py
+
+H2LOAD_SUMMARY = """
+finished in 3.00s, 5382.33 req/s, 187.71KB/s
+requests: 16147 total, 16247 started, 16147 done, 16140 succeeded, 5 failed, 2 errored, 0 timeout
+status codes: 16140 2xx, 0 3xx, 0 4xx, 0 5xx
+"""
+
+
+def test_h2load_summary_gives_rate_bytes_and_failures():
+    parsed = bench_h2.parse_h2load(H2LOAD_SUMMARY)
+    assert parsed["seconds"] == 3.0
+    assert parsed["rps"] == 5382.33
+    assert parsed["mibps"] == pytest.approx(187.71 / 1024)
+    assert parsed["succeeded"] == 16140
+    assert parsed["failed"] == 7  # failed and errored alike
+
+
+def test_h2load_time_in_milliseconds_and_megabytes():
+    parsed = bench_h2.parse_h2load(H2LOAD_SUMMARY.replace("3.00s", "612.5ms")
+                                   .replace("187.71KB/s", "26.10MB/s"))
+    assert parsed["seconds"] == pytest.approx(0.6125)
+    assert parsed["mibps"] == 26.10
+
+
+def test_h2load_without_a_summary_is_an_error_quoting_it():
+    with pytest.raises(RuntimeError, match="connect failed"):
+        bench_h2.parse_h2load("", "connect failed")
+
+
+@pytest.mark.parametrize("name", sorted(bench_h2.SERVERS))
+def test_h2_servers_speak_h2c_in_clear_and_tls_with_the_run_s_files(name):
+    clear = bench_h2.SERVERS[name](8000, None)
+    tls = bench_h2.SERVERS[name](8000, ("c.pem", "k.pem"))
+    assert "c.pem" not in clear and "k.pem" not in clear
+    assert "c.pem" in tls and "k.pem" in tls
+    assert "8000" in " ".join(clear) and "8000" in " ".join(tls)
+    assert bench_h2.url(8000, None, "/x") == "http://127.0.0.1:8000/x"
+    assert bench_h2.url(8000, ("c", "k"), "/x") == "https://127.0.0.1:8000/x"
