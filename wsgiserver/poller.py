@@ -14,6 +14,7 @@ from __future__ import annotations
 import select
 import selectors
 import threading
+from collections import deque
 
 from . import system
 from .system import Waker
@@ -115,8 +116,13 @@ class EpollPoller(Poller):
 
 class SelectorPoller(Poller):
     """A selector (poll or select) made one-shot: a descriptor leaves the set
-    when its event is delivered. Arming from another thread wakes the wait,
-    so the new descriptor is watched at once."""
+    when its event is taken from the kernel. Every descriptor one select()
+    found ready is queued and handed out in turn before the next call, so
+    none starves (select lists them by number: the lowest would otherwise
+    win every time) and one call serves several events. Arming while another
+    thread waits wakes that wait, so the new descriptor is watched at once;
+    the leader arming before its own next wait (the usual case: it served the
+    request itself) costs no wake-up, since a wait reads the set as it begins."""
 
     def __init__(self, selector: selectors.BaseSelector | None = None, name: str = "poll",
                  capacity: int | None = None) -> None:
@@ -126,6 +132,11 @@ class SelectorPoller(Poller):
         self._wake = Waker()
         self._selector.register(self._wake.fd, selectors.EVENT_READ)
         self._lock = threading.Lock()  # the selector's map is not thread-safe
+        # Threads inside select() (the leader, one at a time). Counted and read
+        # under the lock: an arming that sees none came before the wait began,
+        # and the wait reads the set it left.
+        self._waiting = 0
+        self._ready: deque[int] = deque()  # found ready, out of the set, not yet handed out
 
     def register(self, fd: int, interest: int = READ) -> None:
         """Start watching ``fd`` for one event."""
@@ -136,29 +147,46 @@ class SelectorPoller(Poller):
                 self._selector.register(fd, events)
             except KeyError:  # armed already: change what for
                 self._selector.modify(fd, events)
-        self._wake.poke()
+            waiting = self._waiting
+        if waiting:
+            self._wake.poke()
 
     def rearm(self, fd: int, interest: int = READ) -> None:
         """Watch ``fd`` again."""
         self.register(fd, interest)
 
     def unregister(self, fd: int) -> None:
-        """Stop watching ``fd``."""
+        """Stop watching ``fd`` (an event of it found but not handed out is dropped)."""
         with self._lock:
             try:
                 self._selector.unregister(fd)
             except (KeyError, OSError, ValueError):
                 pass
+            if fd in self._ready:
+                self._ready.remove(fd)
 
     def wait(self, timeout: float) -> int | None:
         """The next ready descriptor, or None."""
-        for key, _ in self._selector.select(timeout):
-            if key.fd == self._wake.fd:
-                self._wake.drain()
-                continue
-            self.unregister(key.fd)  # one-shot
-            return key.fd
-        return None
+        with self._lock:
+            if self._ready:
+                return self._ready.popleft()
+            self._waiting += 1
+        try:
+            found = self._selector.select(timeout)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        with self._lock:
+            for key, _ in found:
+                if key.fd == self._wake.fd:
+                    self._wake.drain()
+                    continue
+                try:
+                    self._selector.unregister(key.fd)  # one-shot
+                except (KeyError, ValueError):
+                    continue  # unregistered while select() ran: its event is stale
+                self._ready.append(key.fd)
+            return self._ready.popleft() if self._ready else None
 
     def accepts(self, fd: int) -> bool:
         """select takes descriptors below its limit (POSIX), or that many
