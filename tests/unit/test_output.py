@@ -1,0 +1,67 @@
+"""ResponseOutput's file path over the fake transport and a manual clock:
+a fast reader takes the whole file on the thread, a slow one is left to the
+poller after a short wait, a file shorter than promised never spins."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from wsgiserver import output
+from wsgiserver.clock import ManualClock
+from wsgiserver.errors import ClientDisconnected
+from wsgiserver.output import ResponseOutput
+
+from .fakes import FakeTransport
+
+BODY = bytes(range(256)) * 40  # 10,240 bytes
+
+
+@pytest.fixture
+def file_fd() -> Iterator[int]:
+    with tempfile.TemporaryFile() as handle:
+        handle.write(BODY)
+        handle.flush()
+        yield handle.fileno()
+
+
+def make(reads: int | None) -> tuple[ResponseOutput, FakeTransport, ManualClock]:
+    clock = ManualClock()
+    transport = FakeTransport(clock, reads=reads)
+    out = ResponseOutput(transport, clock, write_timeout=30.0, high_water=65536,
+                         low_water=16384)
+    return out, transport, clock
+
+
+def test_a_client_that_keeps_reading_gets_the_whole_file_on_the_thread(file_fd):
+    out, transport, clock = make(reads=None)
+    out.send_file(file_fd, 0, len(BODY))
+    assert not out.pending
+    assert transport.take_sent() == BODY
+    assert out.sent == len(BODY)
+    assert clock.monotonic() == 1000.0  # never waited
+
+
+def test_a_client_that_stops_reading_is_left_to_the_poller_after_a_short_wait(file_fd):
+    out, transport, clock = make(reads=4096)
+    out.send_file(file_fd, 0, len(BODY))
+    assert out.pending, "the rest is queued for the poller"
+    assert transport.take_sent() == BODY[:4096]
+    waited = clock.monotonic() - 1000.0
+    assert 0 < waited <= output._KEEP_UP + 1e-9  # one short wait, not the write timeout
+    os.lseek(file_fd, 0, os.SEEK_SET)  # the queue has a descriptor of its own
+    transport.reads = None
+    assert out.flush()
+    assert transport.take_sent() == BODY[4096:]
+
+
+def test_a_file_shorter_than_promised_fails_without_waiting(file_fd):
+    out, transport, clock = make(reads=None)
+    out.send_file(file_fd, 0, len(BODY) + 100)
+    assert clock.monotonic() == 1000.0, "an ended file is not a full socket"
+    assert transport.take_sent() == BODY
+    with pytest.raises(ClientDisconnected, match="ended"):
+        out.flush()
