@@ -755,7 +755,7 @@ def chart_panels(rows: list[Result]) -> list[dict]:
                 bars.append({"server": r.server, "value": r.answered, "label": label})
             else:
                 x = ratio(rows, r)
-                label = short(r.rps) + (f"\nws/peer {x}" if x.endswith("x") else "")
+                label = short(r.rps) + (f"\n{x}" if x.endswith("x") else "")
                 bars.append({"server": r.server, "value": r.rps, "label": label})
         panels.append({"scenario": name, "slow": slow, "bars": bars,
                        "ylabel": "answered" if slow else "req/s",
@@ -787,7 +787,8 @@ def draw_chart(rows: list[Result], meta: dict, path: str) -> None:
     colors = {n: palette(i % 10) for i, n in enumerate(names)}
     ncols = min(4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.4 * nrows + 1.3),
+    width = max(3.8, 0.72 * max((len(p["bars"]) for p in panels), default=0))  # labels apart
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.4 * nrows + 1.3),
                              squeeze=False)
     for ax, panel in zip(axes.flat, panels, strict=False):
         bars = panel["bars"]
@@ -809,7 +810,7 @@ def draw_chart(rows: list[Result], meta: dict, path: str) -> None:
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(chart_title(meta), fontsize=10)
-    fig.text(0.5, 0.01, "ws/peer: wsgiserver req/s / the peer's req/s (above 1.00x "
+    fig.text(0.5, 0.01, "under a peer's figure: wsgiserver's req/s / the peer's (above 1.00x "
              "wsgiserver is faster); slow clients: timed GET / answered, and the slowest",
              ha="center", fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 0.97))

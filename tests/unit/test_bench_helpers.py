@@ -150,7 +150,7 @@ def test_chart_panels_label_peers_with_the_ratio_and_slow_rows_with_answered():
             Result("gthread", "slowup", failed=True)]
     hello, slowup = bench_run.chart_panels(rows)
     assert not hello["slow"] and hello["ylabel"] == "req/s"
-    assert [b["label"] for b in hello["bars"]] == ["12.3k", "6.0k\nws/peer 2.06x"]
+    assert [b["label"] for b in hello["bars"]] == ["12.3k", "6.0k\n2.06x"]
     assert slowup["slow"] and slowup["ymax"] == 20
     assert [(b["value"], b["label"]) for b in slowup["bars"]] == [
         (0, "0/20"), (20, "20/20\nmax 6 ms"), (0, "FAILED")]
