@@ -109,7 +109,8 @@ def _read_to_end(stream) -> int:
 
 def upload(environ, start_response):
     stream = environ["wsgi.input"]
-    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or \
+        environ.get("wsgi.input_terminated", False)  # servers that keep TE to themselves
     if chunked and not environ.get("CONTENT_LENGTH"):
         # The server de-chunks and ends wsgi.input at the last chunk (waitress
         # instead buffers the whole body and sets CONTENT_LENGTH).
