@@ -56,17 +56,22 @@ class Client:
     def client_turn(self) -> None:
         """What the client does while the server's thread waits for it: read
         what was sent, acknowledge it, send its answers."""
+        _, _, events = self._client_reads_and_answers()
+        self.events += events
+
+    def _client_reads_and_answers(self) -> tuple[bytes, bytes, list]:
+        """The client takes what the server sent (acknowledging DATA) and
+        sends what it has: (bytes taken, bytes sent, events)."""
         sent = self.transport.take_sent()
-        if sent:
-            events = self.h2.receive_data(sent)
-            self.events += events
-            for event in events:
-                if isinstance(event, h2.events.DataReceived) and self.auto_ack:
-                    self.h2.acknowledge_received_data(event.flow_controlled_length,
-                                                      event.stream_id)
+        events = self.h2.receive_data(sent) if sent else []
+        for event in events:
+            if isinstance(event, h2.events.DataReceived) and self.auto_ack:
+                self.h2.acknowledge_received_data(event.flow_controlled_length,
+                                                  event.stream_id)
         outgoing = self.h2.data_to_send()
         if outgoing:
             self.transport.arrive(outgoing)
+        return sent, outgoing, events
 
     def _submit(self, stream) -> None:
         self.submitted.append(stream)
@@ -81,17 +86,8 @@ class Client:
         for _ in range(1000):
             if self.run_streams:
                 self.run_submitted()
-            sent = self.transport.take_sent()
-            if sent:
-                events = self.h2.receive_data(sent)
-                new += events
-                for event in events:
-                    if isinstance(event, h2.events.DataReceived) and self.auto_ack:
-                        self.h2.acknowledge_received_data(event.flow_controlled_length,
-                                                          event.stream_id)
-            outgoing = self.h2.data_to_send()
-            if outgoing:
-                self.transport.arrive(outgoing)
+            sent, outgoing, events = self._client_reads_and_answers()
+            new += events
             if self.connection.closed:
                 break
             if self.transport.readable() or (self.submitted and self.run_streams):
