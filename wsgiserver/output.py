@@ -98,6 +98,7 @@ class ResponseOutput:
         if not self._queue and self._transport.can_sendfile:
             clock = self._clock
             began = clock.monotonic()
+            before = self.sent
             while count:
                 sent = self._transport.sendfile(fd, offset, count)
                 if not sent:
@@ -109,7 +110,8 @@ class ResponseOutput:
                 self.sent += sent
                 offset += sent
                 count -= sent
-            self.progress_at = clock.monotonic()
+            if self.sent != before:
+                self.progress_at = clock.monotonic()
         if count:
             self._queue.append(FileRange(os.dup(fd), offset, count))
             if not self._transport.can_sendfile:

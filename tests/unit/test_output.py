@@ -65,3 +65,13 @@ def test_a_file_shorter_than_promised_fails_without_waiting(file_fd):
     assert transport.take_sent() == BODY
     with pytest.raises(ClientDisconnected, match="ended"):
         out.flush()
+
+
+def test_a_client_that_takes_nothing_makes_no_progress(file_fd):
+    """The write timeout counts from the last byte that left, not from a try."""
+    out, transport, clock = make(reads=0)
+    started = out.progress_at
+    out.send_file(file_fd, 0, len(BODY))
+    assert out.pending and transport.take_sent() == b""
+    assert clock.monotonic() > started  # it waited a little for the client
+    assert out.progress_at == started
