@@ -171,22 +171,23 @@ class SelectorPoller(Poller):
             if self._ready:
                 return self._ready.popleft()
             self._waiting += 1
+        found: list[tuple[selectors.SelectorKey, int]] = []
         try:
             found = self._selector.select(timeout)
         finally:
             with self._lock:
                 self._waiting -= 1
-        with self._lock:
-            for key, _ in found:
-                if key.fd == self._wake.fd:
-                    self._wake.drain()
-                    continue
-                try:
-                    self._selector.unregister(key.fd)  # one-shot
-                except (KeyError, ValueError):
-                    continue  # unregistered while select() ran: its event is stale
-                self._ready.append(key.fd)
-            return self._ready.popleft() if self._ready else None
+                for key, _ in found:
+                    if key.fd == self._wake.fd:
+                        self._wake.drain()
+                        continue
+                    try:
+                        self._selector.unregister(key.fd)  # one-shot
+                    except (KeyError, ValueError):
+                        continue  # unregistered while select() ran: its event is stale
+                    self._ready.append(key.fd)
+                fd = self._ready.popleft() if self._ready else None
+        return fd
 
     def accepts(self, fd: int) -> bool:
         """select takes descriptors below its limit (POSIX), or that many
