@@ -103,7 +103,7 @@ class ResponseOutput:
                 sent = self._transport.sendfile(fd, offset, count)
                 if not sent:
                     now = clock.monotonic()
-                    if now - began > _KEEP_UP_TOTAL or _ended(fd, offset) or \
+                    if now - began > _KEEP_UP_TOTAL or _file_ended(fd, offset) or \
                             not self._transport.wait_writable(now + _KEEP_UP):
                         break  # the rest is queued (a short file fails there)
                     continue
@@ -157,7 +157,7 @@ class ResponseOutput:
     def _send_file_range(self, item: FileRange) -> int:
         if self._transport.can_sendfile:
             sent = self._transport.sendfile(item.fd, item.offset, item.count)
-            if not sent and _file_ended(item):
+            if not sent and _file_ended(item.fd, item.offset):
                 raise ClientDisconnected("the file ended before its announced length")
             item.offset += sent
             item.count -= sent
@@ -183,12 +183,8 @@ class ResponseOutput:
         self._queued = 0
 
 
-def _file_ended(item: FileRange) -> bool:
+def _file_ended(fd: int, offset: int) -> bool:
     """sendfile sent nothing: the socket is full, or the file is shorter than promised."""
-    return _ended(item.fd, item.offset)
-
-
-def _ended(fd: int, offset: int) -> bool:
     try:
         return os.fstat(fd).st_size <= offset
     except OSError:
