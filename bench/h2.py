@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 
 sys.path.insert(0, __file__.rsplit("/bench/", 1)[0])
@@ -137,8 +138,6 @@ def parse_h2load(out: str, err: str = "") -> dict[str, float]:
 
 def ready(proc, port: int, tls: TLSFiles, timeout: float = 15.0) -> bool:
     """One HTTP/2 request answered (some servers take only HTTP/2 on the port)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         probe = subprocess.run(["h2load", "-n", "1", "-c", "1", url(port, tls, "/")],
