@@ -207,6 +207,9 @@ class Supervisor:
 
     def _replace(self, old: _Worker) -> bool:
         """A new worker first; once it serves, the old one drains and stops."""
+        if not self._await_slot():
+            log.error("no metrics slot came free for a new worker; keeping worker %d", old.pid)
+            return False
         new = self._spawn()
         if not _wait_ready(new.ready_fd, _READY_TIMEOUT):
             log.error("new worker %d did not start; keeping worker %d", new.pid, old.pid)
@@ -214,6 +217,17 @@ class Supervisor:
         old.retiring = True
         _signal(old.pid, signal.SIGTERM)
         self.board.count_restart()
+        return True
+
+    def _await_slot(self) -> bool:
+        """Wait until a worker's slot is free: workers that retire keep theirs
+        until they have drained and exited (bounded by their grace period)."""
+        deadline = time.monotonic() + self.config.shutdown_timeout + _READY_TIMEOUT
+        while not self._free_slots:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+            self._reap()
         return True
 
     def _check_workers(self) -> None:
@@ -225,6 +239,8 @@ class Supervisor:
             served = sum(self.board.get(worker.slot, f"requests_{c}")
                          for c in ("1xx", "2xx", "3xx", "4xx", "5xx"))
             if worker.limit and served >= worker.limit:
+                if not self._free_slots:
+                    continue  # retiring workers still drain: again on the next look
                 log.info("worker %d served %d requests: replacing it", worker.pid, served)
                 self._replace(worker)
             elif self.config.worker_timeout and self._stuck(worker, now):
