@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from wsgiserver.clock import ManualClock
 from wsgiserver.pool import Worker, WorkerPool
 
 
@@ -73,7 +74,9 @@ def wait_until(condition, seconds: float = 5.0) -> bool:
 
 
 def test_fast_requests_are_all_served_by_one_thread(pool_of):
-    pool, server = pool_of(4)
+    # The pool's clock stands still: every request is quick, however loaded
+    # the machine is (on the real clock, a step past 2 ms hands the lead on).
+    pool, server = pool_of(4, clock=ManualClock())
     done = []
     for _ in range(200):
         server.requests.put(lambda worker: done.append(1))
@@ -169,7 +172,7 @@ def test_tasks_from_another_thread_run_on_the_pool(pool_of):
 
 
 def test_tasks_the_leader_submits_run_on_the_leader_while_apps_are_quick(pool_of):
-    pool, server = pool_of(4)
+    pool, server = pool_of(4, clock=ManualClock())  # quick whatever the machine's load
     ran: list[str] = []
     finished = threading.Event()
 
