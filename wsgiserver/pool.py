@@ -239,6 +239,11 @@ class WorkerPool:
             self._wake_leader()
 
     @property
+    def waiting(self) -> int:
+        """Threads waiting for the lead or a task (not the leader at its poller)."""
+        return self._idle
+
+    @property
     def queued(self) -> int:
         """Tasks waiting for a thread."""
         return len(self._tasks)

@@ -173,6 +173,9 @@ def test_tasks_from_another_thread_run_on_the_pool(pool_of):
 
 def test_tasks_the_leader_submits_run_on_the_leader_while_apps_are_quick(pool_of):
     pool, server = pool_of(4, clock=ManualClock())  # quick whatever the machine's load
+    # Every other thread is waiting: one still starting would find the tasks
+    # queued on its way in and take one, as it should.
+    assert wait_until(lambda: pool.waiting == 3)
     ran: list[str] = []
     finished = threading.Event()
 
