@@ -39,8 +39,9 @@ class Poller:
         interest before it was."""
         raise NotImplementedError
 
-    def unregister(self, fd: int) -> None:
-        """Stop watching ``fd`` (before it is closed); quiet if it was not watched."""
+    def unregister(self, fd: int, closed: bool = False) -> None:
+        """Stop watching ``fd``; quiet if it was not watched. ``closed``: the
+        descriptor was closed already (epoll forgot it then, by itself)."""
         raise NotImplementedError
 
     def wait(self, timeout: float) -> int | None:
@@ -86,8 +87,10 @@ class EpollPoller(Poller):
         """Watch ``fd`` again."""
         self._epoll.modify(fd, self._masks[interest])
 
-    def unregister(self, fd: int) -> None:
+    def unregister(self, fd: int, closed: bool = False) -> None:
         """Stop watching ``fd``."""
+        if closed:
+            return  # the close removed it (no socket of ours is ever duplicated)
         try:
             self._epoll.unregister(fd)
         except (KeyError, OSError, ValueError):
@@ -155,7 +158,7 @@ class SelectorPoller(Poller):
         """Watch ``fd`` again."""
         self.register(fd, interest)
 
-    def unregister(self, fd: int) -> None:
+    def unregister(self, fd: int, closed: bool = False) -> None:
         """Stop watching ``fd`` (an event of it found but not handed out is dropped)."""
         with self._lock:
             try:

@@ -130,3 +130,25 @@ def test_a_descriptor_unregistered_after_it_was_found_is_not_handed_out(poller):
         for left, right in pairs:
             left.close()
             right.close()
+
+
+def test_a_descriptor_forgotten_after_its_close_never_fires_and_its_number_serves_again(poller):
+    # The server closes a connection's socket before it forgets it: epoll
+    # dropped it with the close, poll and select must drop it from their table.
+    left, right = socket.socketpair()
+    number = left.fileno()
+    poller.register(number, READ)
+    right.close()  # readable (end of stream) once armed
+    left.close()
+    poller.unregister(number, closed=True)
+    assert poller.wait(0.05) is None, "a closed descriptor was reported"
+    again, other = socket.socketpair()
+    try:
+        assert number in (again.fileno(), other.fileno()), "the system did not reuse the number"
+        reused = again if again.fileno() == number else other
+        poller.register(reused.fileno(), READ)
+        (other if reused is again else again).send(b"x")
+        assert poller.wait(2.0) == number
+    finally:
+        again.close()
+        other.close()
