@@ -31,6 +31,10 @@ __all__ = ["WorkerPool", "Worker"]
 log = logging.getLogger("wsgiserver")
 
 _WATCHDOG_TICK = 0.01
+# Looks in a row that find nothing running before the watchdog dozes: short
+# gaps between requests (clients that connect for each one) then cost no
+# wake-up, which would hand the GIL to the watchdog once per request.
+_IDLE_LOOKS = 10
 
 
 def _nothing() -> None:
@@ -309,17 +313,23 @@ class WorkerPool:
     # -- the watchdog --------------------------------------------------------------
 
     def _watch(self) -> None:
+        idle_looks = 0
         while not self._stopped:
             self._wakeup.wait(None if self._dozing else self._tick)
             self._wakeup.clear()
             if self._check(self._clock.monotonic()):
                 self._dozing = False
+                idle_looks = 0
+                continue
+            idle_looks += 1
+            if idle_looks < _IDLE_LOOKS:
                 continue
             # Doze until a request starts; look once more after saying so,
             # since a request may have started in between.
             self._dozing = True
             if self._check(self._clock.monotonic()):
                 self._dozing = False
+                idle_looks = 0
 
     def _check(self, now: float) -> bool:
         """Promote, replace or cut as the clock says; whether any worker is busy."""
