@@ -361,7 +361,7 @@ class Server:
                 return
             except OSError:
                 connection.close()
-        self._forget(connection, registered=not register)
+        self._forget(connection)
 
     def _switch(self, connection: Connection, register: bool) -> None:
         """The connection now speaks HTTP/2 (ALPN, prior knowledge or an
@@ -470,7 +470,7 @@ class Server:
                 try:
                     poller.register(connection.fd)
                 except OSError:
-                    self._forget(connection, registered=False)
+                    self._forget(connection)
         # The first is served now rather than after a trip through the poller.
         self._drive(worker, accepted[0], register=True)
 
@@ -515,10 +515,8 @@ class Server:
                 poller.rearm(listener.sock.fileno())
                 self._accepting = True
 
-    def _forget(self, connection: AnyConnection, registered: bool = True) -> None:
-        """Drop a connection and close it; resume accepting if the limit paused it.
-        ``registered``: whether the poller watches it (a connection served
-        straight from accept and closed at once never met the poller)."""
+    def _forget(self, connection: AnyConnection) -> None:
+        """Drop a connection and close it; resume accepting if the limit paused it."""
         poller = self._poller
         assert poller is not None
         # The table lock orders this against _accept: once the socket is
@@ -527,8 +525,8 @@ class Server:
         with self._table_lock:
             if self._connections.get(connection.fd) is connection:
                 del self._connections[connection.fd]
-                if registered:
-                    poller.unregister(connection.fd, closed=connection.closed)
+                # Usually closed already (it ended itself): epoll forgot it then.
+                poller.unregister(connection.fd, closed=connection.closed)
         connection.close()
         if not self._accepting and not self._stopping.is_set():
             with self._accept_lock:
