@@ -146,13 +146,20 @@ class GzipMiddleware:
     many bytes are held (a ``write()`` app: by its first write). A body known
     whole is sent as it is when gzip would not make it smaller. Empty bodies
     are never compressed. ``compresslevel``: zlib's 1-9.
+
+    ``always``: requests whose every non-empty response is gzip-coded for a
+    client that accepts it, whatever its size and even when gzip makes it
+    larger: for a contract that promises the coding (the HTTP server
+    challenge's ``/echo/``), where the size rules above would break it.
     """
 
     def __init__(self, app: WSGIApp, minimum_size: int = 500,
-                 compresslevel: int = 6) -> None:
+                 compresslevel: int = 6,
+                 always: Callable[[Environ], bool] | None = None) -> None:
         self.app = app
         self.minimum_size = minimum_size
         self.compresslevel = compresslevel
+        self.always = always
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         exchange = _Exchange(self, environ, start_response)
@@ -174,6 +181,9 @@ class _Exchange:
         self.server_start_response = start_response
         self.is_head = environ.get("REQUEST_METHOD") == "HEAD"
         self.accepted = accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))
+        # Every non-empty body, whatever its size: the request's contract says so.
+        always = middleware.always
+        self.forced = self.accepted and always is not None and always(environ)
         self.status: str | None = None
         self.headers: HeaderList = []
         self.server_write: Callable[[bytes], Any] | None = None
@@ -218,7 +228,7 @@ class _Exchange:
         if not (self.accepted and may_compress(status_code(self.status), self.headers)):
             return self._pass_through(chunks, buffered, result)
         if not complete:
-            goal = max(self.middleware.minimum_size, 1)
+            goal = 1 if self.forced else max(self.middleware.minimum_size, 1)
             buffered, complete = self._gather(chunks, result, goal, buffered)
         if not complete:
             return self._pass_through(chunks, buffered, result)
@@ -247,7 +257,8 @@ class _Exchange:
         headers = self._identity_head()
         if length is None:
             length = self._declared_length()
-        too_small = length is not None and (length == 0 or length < self.middleware.minimum_size)
+        minimum = 1 if self.forced else self.middleware.minimum_size
+        too_small = length is not None and (length == 0 or length < minimum)
         if too_small or not self.accepted or not may_compress(self._status(), headers):
             return headers
         self.compressor = zlib.compressobj(self.middleware.compresslevel, zlib.DEFLATED, GZIP_WBITS)
@@ -310,7 +321,7 @@ class _Exchange:
         headers = self._plan(len(body))
         if self.compressor is not None:
             compressed = self.compressor.compress(body) + self.compressor.flush()
-            if len(compressed) < len(body):
+            if len(compressed) < len(body) or self.forced:
                 self._send_head(headers + [("Content-Length", str(len(compressed)))])
                 return [] if self.is_head else [compressed]
             # Already dense (random or packed bytes): gzip only adds its framing.

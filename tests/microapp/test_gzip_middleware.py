@@ -138,6 +138,42 @@ def test_three_byte_body_is_sent_as_is_even_without_a_minimum():
     assert (answer.header("Content-Length"), answer.body) == ("3", b"abc")
 
 
+def always_everything(environ):
+    return True
+
+
+@pytest.mark.parametrize("body", [b"abc", NOISE], ids=["tiny", "dense"])
+def test_always_gzips_a_body_gzip_enlarges_when_the_request_asks(body):
+    answer = call_wsgi(GzipMiddleware(fixed(body), always=always_everything), headers=GZIP)
+    assert answer.header("Content-Encoding") == "gzip"
+    assert answer.header("Content-Length") == str(len(answer.body))
+    assert gzip.decompress(answer.body) == body
+
+
+def test_always_gzips_a_tiny_stream_from_its_first_chunk():
+    def streamed(environ, start_response):
+        start_response("200 OK", TEXT)
+        yield b"ab"
+        yield b"c"
+
+    answer = call_wsgi(GzipMiddleware(streamed, always=always_everything), headers=GZIP)
+    assert answer.header("Content-Encoding") == "gzip"
+    assert gzip.decompress(answer.body) == b"abc"
+
+
+def test_always_never_codes_for_a_client_without_gzip_nor_an_empty_body():
+    plain = call_wsgi(GzipMiddleware(fixed(b"abc"), always=always_everything))
+    empty = call_wsgi(GzipMiddleware(fixed(b""), always=always_everything), headers=GZIP)
+    assert plain.header("Content-Encoding") is None and plain.body == b"abc"
+    assert empty.header("Content-Encoding") is None and empty.body == b""
+
+
+def test_always_is_asked_per_request():
+    app = GzipMiddleware(fixed(b"abc"), always=lambda environ: environ["PATH_INFO"] == "/yes")
+    assert call_wsgi(app, path="/yes", headers=GZIP).header("Content-Encoding") == "gzip"
+    assert call_wsgi(app, path="/no", headers=GZIP).header("Content-Encoding") is None
+
+
 def test_whole_body_gzip_would_enlarge_is_sent_as_is_with_its_strong_etag():
     app = fixed(NOISE, headers=TEXT + [("ETag", '"n1"')])
     answer = call_wsgi(GzipMiddleware(app, minimum_size=0), headers=GZIP)
