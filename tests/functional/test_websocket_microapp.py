@@ -82,6 +82,23 @@ def test_bundled_app_echoes_text_and_binary_through_gzip(live_server, caplog):
     assert not errors, errors[0].getMessage()
 
 
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_bundled_app_echoes_a_message_of_exactly_the_default_limit(live_server, compression):
+    # 1 MiB of random bytes: with permessage-deflate (the client's default) its
+    # compressed frames are a few bytes over 1 MiB; the limit counts the message.
+    server = live_server(create_app())
+    payload = os.urandom(1 << 20)
+    with sync_client.connect(url(server, "/ws/echo"), open_timeout=5, compression=compression,
+                             max_size=2 << 20) as client:
+        assert bool(client.protocol.extensions) is (compression is not None)
+        client.send(payload)
+        assert client.recv(timeout=10) == payload
+        client.send(payload + b"!")
+        with pytest.raises(exceptions.ConnectionClosedError):
+            client.recv(timeout=10)
+    assert client.close_code == 1009
+
+
 def test_bundled_app_echo_answers_plain_http_with_426_and_upgrade(live_server):
     server = live_server(create_app())
     conn = http.client.HTTPConnection(*server.address, timeout=5)

@@ -159,3 +159,52 @@ def test_empty_fragments_keep_nothing():
     assert kept < 64 * 1024  # an entry per fragment would be 400 KB
     parser.feed(encode_frame(Opcode.CONTINUATION, b"end", mask=MASK))
     assert parser.next_event() == BinaryMessage(b"end")
+
+
+# The message limit counts the message as the application receives it.
+
+LIMIT = 16 * 1024
+
+
+def message_of(size: int, kind: str) -> bytes:
+    if kind == "random":
+        return os.urandom(size)
+    return (b"repetitive " * (size // 11 + 1))[:size]
+
+
+def client_frames(payload: bytes, compressed: bool, piece: int) -> bytes:
+    data = client_compress(payload) if compressed else payload
+    return frames_of(data, Opcode.BINARY, piece, compressed=compressed)
+
+
+@pytest.mark.parametrize("piece", [0, 1000], ids=["whole", "fragmented"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "deflate"])
+@pytest.mark.parametrize("kind", ["random", "repetitive"])
+@pytest.mark.parametrize("size", [LIMIT - 1, LIMIT])
+def test_a_message_up_to_the_limit_arrives_whatever_its_coding(size, kind, compressed, piece):
+    payload = message_of(size, kind)
+    if compressed and kind == "random":
+        assert len(client_compress(payload)) > size  # the case that was refused
+    parser = FrameParser(LIMIT, deflate=Deflate())
+    assert parse_all(parser, client_frames(payload, compressed, piece)) == BinaryMessage(payload)
+
+
+@pytest.mark.parametrize("piece", [0, 1000], ids=["whole", "fragmented"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "deflate"])
+@pytest.mark.parametrize("kind", ["random", "repetitive"])
+def test_a_message_one_byte_over_the_limit_is_closed_with_1009(kind, compressed, piece):
+    payload = message_of(LIMIT + 1, kind)
+    parser = FrameParser(LIMIT, deflate=Deflate())
+    with pytest.raises(WebSocketError) as raised:
+        parse_all(parser, client_frames(payload, compressed, piece))
+    assert raised.value.close_code == 1009
+
+
+def test_a_stream_of_empty_deflate_blocks_is_closed_past_the_wire_bound():
+    # Each sync flush of nothing is 5 bytes on the wire and inflates to none:
+    # without a bound on the wire this would never end.
+    empty_blocks = b"\x00\x00\x00\xff\xff" * 20_000  # 100,000 bytes
+    parser = FrameParser(LIMIT, deflate=Deflate())
+    with pytest.raises(WebSocketError) as raised:
+        parse_all(parser, frames_of(empty_blocks, piece=4096))
+    assert raised.value.close_code == 1009

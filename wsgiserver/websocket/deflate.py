@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..protocol.grammar import QUOTED_STRING_TEXT, TOKEN_TEXT
 
-__all__ = ["Deflate", "Inflater", "negotiate", "InflateTooLarge"]
+__all__ = ["Deflate", "Inflater", "InflateTooLarge", "compressed_bound", "negotiate"]
 
 EXTENSION = "permessage-deflate"
 # RFC 7692 section 7.2.1: a sender removes these four bytes of a sync flush
@@ -63,6 +63,16 @@ class Deflate:
     def inflater(self, max_bytes: int) -> Inflater:
         """A decompressor for one incoming message of at most ``max_bytes``."""
         return Inflater(max_bytes)
+
+
+def compressed_bound(max_bytes: int) -> int:
+    """The most wire bytes a compressed message of at most ``max_bytes``
+    inflated may take. Deflate stores incompressible data in blocks of up
+    to 65,535 bytes with 5 of framing each, and a sender flushes once per
+    fragment (about 10 bytes more each); an eighth over, plus 64 KiB,
+    covers every honest encoder. Memory is bounded by the inflater anyway:
+    this only stops a client feeding empty blocks for ever."""
+    return max_bytes + max_bytes // 8 + 65536
 
 
 class Inflater:

@@ -14,7 +14,7 @@ import enum
 import io
 from dataclasses import dataclass
 
-from .deflate import Deflate, Inflater, InflateTooLarge
+from .deflate import Deflate, Inflater, InflateTooLarge, compressed_bound
 
 __all__ = [
     "Opcode",
@@ -354,8 +354,16 @@ class FrameParser:
 
     def _check_message_length(self, frame_length: int) -> None:
         # Refused from the announced length, before any of it is buffered.
+        # The limit is the message's size as the application receives it: a
+        # compressed message is bounded as it inflates (InflateTooLarge), and
+        # on the wire only by a bound no honest encoder reaches, since
+        # incompressible data comes out a little larger than it went in.
         self._message_length += frame_length
-        if self._message_length > self.max_message_bytes:
+        if self._inflater is not None:
+            if self._message_length > compressed_bound(self.max_message_bytes):
+                raise WebSocketError(1009, "compressed message far over the limit of "
+                                     f"{self.max_message_bytes} bytes")
+        elif self._message_length > self.max_message_bytes:
             raise WebSocketError(
                 1009, f"message over the limit of {self.max_message_bytes} bytes"
             )
