@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from .protocol.grammar import token_text
 
@@ -97,6 +97,36 @@ def _raw_target(environ: Mapping[str, Any]) -> str | None:
 
 Getter = Callable[[AccessEntry, float], object]
 
+_PROTOCOLS = {(1, 1): "HTTP/1.1", (1, 0): "HTTP/1.0", (2, 0): "HTTP/2.0"}
+
+
+class HeadFacts(Protocol):
+    """What the log reads of a request head (protocol.events Request or RequestHead)."""
+
+    @property
+    def method(self) -> bytes: ...
+    @property
+    def target(self) -> bytes: ...
+    @property
+    def http_version(self) -> tuple[int, int]: ...
+    @property
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]: ...
+
+
+def _environ_fields(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
+    """Request fields under their environ keys, so ``{header:NAME}`` reads a
+    refused request as it reads an answered one (repeated fields joined)."""
+    fields: dict[str, str] = {}
+    for name, raw in headers:
+        if b"_" in name:
+            continue  # as the environ: a name with "_" could pass for one with "-"
+        key = name.decode("latin-1").upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        value = raw.decode("latin-1")
+        fields[key] = f"{fields[key]}, {value}" if key in fields else value
+    return fields
+
 
 class AccessLog:
     """Writes one line per request to ``stream``; safe to share between threads."""
@@ -124,13 +154,24 @@ class AccessLog:
         self.record(AccessEntry.from_environ(environ, status, response_headers, bytes_sent,
                                              duration))
 
-    def record_refused(self, peer: tuple[str, int], status: int, bytes_sent: int) -> None:
-        """Log a request refused before it reached the application (no environ)."""
+    def record_refused(self, peer: tuple[str, int], status: int, bytes_sent: int,
+                       head: HeadFacts | None = None) -> None:
+        """Log a request refused before it reached the application: named by
+        its request line and fields where they were read (``head``, a Request
+        or a RequestHead), else ``- - -``."""
         address, port = peer
+        method = target = query = protocol = None
+        fields: dict[str, str] | None = None
+        if head is not None:
+            method = head.method.decode("latin-1")
+            target = head.target.decode("latin-1")
+            query = target.partition("?")[2] if "?" in target else None
+            protocol = _PROTOCOLS.get(head.http_version)
+            fields = _environ_fields(head.headers)
         self.record(AccessEntry(
             remote_addr=address, remote_port=str(port) if address else None,
-            method=None, target=None, query=None, protocol=None, request_id=None,
-            status=status, bytes_sent=bytes_sent, duration=0.0,
+            method=method, target=target, query=query, protocol=protocol, request_id=None,
+            status=status, bytes_sent=bytes_sent, duration=0.0, environ=fields,
         ))
 
     def record(self, entry: AccessEntry) -> None:

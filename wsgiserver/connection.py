@@ -31,7 +31,7 @@ from .clock import Clock
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange, ExchangeSettings
 from .output import ResponseOutput
-from .protocol.events import Data, EndOfMessage, Framing, Request
+from .protocol.events import Data, EndOfMessage, Framing, Request, RequestHead
 from .protocol.parser import ParserLimits
 from .protocol.state import After, ConnectionState
 from .proxy import ProxyTrust
@@ -467,18 +467,21 @@ class Connection:
             self._body.close()
             self._body = None
         response = self.state.error_response(error.status, error.detail, close=True)
-        self._log_refused(error.status)
+        self._log_refused(error.status, error.head)
         try:
             self.transport.send(response)  # short: one send takes it
         except ClientDisconnected:
             return self._close()
         return self._linger()
 
-    def _log_refused(self, status: int) -> None:
-        """The log line and the count of a request that never reached the application."""
+    def _log_refused(self, status: int, head: RequestHead | None = None) -> None:
+        """The log line and the count of a request that never reached the
+        application: named by its head where one was read (the request being
+        received, else what a refused head carried)."""
         access_log = self.settings.exchange.access_log
         if access_log is not None:
-            access_log.record_refused(self.transport.peer, status, self.state.body_bytes)
+            access_log.record_refused(self.transport.peer, status, self.state.body_bytes,
+                                      self.state.request or head)
         metrics = self.settings.exchange.metrics
         if metrics is not None:
             metrics.refused(status)
@@ -671,9 +674,8 @@ class _ExchangeIO:
         with self._lock:
             if self._cut:
                 self._cut_off()
-            for piece in pieces:
-                self._output.write(self._state.write(piece), wait=False)
-            self._output.write(self._state.finish(), wait=False)
+            for data in self._state.write_pieces(pieces):
+                self._output.write(data, wait=False)
 
     def write_whole(self, data: bytes) -> None:
         """Send the whole response at once."""

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .protocol.events import RequestHead
+
 __all__ = ["ProtocolError", "ResponseError", "ClientDisconnected"]
 
 
@@ -17,6 +22,9 @@ class ProtocolError(Exception):
         super().__init__(f"{status} {detail}")
         self.status = status
         self.detail = detail
+        # The request line and fields, when they parsed before the refusal
+        # (a protocol.events.RequestHead): the access log names the request.
+        self.head: RequestHead | None = None
 
 
 class ResponseError(Exception):

@@ -723,7 +723,8 @@ class Http2Stream:
         connection._want_send(self)
         exchange = connection.settings.exchange
         if exchange.access_log is not None:
-            exchange.access_log.record_refused(connection.transport.peer, status, 0)
+            exchange.access_log.record_refused(connection.transport.peer, status, 0,
+                                               self.request)
         if exchange.metrics is not None:
             exchange.metrics.refused(status)
 
@@ -894,7 +895,7 @@ class Http2Stream:
         if self.canceled or self._cut_off:
             raise ClientDisconnected("the stream was closed")
 
-    def _start_head(self, body_length: int | None, ending: bool) -> None:
+    def _start_head(self, body_length: int | None, ending: bool, exact: bool = True) -> None:
         """HEADERS for the application's head (holds _io)."""
         head = self._head
         if head is None:
@@ -904,7 +905,7 @@ class Http2Stream:
         fields, framer = response_fields(head, request.method if request else b"GET",
                                          body_length,
                                          settings.date() if settings.date else None,
-                                         settings.server_name)
+                                         settings.server_name, exact)
         self._framer = framer
         self._head_sent = True
         self._status = head.code
@@ -939,7 +940,7 @@ class Http2Stream:
             self._check()
             try:
                 if not self._head_sent:
-                    self._start_head(body_length, end)
+                    self._start_head(body_length, end, exact=file is None)
                 for piece in pieces:
                     self._queue_bytes(piece)
                 if file is not None:

@@ -313,6 +313,12 @@ def run_application(app: WSGIApp, environ: Environ, sink: ResponseSink) -> None:
                 close()
     except ClientDisconnected:
         pass  # the client went away while we wrote: nothing to answer
+    except ResponseError as error:
+        # The response broke HTTP's rules (its framing, its head): our own
+        # traceback would say nothing about the application, so one line.
+        log.error("error in application for %s %s: %s",
+                  environ.get("REQUEST_METHOD", "?"), environ.get("REQUEST_URI", "?"), error)
+        sink.send_error(500, "", close=False)
     except BaseException:  # SystemExit and friends from an app must not kill a worker
         _log_app_error(environ)
         sink.send_error(500, "", close=False)

@@ -423,10 +423,11 @@ def test_app_fault_after_the_head_aborts_only_its_connection(live_server, caplog
     assert_still_serving(server)
 
 
-def test_app_that_sends_more_than_its_content_length_is_cut_at_the_length(live_server):
+def test_app_that_streams_more_than_its_content_length_is_cut_at_the_length(live_server):
     def fault(environ, start_response):
         start_response("200 OK", [("Content-Length", "5")])
-        return [b"12345", b"and more that would be read as the next response"]
+        yield b"12345"
+        yield b"and more that would be read as the next response"
 
     server = live_server(with_hello(fault), threads=1)
     with connect(server) as sock:
@@ -435,6 +436,20 @@ def test_app_that_sends_more_than_its_content_length_is_cut_at_the_length(live_s
     assert data.endswith(b"\r\n\r\n12345")  # the excess never went out; the connection ends
     assert data.count(b"HTTP/1.1 ") == 1
     assert_still_serving(server)
+
+
+def test_app_that_returns_more_than_its_content_length_in_a_list_gets_500(live_server):
+    # The whole body is known before the head goes out: nothing is sent as if
+    # the length held, and the connection goes on.
+    def fault(environ, start_response):
+        start_response("200 OK", [("Content-Length", "5")])
+        return [b"12345", b"and more that would be read as the next response"]
+
+    server = live_server(with_hello(fault), threads=1)
+    with connect(server) as sock:
+        sock.sendall(b"GET /fault HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock).status == 500
+        assert read_response(sock).status == 200
 
 
 def test_close_that_raises_after_a_whole_response(live_server, caplog):

@@ -269,6 +269,31 @@ def test_head_204_and_304_carry_no_data(h2c):
     assert answers[0][1][b"content-length"] == b"5" and data == []
 
 
+def test_205_carries_content_length_0_and_no_data(h2c):
+    def reset_content(environ, start_response):
+        start_response("205 Reset Content", [("Content-Length", "5")])
+        return [b"hello"]
+
+    server = h2c(application=reset_content)
+    with H2Socket(server.address) as client:
+        stream = client.request("/")
+        status, fields, body = client.response(stream)
+        data = [e for e in client.of_type(h2.events.DataReceived) if e.stream_id == stream]
+    assert (status, body, data) == (205, b"", [])
+    assert fields[b"content-length"] == b"0"
+
+
+def test_a_whole_body_that_disagrees_with_its_content_length_is_a_500(h2c):
+    def liar(environ, start_response):
+        start_response("200 OK", [("Content-Length", "100")])
+        return [b"hello"]
+
+    server = h2c(application=liar)
+    with H2Socket(server.address) as client:
+        status, _, _ = client.response(client.request("/"))
+    assert status == 500
+
+
 def test_an_app_error_is_a_500_before_the_head_and_a_reset_after_and_others_go_on(h2c):
     server = h2c()
     with H2Socket(server.address) as client:

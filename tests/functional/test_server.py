@@ -4,6 +4,7 @@ pipelining, bodies both ways, 100-continue, HEAD, limits, errors."""
 from __future__ import annotations
 
 import http.client
+import logging
 import re
 import socket
 import threading
@@ -187,6 +188,64 @@ def test_head_response_has_no_body_but_keeps_length(live_server):
     assert get.body == b"Hello, World!"
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["list", "generator"])
+def test_205_is_sent_with_length_0_and_no_body_whatever_the_app_returns(live_server, streamed):
+    # RFC 9110 15.3.6: no content. The app's body and its length are dropped,
+    # and the next response on the connection is read as itself.
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/next":
+            start_response("200 OK", [("Content-Length", "4")])
+            return [b"next"]
+        start_response("205 Reset Content", [("Content-Length", "5")])
+        return (piece for piece in [b"hel", b"lo"]) if streamed else [b"hello"]
+
+    server = live_server(app)
+    with connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        reset = read_response(sock)
+        following = read_response(sock)
+    assert reset.status == 205
+    assert reset.header("content-length") == "0" and reset.raw_body == b""
+    assert (following.status, following.body) == (200, b"next")
+
+
+def length_liar(declared: int, pieces: list[bytes], streamed: bool):
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/next":
+            start_response("200 OK", [("Content-Length", "4")])
+            return [b"next"]
+        start_response("200 OK", [("Content-Length", str(declared))])
+        return (piece for piece in pieces) if streamed else list(pieces)
+    return app
+
+
+@pytest.mark.parametrize("declared, pieces", [(100, [b"hello"]), (3, [b"hello"]),
+                                              (100, [b"hel", b"lo"])])
+def test_a_whole_body_that_disagrees_with_its_content_length_gets_500_and_one_log_line(
+        live_server, caplog, declared, pieces):
+    server = live_server(length_liar(declared, pieces, streamed=False))
+    with caplog.at_level(logging.ERROR, logger="wsgiserver"), connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        refused = read_response(sock)
+        following = read_response(sock)
+    assert refused.status == 500
+    assert (following.status, following.body) == (200, b"next")
+    [record] = [r for r in caplog.records if "Content-Length" in r.getMessage()]
+    assert f"Content-Length: {declared}" in record.getMessage()
+    assert record.exc_info is None  # one line, not a traceback of ours
+
+
+def test_a_stream_that_runs_short_of_its_content_length_ends_the_connection(live_server, caplog):
+    server = live_server(length_liar(100, [b"hel", b"lo"], streamed=True))
+    with caplog.at_level(logging.ERROR, logger="wsgiserver"), connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = recv_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: 100" in head
+    assert body == b"hello"  # and then the end: never the next response as its body
+    assert any("95 bytes short" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
 def test_no_body_for_204_and_304_even_if_app_returns_one(live_server, status):
     def app(environ, start_response):
@@ -330,10 +389,11 @@ def test_invalid_response_headers_give_500_and_are_never_sent(live_server, heade
     assert response.getheader("X-Split") is None
 
 
-def test_short_content_length_body_aborts_the_connection(live_server):
+def test_short_content_length_stream_aborts_the_connection(live_server):
     def app(environ, start_response):
         start_response("200 OK", [("Content-Length", "100")])
-        return [b"only", b" a little"]
+        yield b"only"
+        yield b" a little"
 
     server = live_server(app)
     with connect(server) as sock:

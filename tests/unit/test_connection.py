@@ -301,12 +301,56 @@ def test_malformed_request_gets_400_then_lingers_and_closes():
     assert client.closed
 
 
-def test_refused_request_is_logged_without_an_environ():
+LOG_FORMAT = "{remote_addr} \"{request_line}\" {status} {header:User-Agent} {query}"
+UA = b"User-Agent: ua/1\r\n"
+
+
+def logged(raw: bytes, wait: float = 0.0, **settings) -> str:
+    """The access log line of a request refused by the server itself."""
     stream = io.StringIO()
-    client = Client(hello, access_log=AccessLog(stream, "{remote_addr} {request_line} {status} "
-                                                       "{header:User-Agent}"))
-    client.send(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
-    assert stream.getvalue() == "192.0.2.7 - - - 400 -\n"
+    client = Client(hello, access_log=AccessLog(stream, LOG_FORMAT), **settings)
+    client.send(raw)
+    if wait:
+        client.wait(wait)
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", 400),  # the fields did not parse
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\n" + b"X-A: b\r\n" * 200 + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: \x00\r\n\r\n", 400),
+], ids=["bad-field", "414", "431", "nul"])
+def test_a_request_refused_before_its_head_was_read_is_logged_without_one(raw, status):
+    assert logged(raw) == f'192.0.2.7 "- - -" {status} - -\n'
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"POST /upload?x=1 HTTP/1.1\r\nHost: a\r\n" + UA + b"Content-Length: 100\r\n\r\n", 413),
+    (b"POST /upload?x=1 HTTP/1.1\r\nHost: a\r\nHost: b\r\n" + UA + b"\r\n", 400),
+    (b"POST /upload?x=1 HTTP/1.1\r\nHost: a\r\n" + UA
+     + b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST /upload?x=1 HTTP/1.1\r\nHost: a\r\n" + UA
+     + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400),  # a bad chunk
+    (b"POST /upload?x=1 HTTP/1.1\r\nHost: a\r\n" + UA
+     + b"Transfer-Encoding: chunked\r\n\r\n20\r\n" + b"x" * 32 + b"\r\n", 413),
+], ids=["413-length", "400-host", "400-framing", "400-chunk", "413-chunked"])
+def test_a_request_refused_after_its_head_was_read_is_logged_by_its_request_line(raw, status):
+    from wsgiserver.protocol import ParserLimits
+
+    line = logged(raw, limits=ParserLimits(max_body_bytes=10))
+    assert line == f'192.0.2.7 "POST /upload?x=1 HTTP/1.1" {status} ua/1 x=1\n'
+
+
+def test_a_body_that_stops_arriving_is_logged_408_by_its_request_line():
+    line = logged(b"POST /u HTTP/1.1\r\nHost: a\r\n" + UA + b"Content-Length: 10\r\n\r\nabc",
+                  wait=31, body_timeout=30.0)
+    assert line == '192.0.2.7 "POST /u HTTP/1.1" 408 ua/1 -\n'
+
+
+def test_a_head_that_stops_arriving_is_logged_408_without_a_request_line():
+    line = logged(b"GET / HTTP/1.1\r\nHo", wait=11, header_timeout=10.0)
+    assert line == '192.0.2.7 "- - -" 408 - -\n'
 
 
 def test_a_cut_exchange_answers_503_when_no_head_went_out():

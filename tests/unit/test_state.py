@@ -346,14 +346,71 @@ def test_streamed_http11_body_is_chunked():
     (b"HEAD", "200 OK", "5", b""),  # HEAD keeps the GET's length (RFC 9110 9.3.2)
     (b"GET", "304 Not Modified", None, b""),  # a 304 body is no length at all
     (b"GET", "204 No Content", None, b""),
+    (b"GET", "205 Reset Content", "0", b""),  # RFC 9110 15.3.6: no content, length 0
+    (b"HEAD", "205 Reset Content", "0", b""),
     (b"GET", "200 OK", "5", b"hello"),
 ])
-def test_no_body_for_head_204_304(method, status, expect_length, expect_body):
+def test_no_body_for_head_204_205_304(method, status, expect_length, expect_body):
     state = responding(method)
     state.set_head(status, [])
     sent = state.write_whole(b"hello")
     assert head_of(sent).get("content-length") == expect_length
     assert sent.split(b"\r\n\r\n", 1)[1] == expect_body
+    assert state.after_response() is After.NEXT_REQUEST
+
+
+@pytest.mark.parametrize("send", ["whole", "streamed", "pieces"])
+def test_205_with_a_body_and_its_length_from_the_app_sends_length_0_and_no_body(send):
+    state = responding()
+    state.set_head("205 Reset Content", [("Content-Length", "5")])
+    if send == "whole":
+        sent = state.write_whole(b"hello")
+    elif send == "streamed":
+        sent = state.write(b"hel") + state.write(b"lo") + state.finish()
+    else:
+        sent = b"".join(state.write_pieces([b"hel", b"lo"]))
+    head, body = sent.split(b"\r\n\r\n", 1)
+    assert head_of(sent).get("content-length") == "0"
+    assert body == b""
+    assert state.after_response() is After.NEXT_REQUEST  # the framing holds
+
+
+@pytest.mark.parametrize("declared, body", [("100", [b"hello"]), ("3", [b"hello"]),
+                                            ("10", [b"hel", b"lo"]), ("1", [])])
+def test_a_whole_body_that_disagrees_with_its_content_length_is_refused_before_the_head(
+        declared, body):
+    state = responding()
+    state.set_head("200 OK", [("Content-Length", declared)])
+    with pytest.raises(ResponseError, match="Content-Length"):
+        if len(body) > 1:
+            state.write_pieces(body)
+        else:
+            state.write_whole(b"".join(body))
+    assert not state.head_sent  # so the server can still answer 500 instead
+    answer = state.error_response(500)
+    assert answer.startswith(b"HTTP/1.1 500 ")
+
+
+@pytest.mark.parametrize("method, status", [(b"HEAD", "200 OK"), (b"GET", "304 Not Modified")])
+def test_a_declared_length_without_a_body_stands_where_no_body_is_sent(method, status):
+    state = responding(method)
+    state.set_head(status, [("Content-Length", "100")])
+    assert head_of(state.write_whole(b"")).get("content-length") == "100"
+
+
+def test_a_file_may_send_only_the_part_its_content_length_announces():
+    state = responding()
+    state.set_head("200 OK", [("Content-Length", "10")])
+    assert head_of(state.file_head(1000)).get("content-length") == "10"
+    assert state.raw_count(1000) == 10
+
+
+def test_pieces_of_a_body_made_in_full_get_a_content_length_not_chunks():
+    state = responding()
+    state.set_head("200 OK", [])
+    sent = b"".join(state.write_pieces([b"abc", b"de"]))
+    assert head_of(sent).get("content-length") == "5"
+    assert sent.endswith(b"\r\n\r\nabcde")
 
 
 def test_empty_head_body_says_nothing_of_the_length():

@@ -6,7 +6,8 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Framing", "Request", "Data", "EndOfMessage", "Event", "NEED_DATA", "PAUSED"]
+__all__ = ["Framing", "Request", "RequestHead", "Data", "EndOfMessage", "Event", "NEED_DATA",
+           "PAUSED"]
 
 
 class Framing(enum.Enum):
@@ -50,6 +51,17 @@ class Request(NamedTuple):
             if field_name == name:
                 return value
         return None
+
+
+class RequestHead(NamedTuple):
+    """What was read of a request refused after its request line and fields
+    parsed (413 for its length, 400 for its framing or Host): the facts the
+    access log names it by. A Request has the same four first fields."""
+
+    method: bytes
+    target: bytes
+    http_version: tuple[int, int]
+    headers: tuple[tuple[bytes, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)

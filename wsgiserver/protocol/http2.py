@@ -30,6 +30,7 @@ from .writer import (
     BodyFraming,
     ResponseHead,
     body_allowed,
+    framed_length,
     known_length,
     length_field_kept,
 )
@@ -154,20 +155,26 @@ def response_fields(
     body_length: int | None,
     date: str | None,
     server_name: str | None,
+    exact: bool = True,
 ) -> tuple[list[tuple[bytes, bytes]], BodyFramer]:
     """The HEADERS fields of ``head`` and the framer of its body.
 
     As in HTTP/1.1: no body for HEAD, 204, 205 and 304; Content-Length from
-    the application, or from a body known whole; a body longer than its
+    the application, or from a body known whole (``exact``: ``body_length``
+    is the whole body, and a declared length it disagrees with is a
+    ResponseError; else it is a file's available bytes); a body longer than its
     Content-Length is cut, a shorter one fails at its end. There is no
     chunking: DATA frames carry the body and END_STREAM ends it. Names go
     lower-case, values without surrounding whitespace (RFC 9113 8.2.1), and
     the connection-specific fields are dropped.
     """
     code = head.code
-    length = head.content_length
-    if length is None and body_length is not None:
-        length = known_length(method, code, body_length)
+    if exact:
+        length = framed_length(method, head, body_length)
+    else:  # a file's available bytes: a Content-Length may announce only a part
+        length = head.content_length
+        if length is None and body_length is not None:
+            length = known_length(method, code, body_length)
     if not body_allowed(method, code):
         framing = BodyFraming.NONE
     elif length is not None:

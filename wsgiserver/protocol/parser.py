@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from ..errors import ProtocolError
 from . import grammar
-from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Event, Framing, Request
+from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Event, Framing, Request, RequestHead
 
 __all__ = ["RequestParser", "ParserLimits", "content_length", "parse_field_lines", "split_target"]
 
@@ -213,9 +213,13 @@ class RequestParser:
             raise ProtocolError(431, "request header section too large")
         special: dict[bytes, list[bytes]] = {}
         headers = parse_field_lines(field_lines, special)
-        path, query, scheme, authority = split_target(method, target)
-        _check_host(version, special.get(b"host"))
-        framing, length = self._framing(version, special)
+        try:
+            path, query, scheme, authority = split_target(method, target)
+            _check_host(version, special.get(b"host"))
+            framing, length = self._framing(version, special)
+        except ProtocolError as error:
+            error.head = RequestHead(method, target, version, headers)
+            raise
         connection = special.get(b"connection")
         expect = special.get(b"expect")
         return Request(

@@ -13,7 +13,7 @@ the server is draining are functions it is given.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from ..errors import ProtocolError, ResponseError
 from .events import Event, Framing, Request
@@ -25,6 +25,7 @@ from .writer import (
     choose_framing,
     encode_head,
     error_text,
+    framed_length,
     known_length,
     length_field_kept,
     reason_phrase,
@@ -218,6 +219,14 @@ class ConnectionState:
         head = self._head_bytes(len(data))
         return head + self._frame(data) + self.finish()
 
+    def write_pieces(self, pieces: Sequence[bytes]) -> list[bytes]:
+        """A body made in full, in pieces: the head (their total is the
+        Content-Length) if it has not gone yet, each piece framed, the end."""
+        sent = [] if self.head_sent else [self._head_bytes(sum(map(len, pieces)))]
+        sent += [self._frame(piece) for piece in pieces]
+        sent.append(self.finish())
+        return sent
+
     def finish(self) -> bytes:
         """The bytes that end the response; ResponseError if it fell short."""
         if self._response is _Response.NONE:
@@ -231,7 +240,9 @@ class ConnectionState:
 
     def file_head(self, available: int) -> bytes:
         """The head before a file body of ``available`` bytes that may go out raw."""
-        return self._head_bytes(available) if self._response is _Response.NONE else b""
+        if self._response is not _Response.NONE:
+            return b""
+        return self._head_bytes(available, exact=False)
 
     def raw_count(self, available: int) -> int | None:
         """Bytes of a file to send unframed (sendfile), or None to frame it in pieces."""
@@ -267,14 +278,19 @@ class ConnectionState:
         """Bytes received after a 101, which belong to the new protocol."""
         return self._parser.take_buffered()
 
-    def _head_bytes(self, body_length: int | None) -> bytes:
+    def _head_bytes(self, body_length: int | None, *, exact: bool = True) -> bytes:
+        """The head, for a body of ``body_length`` bytes (None: still to come);
+        ``exact``: that length is the whole body (else it is a file's available bytes)."""
         head = self._head
         if head is None:
             raise ResponseError("no response head was set")
         method, version = self._method_and_version()
-        length = head.content_length
-        if length is None and body_length is not None:
-            length = known_length(method, head.code, body_length)
+        if exact:
+            length = framed_length(method, head, body_length)
+        else:  # a file's bytes: a Content-Length may announce only a part of them
+            length = head.content_length
+            if length is None and body_length is not None:
+                length = known_length(method, head.code, body_length)
         framing = choose_framing(version, method, head.code, length)
         fields = head.fields.copy()
         if length_field_kept(framing, head.code, length):

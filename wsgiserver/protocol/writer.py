@@ -22,6 +22,7 @@ __all__ = [
     "body_allowed",
     "choose_framing",
     "known_length",
+    "framed_length",
     "length_field_kept",
     "HOP_BY_HOP",
     "encode_head",
@@ -61,9 +62,31 @@ def known_length(method: bytes, status: int, body_length: int) -> int | None:
     """The Content-Length that a body known whole gives a response, if it gives one."""
     if status < 200 or status in (204, 304):
         return None
+    if status == 205:
+        return 0  # RFC 9110 section 15.3.6: no content, whatever the application gave
     if method == b"HEAD" and body_length == 0:
         return None  # an empty HEAD body says nothing of the GET's length
     return body_length
+
+
+def framed_length(method: bytes, head: ResponseHead, body_length: int | None) -> int | None:
+    """The Content-Length of a response: the application's, else that of a
+    body known whole (``body_length``; None while it is still to come).
+
+    A body known whole that disagrees with the application's Content-Length
+    is a ResponseError before anything is sent, so the client gets a 500
+    rather than a head whose length no body will honour. Where no body is
+    sent (HEAD, 204, 205, 304) the declared length stands as it is.
+    """
+    length = head.content_length
+    if body_length is None:
+        return length
+    if length is None:
+        return known_length(method, head.code, body_length)
+    if length != body_length and body_allowed(method, head.code):
+        raise ResponseError(f"the application declared Content-Length: {length} "
+                            f"and returned {body_length} bytes")
+    return length
 
 
 def length_field_kept(framing: BodyFraming, status: int, content_length: int | None) -> bool:
@@ -163,6 +186,8 @@ class ResponseHead:
             kept.append((name, value))
         self.status = status
         self.code = int(status[:3])
+        if self.code == 205:
+            length = 0  # RFC 9110 section 15.3.6: a 205 has no content
         self.fields = kept
         self.content_length = length
         self.close = close
