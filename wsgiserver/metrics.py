@@ -126,7 +126,8 @@ class Recorder:
             self._slot[self._sent] += sent
 
     def gauges(self, values: dict[str, int], free_at: float | None) -> None:
-        """Set the gauges, and when a regular thread was last free (monotonic s)."""
+        """Set the gauges, and the worker's heartbeat: when its loop that
+        takes new work last turned (monotonic s; see WorkerPool.turned_at)."""
         slot = self._slot
         for name, value in values.items():
             slot[LAYOUT.index[name]] = value

@@ -18,6 +18,7 @@ leader's wait on the poller.
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import threading
@@ -26,7 +27,7 @@ from collections.abc import Callable
 
 from .clock import SYSTEM_CLOCK, Clock
 
-__all__ = ["WorkerPool", "Worker"]
+__all__ = ["WorkerPool", "Worker", "WorkerState"]
 
 log = logging.getLogger("wsgiserver")
 
@@ -45,25 +46,46 @@ Task = Callable[["Worker"], None]
 _LEAD = object()  # what _next gives a thread that is to lead
 
 
-class Worker:
-    """One thread's slot: what the watchdog reads about it."""
+class WorkerState(enum.Enum):
+    """What one worker thread is doing. Changed only by the pool, under its
+    lock; read by the watchdog, the metrics and the supervisor's heartbeat."""
 
-    __slots__ = ("name", "busy_since", "detached", "cut", "thread", "detach")
+    IDLE = "idle"  # waiting for the lead or a task
+    LEADING = "leading"  # holds the lead: waits on the poller, or handles what it found
+    RUNNING = "running"  # in a request or a task (the leader too, until it hands the lead on)
+    LONG = "long"  # its request went long: detached, a replacement took its place
+    WEBSOCKET = "websocket"  # its request became a WebSocket: detached, likewise
+    LEAVING = "leaving"  # its thread is ending
+
+
+# States of a thread the pool no longer counts among its ``size``.
+_DETACHED = frozenset({WorkerState.LONG, WorkerState.WEBSOCKET, WorkerState.LEAVING})
+
+
+class Worker:
+    """One thread's slot. ``state`` and ``since`` are the pool's to write."""
+
+    __slots__ = ("name", "state", "since", "cut", "thread", "detach")
 
     def __init__(self, name: str) -> None:
         self.name = name
         # Replaces this worker in the pool (its request became a WebSocket);
         # set by the pool, so the hot path makes no closure per request.
         self.detach: Callable[[], None] = _nothing
-        # When the current request's application call began; None between
-        # requests. Written by the worker, read by the watchdog.
-        self.busy_since: float | None = None
-        # Why a replacement took its place in the pool: "long" or "websocket".
-        self.detached: str | None = None
+        # RUNNING until its thread first asks for work: a thread still
+        # starting is not yet waiting.
+        self.state = WorkerState.RUNNING
+        # When the current request's application call began; None outside one.
+        self.since: float | None = None
         # Ends the current request early: called by the watchdog when a long
         # request is over the cap (answered 503 if it can be).
         self.cut: Callable[[], None] | None = None
         self.thread: threading.Thread | None = None
+
+    @property
+    def busy_since(self) -> float | None:
+        """When the current application call began (None outside one)."""
+        return self.since
 
 
 class WorkerPool:
@@ -74,6 +96,10 @@ class WorkerPool:
     a request is long and its thread is replaced; at most ``max_long`` such
     requests at once (beyond, the request is cut), WebSockets apart (their
     own cap is checked before one is accepted).
+
+    Every worker is in one WorkerState, changed only here under ``_cond``'s
+    lock (``_set``), which also keeps the count of each state: the counts
+    follow the states on every path, a thread that dies included.
     """
 
     def __init__(
@@ -96,14 +122,16 @@ class WorkerPool:
         self._long_after = long_after
         self.max_long = max_long
         self._name = name
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._leader: Worker | None = None
         self._workers: list[Worker] = []  # every live thread's slot
-        self._detached = {"long": 0, "websocket": 0}
+        self._counts = dict.fromkeys(WorkerState, 0)
         self._tasks: deque[Task] = deque()
-        self._idle = 0  # threads waiting for the lead or a task
         self._stopped = False
         self._spawned = 0
+        # When a thread last took the lead, or a request last began or ended:
+        # the heartbeat of the loop that takes new work (see turned_at).
+        self._turned_at = clock.monotonic()
         self._watchdog: threading.Thread | None = None
         self._wakeup = threading.Event()
         self._dozing = False  # the watchdog waits for a request to start
@@ -129,11 +157,16 @@ class WorkerPool:
         self._watchdog.start()
 
     def stop(self, timeout: float) -> None:
-        """Let every thread leave once its current step ends; wait up to ``timeout``."""
+        """Let every thread leave once its current step ends; wait up to ``timeout``.
+
+        The leader may be waiting on the poller, having already taken a
+        wake-up meant for it before the stop flag was set: it is woken
+        again here, after the flag, so no stop waits out a poll."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
             threads = [w.thread for w in self._workers if w.thread is not None]
+        self._wake_leader()
         self._wakeup.set()
         deadline = self._clock.monotonic() + timeout
         for thread in threads:
@@ -146,25 +179,52 @@ class WorkerPool:
         """Live worker threads, regular and detached."""
         return len(self._workers)
 
+    def count(self, state: WorkerState) -> int:
+        """Threads in ``state`` now."""
+        return self._counts[state]
+
     @property
     def long_requests(self) -> int:
         """Requests running on a detached thread because they went long."""
-        return self._detached["long"]
+        return self._counts[WorkerState.LONG]
 
     @property
     def websockets(self) -> int:
-        """WebSockets running on a detached thread."""
-        return self._detached["websocket"]
+        """Threads detached for a WebSocket."""
+        return self._counts[WorkerState.WEBSOCKET]
 
     def counts(self) -> tuple[int, int]:
-        """(busy, idle) regular threads, as the metrics show them."""
-        workers = list(self._workers)
-        busy = sum(1 for w in workers if w.detached is None and w.busy_since is not None)
-        regular = sum(1 for w in workers if w.detached is None)
-        return busy, regular - busy
+        """(busy, idle) regular threads, as the metrics show them: busy ones
+        are in a request or a task, idle ones wait or lead."""
+        with self._cond:
+            busy = self._counts[WorkerState.RUNNING]
+            return busy, self._regular_locked() - busy
+
+    @property
+    def dozing(self) -> bool:
+        """The watchdog waits for a request to start rather than ticking."""
+        return self._dozing
+
+    def turned_at(self) -> float:
+        """When the loop that takes new work last turned: now while a thread
+        waits for work or leads, else when one last took the lead or a
+        request began or ended. The supervisor's heartbeat: a worker process
+        whose loop stands still while work waits is stuck; one whose
+        requests merely queue is not."""
+        with self._cond:
+            if self._counts[WorkerState.IDLE] or self._counts[WorkerState.LEADING]:
+                return self._clock.monotonic()
+            return self._turned_at
 
     def _regular_locked(self) -> int:
-        return sum(1 for worker in self._workers if worker.detached is None)
+        return len(self._workers) - sum(self._counts[state] for state in _DETACHED)
+
+    def _set(self, worker: Worker, state: WorkerState) -> None:
+        """The one place a worker's state changes (``_cond`` held)."""
+        counts = self._counts
+        counts[worker.state] -= 1
+        counts[state] += 1
+        worker.state = state
 
     def _spawn_locked(self) -> None:
         worker = Worker(f"{self._name}-worker-{self._spawned}")
@@ -173,6 +233,7 @@ class WorkerPool:
         worker.thread = threading.Thread(target=self._run, args=(worker,), name=worker.name,
                                          daemon=True)
         self._workers.append(worker)
+        self._counts[worker.state] += 1
         worker.thread.start()
 
     # -- a worker's life -----------------------------------------------------------
@@ -182,14 +243,15 @@ class WorkerPool:
             while (job := self._next(worker)) is not None:
                 if job is _LEAD:
                     while self._leader is worker and not self._stopped:
-                        task = self._take_task() if self._tasks else None
+                        task = self._take_task(worker) if self._tasks else None
                         if task is not None:
                             task(worker)
+                            self._settle(worker)
                         else:
                             self._lead(worker)
                 else:
                     job(worker)  # type: ignore[operator]
-                if worker.detached is not None and not self._rejoin(worker):
+                if worker.state in _DETACHED and not self._rejoin(worker):
                     return
         except BaseException:  # a bug of ours: say so; _leave keeps the pool whole
             log.exception("worker thread failed")
@@ -200,22 +262,36 @@ class WorkerPool:
         """Wait for the lead (``_LEAD``) or a task; None when the pool stops.
         The lead comes first: someone must wait on the poller."""
         with self._cond:
-            self._idle += 1
-            try:
-                while not self._stopped:
-                    if self._leader is None:
-                        self._leader = worker
-                        return _LEAD
-                    if self._tasks:
-                        return self._tasks.popleft()
-                    self._cond.wait()
-                return None
-            finally:
-                self._idle -= 1
+            self._set(worker, WorkerState.IDLE)
+            while not self._stopped:
+                if self._leader is None:
+                    self._take_lead_locked(worker)
+                    return _LEAD
+                if self._tasks:
+                    self._set(worker, WorkerState.RUNNING)
+                    return self._tasks.popleft()
+                self._cond.wait()
+            return None
 
-    def _take_task(self) -> Task | None:
+    def _take_lead_locked(self, worker: Worker) -> None:
+        self._leader = worker
+        self._set(worker, WorkerState.LEADING)
+        self._turned_at = self._clock.monotonic()
+
+    def _take_task(self, worker: Worker) -> Task | None:
+        """The leader takes a queued task between two waits on the poller."""
         with self._cond:
-            return self._tasks.popleft() if self._tasks else None
+            if not self._tasks:
+                return None
+            self._set(worker, WorkerState.RUNNING)
+            return self._tasks.popleft()
+
+    def _settle(self, worker: Worker) -> None:
+        """After a task run by the leader: leading again, unless it was
+        promoted away or detached meanwhile."""
+        with self._cond:
+            if worker.state is WorkerState.RUNNING and self._leader is worker:
+                self._set(worker, WorkerState.LEADING)
 
     def submit(self, task: Task) -> None:
         """Run ``task(worker)`` on a pool thread soon.
@@ -235,7 +311,7 @@ class WorkerPool:
             by_leader = leader is not None and leader.thread is threading.current_thread()
             if by_leader and not self._slow:
                 pass  # the leader takes it after this step
-            elif self._idle:
+            elif self._counts[WorkerState.IDLE]:
                 self._cond.notify()
             elif leader is not None and not by_leader:
                 wake = True  # the leader may be waiting on the poller: end that wait
@@ -245,7 +321,7 @@ class WorkerPool:
     @property
     def waiting(self) -> int:
         """Threads waiting for the lead or a task (not the leader at its poller)."""
-        return self._idle
+        return self._counts[WorkerState.IDLE]
 
     @property
     def queued(self) -> int:
@@ -256,16 +332,16 @@ class WorkerPool:
         """A detached worker's request ended: back to the pool if the pool is
         short of threads, else the thread ends (False)."""
         with self._cond:
-            assert worker.detached is not None
-            self._detached[worker.detached] -= 1
-            worker.detached = None
-            if self._stopped or self._regular_locked() > self.size:
-                worker.detached = "leaving"  # not counted as regular while it ends
+            if self._stopped or self._regular_locked() >= self.size:
+                self._set(worker, WorkerState.LEAVING)
                 return False
+            self._set(worker, WorkerState.RUNNING)  # until _next finds it work
             return True
 
     def _leave(self, worker: Worker) -> None:
         with self._cond:
+            self._set(worker, WorkerState.LEAVING)
+            self._counts[WorkerState.LEAVING] -= 1
             self._workers.remove(worker)
             if self._leader is worker:
                 self._leader = None
@@ -278,32 +354,45 @@ class WorkerPool:
 
     def begin(self, worker: Worker, cut: Callable[[], None] | None = None) -> None:
         """``worker`` enters a request's application call."""
-        worker.cut = cut
-        worker.busy_since = self._clock.monotonic()
+        now = self._clock.monotonic()
+        with self._cond:
+            worker.cut = cut
+            worker.since = self._turned_at = now
+            if worker.state is WorkerState.LEADING or worker.state is WorkerState.IDLE:
+                self._set(worker, WorkerState.RUNNING)
+            promote = self._slow and self._leader is worker
+            if promote:
+                self._leader = None
+                self._cond.notify()
         if self._dozing:
             self._wakeup.set()
-        if self._slow and self._leader is worker:
-            self._promote(worker)
 
     def end(self, worker: Worker) -> None:
         """``worker`` is out of the application call."""
-        since = worker.busy_since
-        worker.busy_since = None
-        worker.cut = None
+        now = self._clock.monotonic()
+        with self._cond:
+            since = worker.since
+            worker.since = None
+            worker.cut = None
+            self._turned_at = now
+            if worker.state is WorkerState.RUNNING and self._leader is worker:
+                self._set(worker, WorkerState.LEADING)
         if since is not None:
-            took = self._clock.monotonic() - since
-            self._average += (took - self._average) / 8
+            self._average += (now - since - self._average) / 8
             self._slow = self._average > self._promote_after
 
     def detach(self, worker: Worker) -> None:
-        """``worker``'s request became a WebSocket: replace it in the pool at once."""
+        """``worker``'s request became a WebSocket: replace it in the pool at
+        once (a request that went long was replaced already: it only changes
+        its state, so it no longer counts against ``max_long``)."""
         with self._cond:
-            if worker.detached is None:
-                self._detach_locked(worker, "websocket")
+            if worker.state is WorkerState.RUNNING:
+                self._detach_locked(worker, WorkerState.WEBSOCKET)
+            elif worker.state is WorkerState.LONG:
+                self._set(worker, WorkerState.WEBSOCKET)
 
-    def _detach_locked(self, worker: Worker, kind: str) -> None:
-        worker.detached = kind
-        self._detached[kind] += 1
+    def _detach_locked(self, worker: Worker, state: WorkerState) -> None:
+        self._set(worker, state)
         if self._leader is worker:
             self._leader = None
             self._cond.notify()
@@ -332,32 +421,34 @@ class WorkerPool:
                 idle_looks = 0
 
     def _check(self, now: float) -> bool:
-        """Promote, replace or cut as the clock says; whether any worker is busy."""
-        busy = False
+        """Promote, replace or cut as the clock says; whether a request runs
+        attached to the pool (the only thing worth waking for: a WebSocket
+        or a request already long has nothing left to promote or replace)."""
+        running = False
         for worker in list(self._workers):
-            since = worker.busy_since
-            if since is None:
+            since = worker.since
+            if since is None or worker.state is not WorkerState.RUNNING:
                 continue
-            busy = True
+            running = True
             if worker is self._leader and now - since >= self._promote_after:
                 self._promote(worker)
-            if worker.detached is None and now - since >= self._long_after:
+            if now - since >= self._long_after:
                 self._went_long(worker)
-        return busy
+        return running
 
     def _promote(self, worker: Worker) -> None:
         """The leader is held by a request: a waiting thread takes the poller."""
         with self._cond:
-            if self._leader is worker and worker.busy_since is not None:
+            if self._leader is worker and worker.since is not None:
                 self._leader = None
                 self._cond.notify()
 
     def _went_long(self, worker: Worker) -> None:
         with self._cond:
-            if worker.detached is not None or worker.busy_since is None:
+            if worker.state is not WorkerState.RUNNING or worker.since is None:
                 return
-            if self._detached["long"] < self.max_long:
-                self._detach_locked(worker, "long")
+            if self._counts[WorkerState.LONG] < self.max_long:
+                self._detach_locked(worker, WorkerState.LONG)
                 return
             cut, worker.cut = worker.cut, None  # once
         if cut is not None:

@@ -550,11 +550,14 @@ class Server:
         pool = self._pool
         assert pool is not None
         busy, idle = pool.counts()
+        # The heartbeat (free_at): when the loop that takes new work last
+        # turned, which the supervisor's --worker-timeout judges; requests
+        # that merely queue keep it turning.
         recorder.gauges({
             "connections": len(self._connections), "busy_threads": busy,
-            "idle_threads": idle, "websockets": pool.websockets,
+            "idle_threads": idle, "websockets": len(self._websockets),
             "long_requests": pool.long_requests,
-        }, free_at=self.clock.monotonic() if idle else None)
+        }, free_at=pool.turned_at())
 
     def _expire_due(self, drain: bool) -> None:
         """Expire every connection past its deadline that no worker holds;

@@ -223,3 +223,92 @@ def test_tasks_that_wait_run_side_by_side_once_the_pool_has_seen_slow_calls(pool
     server.requests.put(request)
     done.wait()
     assert most[0] >= 3  # not one after another
+
+
+# -- one state per thread: counts follow it on every path ---------------------
+
+
+def test_stop_wakes_a_leader_that_already_took_its_wake_up():
+    # The leader waits on its "poller" (an event, as long as a real poll may
+    # be); a wake-up sent before the stop flag was set is taken and gone.
+    poked = threading.Event()
+    waits: list[str] = []
+
+    def lead(worker: Worker) -> None:
+        waits.append(worker.name)
+        poked.wait(60)
+        poked.clear()
+
+    pool = WorkerPool(1, lead, clock=ManualClock(), wake=poked.set)
+    pool.start()
+    try:
+        assert wait_until(lambda: len(waits) == 1)
+        poked.set()  # the server's wake-up, taken before the pool stops
+        assert wait_until(lambda: len(waits) == 2)
+        pool.stop(5.0)  # returns within its timeout in any case: judge by the threads
+        assert pool.threads == 0
+    finally:
+        poked.set()
+        pool.stop(1.0)
+
+
+def test_the_watchdog_dozes_while_only_websockets_and_long_requests_are_open(pool_of):
+    clock = ManualClock()
+    pool, server = pool_of(2, clock=clock, long_after=2.0)
+    release = threading.Event()
+
+    def websocket(worker: Worker) -> None:
+        worker.detach()
+        release.wait(10)
+
+    def long_request(worker: Worker) -> None:
+        release.wait(10)
+
+    server.requests.put(websocket)
+    assert wait_until(lambda: pool.websockets == 1)
+    server.requests.put(long_request)
+    assert wait_until(lambda: server.running == 2)
+    clock.advance(3)  # the second one goes long
+    assert wait_until(lambda: pool.long_requests == 1)
+    assert wait_until(lambda: pool.dozing)
+    release.set()
+
+
+def test_a_long_request_that_becomes_a_websocket_no_longer_counts_as_long(pool_of):
+    clock = ManualClock()
+    pool, server = pool_of(1, clock=clock, long_after=2.0)
+    went_long, release = threading.Event(), threading.Event()
+
+    def slow_then_websocket(worker: Worker) -> None:
+        went_long.wait(10)
+        worker.detach()  # accepted only now
+        release.wait(10)
+
+    server.requests.put(slow_then_websocket)
+    assert wait_until(lambda: server.running == 1)
+    clock.advance(3)
+    assert wait_until(lambda: pool.long_requests == 1)
+    went_long.set()
+    assert wait_until(lambda: pool.websockets == 1 and pool.long_requests == 0)
+    assert pool.threads == 2  # no second replacement: it had one already
+    release.set()
+    assert wait_until(lambda: pool.websockets == 0 and pool.threads == 1)
+
+
+def test_a_detached_thread_that_dies_takes_its_count_with_it(pool_of, caplog):
+    clock = ManualClock()
+    pool, server = pool_of(1, clock=clock, long_after=2.0)
+    fail = threading.Event()
+
+    def dies_after_going_long(worker: Worker) -> None:
+        fail.wait(10)
+        raise SystemExit  # a bug of ours would end the thread the same way
+
+    server.requests.put(dies_after_going_long)
+    assert wait_until(lambda: server.running == 1)
+    clock.advance(3)
+    assert wait_until(lambda: pool.long_requests == 1)
+    fail.set()
+    assert wait_until(lambda: pool.threads == 1)
+    assert pool.long_requests == 0
+    assert pool.counts() == (0, 1)
