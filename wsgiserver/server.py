@@ -223,7 +223,8 @@ class Server:
         poller = self._poller
         assert poller is not None
         self._stop_accepting()
-        self._websockets.close_all(1001, "server shutting down")
+        self._websockets.close_all(1001, "server shutting down",
+                                   timeout=max(deadline - self.clock.monotonic(), 0.0))
         while self._connections and self.clock.monotonic() < deadline:
             self._expire_due(drain=True)
             time.sleep(_DRAIN_INTERVAL)

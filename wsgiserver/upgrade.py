@@ -52,18 +52,24 @@ class WebSocketRegistry:
         with self._lock:
             self._open.discard(websocket)
 
-    def close_all(self, code: int = 1001, reason: str = "server shutting down") -> None:
-        """Run the close handshake on every open WebSocket (1001 Going Away)."""
+    def close_all(self, code: int = 1001, reason: str = "server shutting down",
+                  timeout: float = 10.0) -> None:
+        """Run the close handshake on every open WebSocket (1001 Going Away),
+        all at once, within ``timeout`` seconds in all: a peer that does not
+        answer its Close by then is given up on (1006), so the shutdown's
+        grace period bounds WebSockets too."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             sessions = list(self._open)
-        threads = [
-            threading.Thread(target=_close_quietly, args=(ws, code, reason), daemon=True)
-            for ws in sessions
-        ]
+        threads = []
+        for websocket in sessions:
+            websocket.close_timeout = min(websocket.close_timeout, max(timeout, 0.0))
+            threads.append(threading.Thread(target=_close_quietly, args=(websocket, code, reason),
+                                            daemon=True))
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(10)
+            thread.join(max(deadline - time.monotonic(), 0.0))
 
     def __len__(self) -> int:
         return len(self._open)
@@ -140,9 +146,16 @@ class WebSocketUpgrade:
             max_message_bytes=self._max_message_bytes,
             deflate=deflate,
         )
+        # The slot is held from the cap's check, so the 503 can still be
+        # answered, and given back if the 101 never goes out (the client
+        # reset during the handshake): a slot belongs to an open WebSocket.
         if not self._registry.add(websocket):
             raise HandshakeError(503, "too many WebSocket connections")
-        self._switch(headers)
+        try:
+            self._switch(headers)
+        except BaseException:
+            self._registry.remove(websocket)
+            raise
         self.websocket = websocket
         return websocket
 

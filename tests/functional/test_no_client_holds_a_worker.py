@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -267,3 +268,47 @@ def test_the_chat_example_serves_200_websockets_while_get_stays_fast(live_server
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_a_websocket_whose_101_cannot_be_sent_gives_its_slot_back(live_server):
+    # Two clients reset while the app is about to accept: the 101 fails on
+    # each. With --max-websockets 2, a third client must still get its 101.
+    client_gone = threading.Event()
+    accepted: list[str] = []
+
+    def app(environ, start_response):
+        upgrade = environ["wsgiserver.websocket"]
+        if environ["PATH_INFO"] == "/late":
+            client_gone.wait(5)
+        try:
+            websocket = upgrade.accept()
+        except OSError as error:  # the client is gone: nothing to answer
+            accepted.append(type(error).__name__)
+            return []
+        accepted.append("open")
+        for message in websocket:
+            websocket.send(message)
+        return []
+
+    server = live_server(app, threads=2, max_websockets=2)
+    for _ in range(2):
+        client_gone.clear()
+        sock = socket.create_connection(server.address, timeout=5)
+        key = base64.b64encode(os.urandom(16))
+        sock.sendall(b"GET /late HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                     b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset
+        client_gone.set()
+        deadline = time.monotonic() + 5
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert accepted and accepted != ["open"], accepted  # the 101 did fail
+        accepted.clear()
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) +
+                     b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101 "), head

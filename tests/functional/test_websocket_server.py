@@ -7,6 +7,7 @@ import base64
 import os
 import struct
 import threading
+import time
 
 import pytest
 
@@ -88,6 +89,23 @@ def test_graceful_shutdown_closes_websockets_with_1001(live_server):
     stopper.join(15)
     assert not stopper.is_alive()
     client.close()
+
+
+def test_shutdown_with_silent_websockets_fits_in_the_grace_period(live_server):
+    # Three peers that never answer the Close: the stop as a whole, WebSockets
+    # included, fits in --shutdown-timeout (each used to get 5 s first).
+    server = live_server(echo_app, shutdown_timeout=1.0)
+    socks = [connect(server) for _ in range(3)]
+    try:
+        for sock in socks:
+            handshake(sock)
+        started = time.monotonic()
+        server.stop()
+        took = time.monotonic() - started
+    finally:
+        for sock in socks:
+            sock.close()
+    assert took < 1.0 + 1.5, took  # the grace period, and a margin for a loaded machine
 
 
 def handshake(sock):
