@@ -1,5 +1,5 @@
 """``python -m wsgiserver MODULE:APP [options]``."""
 
-from .cli import main
+from .command import main
 
 raise SystemExit(main())

@@ -141,9 +141,26 @@ class AccessLog:
         self._clf_cache = (-1, "")
         self._parts = _compile(format, self._clf_time)
 
+    def reopen(self) -> None:
+        """Open the file again under its name (after logrotate moved it): the
+        lines that follow go to the new file. Nothing for stdout and stderr;
+        a file that cannot be opened is said once and the old one kept."""
+        name = getattr(self._stream, "name", None)
+        if self._stream in _standard_streams() or not isinstance(name, str):
+            return
+        try:
+            stream = open_access_log(name)
+        except ValueError as error:
+            log.error("%s", error)
+            return
+        with self._lock:
+            old, self._stream = self._stream, stream
+            self._failed = False
+        old.close()
+
     def close(self) -> None:
         """Close the stream if it is a file we opened (never stdout or stderr)."""
-        if self._stream not in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if self._stream not in _standard_streams():
             with self._lock:
                 self._stream.close()
 
@@ -225,6 +242,10 @@ class AccessLog:
                 if not self._failed:
                     self._failed = True
                     log.error("access log write failed: %s", error)
+
+
+def _standard_streams() -> tuple[object, ...]:
+    return (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
 
 
 def open_access_log(target: str) -> TextIO:

@@ -20,7 +20,7 @@ from . import __version__
 from .appspec import AppSpecError, load_app, parse_spec
 from .options import BY_NAME, OPTIONS, Kind, Option, Where, show_default
 from .reload import CHILD_VARIABLE
-from .runner import StopSignals, configure_logging, serve
+from .runner import configure_logging, serve
 from .settings import (
     COMMAND_LINE,
     Setting,
@@ -31,8 +31,8 @@ from .settings import (
     render,
     resolve,
     server_config,
-    without_effect,
 )
+from .stopsignals import StopSignals
 
 __all__ = ["main", "build_parser", "read_settings", "load_app"]
 
@@ -167,12 +167,14 @@ def _is_spec(text: str) -> bool:
     return not os.path.exists(text)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server; the process's exit status."""
+def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) -> int:
+    """Run the server; the process's exit status. ``signals``: handlers the
+    entry point (command.py) installed before importing this module."""
     # Handlers first: a stop asked for while the application is imported is
     # honoured once there is a server to stop, instead of a traceback.
-    signals = StopSignals()
-    signals.install()
+    if signals is None:
+        signals = StopSignals()
+        signals.install()
     try:
         settings, print_config = read_settings(argv)
         config = server_config(settings)
@@ -184,8 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("no application: give MODULE:APP (or WSGISERVER_APP, or app in "
                              "the config file)")
         configure_logging(settings["log-level"].value, config.workers)
-        for warning in without_effect(config):
-            log.warning("%s", warning)
         app = load_app(spec)
         if settings["reload"].value and not os.environ.get(CHILD_VARIABLE):
             return 0 if signals.requested else _run_reloading(spec, argv)

@@ -90,17 +90,19 @@ class ServerConfig:
     # Largest WebSocket message (bytes); larger ones close with 1009.
     max_websocket_message_bytes: int = 1024 * KiB
 
-    # With workers >= 2, a worker is replaced (new before old) after this many
+    # A worker process is replaced (new before old) after this many
     # requests, 0: never. Bounds what a slow leak in the application can grow
     # to. Each worker adds a random 0..max_requests_jitter, so that workers
     # started together do not all restart together.
     max_requests: int = 0
     max_requests_jitter: int = 0
-    # With workers >= 2, a worker whose threads have all been inside the
-    # application for this many seconds (a deadlock, a call that never
-    # returns) is replaced, its threads' stacks logged first so that the cause
-    # can be found; 0: never. No timeout can stop one thread in Python, but a
-    # process can be replaced.
+    # A worker process whose loop that takes new work has not turned for
+    # this many seconds (every thread held in the application, replacements
+    # for long requests included: a deadlock, calls that never return) is
+    # replaced, its threads' stacks logged first so that the cause can be
+    # found; 0: never. Requests that merely queue never count. No timeout can
+    # stop one thread in Python, but a process can be replaced. Either of
+    # these two runs even one worker under the supervisor.
     worker_timeout: float = 0.0
     # How the waiting thread watches sockets: "auto" (epoll on Linux, poll on
     # macOS and the BSDs, select on Windows), or one of them by name. select

@@ -10,21 +10,18 @@ supervisor.py; neither imports it.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Sequence
-from types import FrameType
+from collections.abc import Sequence
 from typing import Any
 
 from . import system
 from .binding import Listener
 from .config import ServerConfig
 from .server import Server, listeners_for, metrics_listener_for
+from .stopsignals import StopSignals
 from .wsgi import WSGIApp
 
-__all__ = ["serve", "StopSignals", "configure_logging"]
+__all__ = ["serve", "StopSignals", "configure_logging", "supervised"]
 
 log = logging.getLogger("wsgiserver")
 # The name of the handler configure_logging adds, so a second call replaces it.
@@ -50,48 +47,10 @@ def configure_logging(level: str, workers: int = 1) -> None:
     log.propagate = False
 
 
-class StopSignals:
-    """Records SIGTERM and SIGINT from the moment it is installed, and passes
-    them to whatever is being served, so that no moment of start-up is
-    without a handler: a stop asked for early is acted on once there is
-    something to stop."""
-
-    def __init__(self) -> None:
-        self.requested: list[int] = []
-        self._target: Callable[[], None] | None = None
-        self._lock = threading.Lock()
-
-    def install(self) -> bool:
-        """Handle the signals (main thread only); False where that is impossible."""
-        if threading.current_thread() is not threading.main_thread():
-            return False
-        for number in system.STOP_SIGNALS:  # SIGTERM, SIGINT, and SIGBREAK on Windows
-            signal.signal(number, self._on_stop)
-        if system.SIGHUP is not None:
-            signal.signal(system.SIGHUP, self._on_hangup)
-        return True
-
-    def notify(self, target: Callable[[], None]) -> None:
-        """Call ``target`` on a stop signal; at once if one came already."""
-        with self._lock:
-            self._target = target
-            pending = bool(self.requested)
-        if pending:
-            target()
-
-    def _on_stop(self, number: int, frame: FrameType | None) -> None:
-        if self.requested and number == signal.SIGINT:
-            log.warning("second interrupt: exiting now")
-            os._exit(1)
-        self.requested.append(number)
-        log.info("received %s: shutting down", signal.Signals(number).name)
-        # A signal handler must not block on the lock a thread may hold.
-        target = self._target
-        if target is not None:
-            target()
-
-    def _on_hangup(self, number: int, frame: FrameType | None) -> None:
-        log.warning("SIGHUP ignored: reloading workers needs --workers 2 or more")
+def supervised(config: ServerConfig) -> bool:
+    """Whether worker processes run under the supervisor: several of them,
+    or one that it replaces after --max-requests or when stuck."""
+    return config.workers > 1 or bool(config.max_requests) or bool(config.worker_timeout)
 
 
 def serve(
@@ -120,10 +79,11 @@ def serve(
             print("wsgiserver: not in the main thread; signals not handled", file=sys.stderr)
     if signals.requested:
         return 0  # asked to stop before anything was started
-    if config.workers > 1:
+    if supervised(config):
         if not system.HAS_FORK:
-            raise ValueError(system.unavailable("--workers 2 or more", "os.fork") +
-                             ": run one process, or one per port behind a load balancer")
+            raise ValueError(system.unavailable(
+                "--workers 2 or more, --max-requests and --worker-timeout", "os.fork") +
+                ": run one process, or one per port behind a load balancer")
         from .supervisor import Supervisor  # only the multi-process mode forks
 
         bound = list(listeners) or listeners_for(config)
@@ -132,7 +92,7 @@ def serve(
         return supervisor.run(early_signals=signals.requested)
     server = Server(app, config, listeners=listeners)
     # Before start: a stop that lands during start waits for it to finish.
-    signals.notify(server.stop_in_background)
+    signals.notify(server.stop_in_background, reopen=server.reopen_logs)
     server.serve_forever()
     # Requests cut off by the shutdown's grace period: say so in the status.
     return 1 if server.cut_off else 0

@@ -208,6 +208,12 @@ class Server:
             self._shut_down(self.clock.monotonic() + grace)
         self._finished.wait()
 
+    def reopen_logs(self) -> None:
+        """Reopen the access log file (SIGUSR1, after logrotate moved it)."""
+        if self._access_log is not None:
+            self._access_log.reopen()
+            log.info("access log reopened")
+
     def stop_in_background(self) -> None:
         """Start a graceful stop without waiting for it (safe in a signal handler)."""
         threading.Thread(target=self.stop, name="wsgiserver-shutdown", daemon=True).start()

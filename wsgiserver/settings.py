@@ -29,7 +29,7 @@ from .reload import CHILD_VARIABLE
 
 __all__ = ["Setting", "SettingsError", "DEFAULT", "COMMAND_LINE", "from_environment",
            "from_file", "from_pyproject", "from_paste", "resolve", "server_config", "render",
-           "without_effect"]
+]
 
 DEFAULT = "default"
 COMMAND_LINE = "command line"
@@ -253,10 +253,3 @@ def _toml_string(text: str) -> str:
 
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
-
-def without_effect(config: ServerConfig) -> list[str]:
-    """Settings that change nothing beside the others (a warning each)."""
-    if config.workers >= 2:
-        return []
-    return [f"{BY_FIELD[name].flag} has no effect without --workers 2 or more"
-            for name in ("max_requests", "worker_timeout") if getattr(config, name)]

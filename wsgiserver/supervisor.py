@@ -43,6 +43,14 @@ _READY_TIMEOUT = 30.0
 _ORPHAN_CHECK = 0.5
 # How long a stuck worker gets to write its threads' stacks before it is killed.
 _STACKS_GRACE = 1.0
+# What the supervisor answers: stop (TERM, INT), roll the workers (HUP), have
+# them reopen their logs (USR1), a worker's exit (CHLD), and TTIN/TTOU, which
+# would otherwise freeze it.
+_SUPERVISOR_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
+                       signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
+# What asks a worker for its threads' stacks (SIGUSR1 reopens the logs, as
+# logrotate's gunicorn recipe expects).
+STACKS_SIGNAL = signal.SIGUSR2
 
 
 @dataclass
@@ -76,7 +84,7 @@ class Supervisor:
     def run(self, early_signals: Sequence[int] = ()) -> int:
         """Supervise until SIGTERM/SIGINT; the exit status. ``early_signals``
         arrived before the supervisor's own handlers were installed."""
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        for signum in _SUPERVISOR_SIGNALS:
             signal.signal(signum, self._on_signal)
         self._signals.extend(early_signals)
         for listener in self.listeners:
@@ -93,6 +101,14 @@ class Supervisor:
                 break
             if signal.SIGHUP in signals:
                 self._reload()
+            if signal.SIGUSR1 in signals:
+                log.info("SIGUSR1: every worker reopens its access log")
+                for worker in list(self._workers.values()):
+                    _signal(worker.pid, signal.SIGUSR1)
+            for signum in (signal.SIGTTIN, signal.SIGTTOU):
+                if signum in signals:
+                    log.warning("%s ignored: the number of workers is set by --workers (%d)",
+                                signal.Signals(signum).name, self.config.workers)
             self._check_workers()
             self._keep_count()
             time.sleep(0.1)
@@ -143,10 +159,13 @@ class Supervisor:
         # The supervisor decides about Ctrl-C and reloads for everyone.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTTIN, signal.SIG_IGN)  # their default would freeze it
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the server can reopen its log
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         # What the supervisor asks for before it kills a stuck worker: where
         # every thread is, written by C code that needs no GIL.
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        faulthandler.register(STACKS_SIGNAL, all_threads=True)
         listeners = [Listener(item.sock, item.ssl_context) for item in self.listeners]
         metrics = (Listener(self.metrics_listener.sock) if self.metrics_listener is not None
                    else None)
@@ -156,6 +175,8 @@ class Supervisor:
         os.write(ready_fd, b"ready")
         os.close(ready_fd)
         signal.signal(signal.SIGTERM, lambda signum, frame: server.stop_in_background())
+        signal.signal(signal.SIGUSR1, lambda signum, frame: threading.Thread(
+            target=server.reopen_logs, name="wsgiserver-reopen", daemon=True).start())
         if stop_asked.is_set():
             server.stop_in_background()
         _stop_when_orphaned(server, os.getppid())
@@ -189,8 +210,11 @@ class Supervisor:
                 self._shutdown_clean = False
 
     def _keep_count(self) -> None:
+        """Start workers where some are missing, into free slots only: a
+        retiring worker keeps its slot until it has drained and exited, and
+        the next look spawns what this one could not."""
         active = [w for w in self._workers.values() if not w.retiring]
-        missing = self.config.workers - len(active)
+        missing = min(self.config.workers - len(active), len(self._free_slots))
         if missing <= 0:
             return
         if self._backoff:
@@ -247,17 +271,19 @@ class Supervisor:
                 self._kill_stuck(worker)
 
     def _stuck(self, worker: _Worker, now: float) -> bool:
-        """No thread of the worker free for worker_timeout seconds (it says when
-        one last was; a worker that cannot even say so is stuck too)."""
-        free_at = max(self.board.get(worker.slot, "free_at_ms") / 1000, worker.started)
-        return now - free_at > self.config.worker_timeout
+        """The worker's loop that takes new work has not turned for
+        worker_timeout seconds (its heartbeat says when it last did; a worker
+        that cannot even say so is stuck too). Requests that queue while
+        others finish keep it turning: only threads that all stay held do not."""
+        turned_at = max(self.board.get(worker.slot, "free_at_ms") / 1000, worker.started)
+        return now - turned_at > self.config.worker_timeout
 
     def _kill_stuck(self, worker: _Worker) -> None:
-        log.error("worker %d: every thread stuck in the application for more than %g s; "
-                  "its threads' stacks follow, then it is replaced", worker.pid,
-                  self.config.worker_timeout)
+        log.error("worker %d: every thread stuck in the application for more than %g s "
+                  "(no thread has taken new work); its threads' stacks follow, then it is "
+                  "replaced", worker.pid, self.config.worker_timeout)
         worker.retiring = True
-        _signal(worker.pid, signal.SIGUSR1)  # faulthandler writes the stacks
+        _signal(worker.pid, STACKS_SIGNAL)  # faulthandler writes the stacks
         time.sleep(_STACKS_GRACE)
         _signal(worker.pid, signal.SIGKILL)
         self.board.count_restart()

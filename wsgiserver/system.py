@@ -19,7 +19,8 @@ import sys
 
 __all__ = [
     "SYSTEM", "WINDOWS", "HAS_EPOLL", "HAS_POLL", "HAS_FORK", "HAS_SENDFILE",
-    "HAS_UNIX_SOCKETS", "HAS_FD_SOCKETS", "SIGHUP", "STOP_SIGNALS", "SELECT_LIMIT",
+    "HAS_UNIX_SOCKETS", "HAS_FD_SOCKETS", "SIGHUP", "SIGUSR1", "WORKER_COUNT_SIGNALS",
+    "STOP_SIGNALS", "SELECT_LIMIT",
     "pread", "Waker", "unavailable",
 ]
 
@@ -37,6 +38,11 @@ HAS_UNIX_SOCKETS = hasattr(socket, "AF_UNIX")
 HAS_FD_SOCKETS = not WINDOWS
 
 SIGHUP: int | None = getattr(signal, "SIGHUP", None)
+# SIGUSR1 reopens the log files (logrotate); SIGTTIN and SIGTTOU, whose
+# default would freeze the process, are answered with a log line. POSIX only.
+SIGUSR1: int | None = getattr(signal, "SIGUSR1", None)
+WORKER_COUNT_SIGNALS: tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTTIN", "SIGTTOU") if hasattr(signal, name))
 # What stops the server: SIGTERM, SIGINT (Ctrl+C) and, in a Windows console,
 # SIGBREAK (Ctrl+Break).
 STOP_SIGNALS: tuple[int, ...] = tuple(

@@ -75,3 +75,11 @@ class ClassApp:
 
     def __iter__(self):
         return iter(self.body)
+
+
+def half_second_app(environ, start_response):
+    """Every request takes half a second (a call downstream), then answers the pid."""
+    import time
+
+    time.sleep(0.5)
+    return pid_app(environ, start_response)

@@ -11,7 +11,9 @@ delays, as an operator or an orchestrator would.
 
 from __future__ import annotations
 
+import http.client
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,3 +111,112 @@ def test_signal_after_a_spread_of_delays_stops_cleanly():
                 process.kill()
         result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         assert_clean(result, f"SIGTERM after {delay} s")
+
+
+INHERITED_IGNORE = r"""
+import os, signal, sys
+# A process started in the background by a script inherits SIGINT ignored.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+sent = []
+
+class SignalWhileImporting:
+    # The signal lands while the server's modules are imported.
+    def find_spec(self, name, path=None, target=None):
+        if name == sys.argv[1] and not sent:
+            sent.append(name)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, SignalWhileImporting())
+from wsgiserver.command import main
+sys.exit(main(["tests.functional.apps:hello_app", "--port", "0", "--threads", "2"]))
+"""
+
+
+@pytest.mark.parametrize("module", ["wsgiserver.server", "wsgiserver.cli",
+                                    "tests.functional.apps"])
+def test_sigint_inherited_as_ignored_still_stops_a_server_that_is_starting(module):
+    result = subprocess.run([sys.executable, "-c", INHERITED_IGNORE, module], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert_clean(result, f"SIGINT while importing {module}")
+    assert "serving on" not in result.stderr
+
+
+def run_cli(*args: str) -> tuple[subprocess.Popen, int]:
+    from tests.functional.conftest import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "wsgiserver", *args, "--port", str(port)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process, port
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"server did not start: {process.communicate(timeout=5)}")
+
+
+def get_ok(port: int) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def wait_for_file_line(path, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return path.read_text()
+        time.sleep(0.05)
+    return ""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigusr1_reopens_the_access_log_as_logrotate_expects(tmp_path, workers):
+    log_file, rotated = tmp_path / "access.log", tmp_path / "access.log.1"
+    process, port = run_cli("tests.functional.apps:hello_app", "--workers", workers,
+                            "--access-log", str(log_file))
+    try:
+        assert get_ok(port) == 200
+        assert wait_for_file_line(log_file)
+        log_file.rename(rotated)  # what logrotate does, then it sends SIGUSR1
+        process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not log_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(2 * int(workers)):  # every worker writes to the new file
+            assert get_ok(port) == 200
+        assert '"GET / HTTP/1.1" 200' in wait_for_file_line(log_file)
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert rotated.read_text().count('"GET / HTTP/1.1" 200') == 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigttin_and_sigttou_neither_stop_nor_freeze_the_server(workers):
+    process, port = run_cli("tests.functional.apps:hello_app", "--workers", workers)
+    try:
+        for number in (signal.SIGTTIN, signal.SIGTTOU, signal.SIGTTIN):
+            process.send_signal(number)
+        time.sleep(0.3)  # give a frozen process the time to show it
+        assert get_ok(port) == 200
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "SIGTTIN ignored" in stderr

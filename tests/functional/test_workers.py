@@ -243,3 +243,62 @@ def test_a_worker_told_to_stop_while_it_starts_stops():
         if process.poll() is None:
             process.kill()
             process.communicate(timeout=10)
+
+
+def test_worker_timeout_never_kills_a_worker_whose_requests_merely_queue(start_cli):
+    # 40 clients looping over 0.5 s requests on 2 x 8 threads: requests queue,
+    # yet every worker keeps taking work. None may be killed, none reset.
+    process, port = start_cli("tests.functional.cli_apps:half_second_app", "--workers", "2",
+                              "--threads", "8", "--worker-timeout", "2")
+    first = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+    stop = threading.Event()
+    served, failures = [], []
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                served.append(get(port))
+            except (OSError, http.client.HTTPException) as error:
+                failures.append(repr(error))
+
+    clients = [threading.Thread(target=client) for _ in range(40)]
+    for thread in clients:
+        thread.start()
+    try:
+        time.sleep(6)  # three times the timeout, with a queue all along
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(20)
+    assert failures == []
+    assert children(process.pid) == first  # no worker replaced
+    assert len(served) >= 100
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert "stuck" not in stderr
+
+
+def test_max_requests_applies_with_one_worker(start_cli):
+    process, port = start_cli("tests.functional.cli_apps:pid_app", "--workers", "1",
+                              "--max-requests", "3")
+    pids = [int(get(port).split()[0]) for _ in range(3)]
+    assert len(set(pids)) == 1
+    # The supervisor replaces it (new before old) once it served its quota.
+    later = wait_for(lambda: (pid := int(get(port).split()[0])) != pids[0] and pid)
+    assert later != pids[0]
+    assert process.pid not in pids  # the server ran in a worker, not in the supervisor
+
+
+def test_worker_timeout_applies_with_one_worker(start_cli):
+    process, port = start_cli("tests.functional.cli_apps:hang_app", "--workers", "1",
+                              "--threads", "1", "--worker-timeout", "1",
+                              "--max-long-requests", "0")
+    first = wait_for(lambda: children(process.pid))
+    stuck = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        stuck.sendall(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+        replaced = wait_for(lambda: (c := children(process.pid)) and c != first and c,
+                            timeout=15)
+        assert int(get(port).split()[0]) in replaced
+    finally:
+        stuck.close()

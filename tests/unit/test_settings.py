@@ -18,7 +18,6 @@ from wsgiserver.settings import (
     render,
     resolve,
     server_config,
-    without_effect,
 )
 
 
@@ -217,7 +216,11 @@ def test_render_says_where_each_value_came_from_and_reads_back(tmp_path, monkeyp
     assert server_config(again) == server_config(settings)
 
 
-def test_worker_settings_without_workers_are_warned_about():
-    config = server_config(resolve({"max-requests": Setting(10, COMMAND_LINE)}))
-    assert without_effect(config) == ["--max-requests has no effect without --workers 2 or more"]
-    assert without_effect(config.replace(workers=2)) == []
+def test_max_requests_or_worker_timeout_run_even_one_worker_supervised():
+    from wsgiserver.runner import supervised
+
+    one = server_config(resolve({}))
+    assert not supervised(one)
+    assert supervised(one.replace(max_requests=10))
+    assert supervised(one.replace(worker_timeout=5.0))
+    assert supervised(one.replace(workers=2))

@@ -56,3 +56,25 @@ def test_check_workers_replaces_only_with_a_slot_free(free, monkeypatch):
     made._workers = {1234: worker}
     made._check_workers()
     assert replaced == ([worker] if free else [])
+
+
+def test_keep_count_spawns_only_into_free_slots():
+    # Stuck workers killed while a --max-requests retiree still drains: three
+    # workers are missing but one slot is free. Spawning three popped an
+    # empty list and the supervisor died, its workers orphaned.
+    made = bare_supervisor([4], None)
+    made.config = ServerConfig(workers=3)
+    made._backoff = 0.0
+    made._workers = {1: supervisor._Worker(1, -1, 1, retiring=True)}
+    spawned = []
+
+    def spawn():
+        slot = made._free_slots.pop()
+        spawned.append(slot)
+
+    made._spawn = spawn  # type: ignore[method-assign]
+    made._keep_count()
+    assert spawned == [4]
+    made._free_slots.append(1)  # the retiree exited: the next look starts the rest
+    made._keep_count()
+    assert spawned == [4, 1]
