@@ -760,18 +760,24 @@ class _ExchangeIO:
         if self._detach is not None:
             self._detach()
 
+    def upgraded_wake(self) -> None:
+        """End both directions of the upgraded connection: a waiting reader returns."""
+        self._transport.shutdown()
+
     def upgraded_send(self, data: bytes) -> None:
         """Send all of ``data`` on the upgraded connection."""
         self._output.write(data)
         self._output.drain()
 
-    def upgraded_recv(self, max_bytes: int, wait: float) -> bytes | None:
+    def upgraded_recv(self, max_bytes: int, wait: float | None) -> bytes | None:
         """After 101: the next bytes from the client (b"" at the end), or None
-        when nothing arrived within ``wait`` seconds."""
+        when nothing arrived within ``wait`` seconds (None: until bytes come
+        or ``upgraded_wake`` ends the connection: an idle WebSocket's thread
+        sleeps in the kernel, costing no CPU)."""
         if self._leftover:
             data, self._leftover = self._leftover, b""
             return data
-        deadline = self._clock.monotonic() + wait
+        deadline = float("inf") if wait is None else self._clock.monotonic() + wait
         while True:
             if self._connection.closed:
                 raise ConnectionAbortedError("the connection is closed")

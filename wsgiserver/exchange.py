@@ -77,9 +77,15 @@ class ExchangeIO(ResponseSink, Protocol):
         """Send ``101 Switching Protocols``: the connection leaves HTTP."""
         ...
 
-    def upgraded_recv(self, max_bytes: int, wait: float) -> bytes | None:
+    def upgraded_recv(self, max_bytes: int, wait: float | None) -> bytes | None:
         """After 101: the next bytes from the client (b"" at the end), or None
-        when nothing arrived within ``wait`` seconds."""
+        when nothing arrived within ``wait`` seconds (None: wait until bytes
+        come or ``upgraded_wake`` is called)."""
+        ...
+
+    def upgraded_wake(self) -> None:
+        """After 101, from any thread: end the connection, so that a thread
+        waiting in ``upgraded_recv`` returns (the WebSocket is over)."""
         ...
 
     def upgraded_send(self, data: bytes) -> None:
@@ -132,6 +138,7 @@ class Exchange:
             switch=self.io.switch_protocols,
             send=self.io.upgraded_send,
             recv=self.io.upgraded_recv,
+            wake=self.io.upgraded_wake,
             registry=registry,
             max_message_bytes=self.settings.max_websocket_message_bytes,
         )

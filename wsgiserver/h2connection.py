@@ -1080,7 +1080,11 @@ class Http2Stream:
         """No protocol switch on HTTP/2 (RFC 9113 section 8.6)."""
         raise ResponseError("no protocol upgrade on HTTP/2")
 
-    def upgraded_recv(self, max_bytes: int, wait: float) -> bytes | None:
+    def upgraded_recv(self, max_bytes: int, wait: float | None) -> bytes | None:
+        """Never reached: no upgrade on HTTP/2."""
+        raise ResponseError("no protocol upgrade on HTTP/2")
+
+    def upgraded_wake(self) -> None:
         """Never reached: no upgrade on HTTP/2."""
         raise ResponseError("no protocol upgrade on HTTP/2")
 

@@ -81,9 +81,10 @@ def serve(
         return 0  # asked to stop before anything was started
     if supervised(config):
         if not system.HAS_FORK:
-            raise ValueError(system.unavailable(
-                "--workers 2 or more, --max-requests and --worker-timeout", "os.fork") +
-                ": run one process, or one per port behind a load balancer")
+            asked = ("--workers 2 or more" if config.workers > 1 else
+                     "--max-requests" if config.max_requests else "--worker-timeout")
+            raise ValueError(system.unavailable(asked, "os.fork") +
+                             ": run one process, or one per port behind a load balancer")
         from .supervisor import Supervisor  # only the multi-process mode forks
 
         bound = list(listeners) or listeners_for(config)

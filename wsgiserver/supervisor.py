@@ -46,11 +46,13 @@ _STACKS_GRACE = 1.0
 # What the supervisor answers: stop (TERM, INT), roll the workers (HUP), have
 # them reopen their logs (USR1), a worker's exit (CHLD), and TTIN/TTOU, which
 # would otherwise freeze it.
-_SUPERVISOR_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
-                       signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
+# (POSIX names: the module is imported everywhere, the supervisor forks only there.)
+_SUPERVISOR_SIGNALS: tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGTTIN",
+                                       "SIGTTOU", "SIGCHLD") if hasattr(signal, name))
 # What asks a worker for its threads' stacks (SIGUSR1 reopens the logs, as
 # logrotate's gunicorn recipe expects).
-STACKS_SIGNAL = signal.SIGUSR2
+STACKS_SIGNAL: int = getattr(signal, "SIGUSR2", 0)
 
 
 @dataclass

@@ -37,6 +37,7 @@ _NOTHING: Mapping[str, str] = MappingProxyType({})
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
 # "Not now" from a non-blocking socket (TLS adds its own, see TlsTransport).
 _WOULD_BLOCK: tuple[type[Exception], ...] = (BlockingIOError, InterruptedError)
+_FOREVER = float("inf")  # a deadline that never passes: wait until woken
 
 
 class Transport(Protocol):
@@ -188,9 +189,10 @@ class SocketTransport:
                     poller.register(fd, select.POLLIN)
                 for fd in writable:
                     poller.register(fd, select.POLLOUT | (select.POLLIN if fd in readable else 0))
-                ready = bool(poller.poll(remaining * 1000))
+                ready = bool(poller.poll(None if remaining == _FOREVER else remaining * 1000))
             else:
-                ready = any(select.select(readable, writable, (), remaining))
+                ready = any(select.select(readable, writable, (),
+                                          None if remaining == _FOREVER else remaining))
             if ready or once:
                 return ready
         return False

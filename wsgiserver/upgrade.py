@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["WebSocketUpgrade", "WebSocketRegistry", "ENVIRON_KEY", "wants_websocket"]
 
 ENVIRON_KEY = "wsgiserver.websocket"
-# Reads on an upgraded connection wait in slices this long, so that a close
-# handshake under way (from another thread) can end the wait.
+# Reads on a closing WebSocket wait in slices this long, so that the close
+# handshake's deadline can end the wait.
 _POLL_SECONDS = 0.25
 
 
@@ -91,7 +91,8 @@ class WebSocketUpgrade:
         *,
         switch: Callable[[list[tuple[str, str]]], None],
         send: Callable[[bytes], None],
-        recv: Callable[[int, float], bytes | None],
+        recv: Callable[[int, float | None], bytes | None],
+        wake: Callable[[], None] = lambda: None,
         registry: WebSocketRegistry,
         max_message_bytes: int,
     ) -> None:
@@ -99,6 +100,7 @@ class WebSocketUpgrade:
         self._switch = switch
         self._send = send
         self._recv = recv
+        self._wake = wake
         self._registry = registry
         self._max_message_bytes = max_message_bytes
         self.websocket: WebSocket | None = None
@@ -145,6 +147,7 @@ class WebSocketUpgrade:
             subprotocol=subprotocol,
             max_message_bytes=self._max_message_bytes,
             deflate=deflate,
+            on_finish=self._wake,
         )
         # The slot is held from the cap's check, so the 503 can still be
         # answered, and given back if the 101 never goes out (the client
@@ -160,11 +163,14 @@ class WebSocketUpgrade:
         return websocket
 
     def _receive(self, max_bytes: int) -> bytes:
-        """Block until bytes arrive for the WebSocket. Idle sockets wait
-        without limit; once a close handshake is under way the wait is cut
-        into short slices, so the handshake's own deadline can end it."""
+        """Block until bytes arrive for the WebSocket. An open one waits in
+        the kernel without limit or wake-up (1,000 idle WebSockets cost no
+        CPU): another thread that ends the session (a close that timed out,
+        the shutdown) ends the connection, which ends the wait. Once a close
+        handshake is under way the wait is cut into short slices, so the
+        handshake's own deadline can end it on this thread too."""
         closing_since: float | None = None
-        while (data := self._recv(max_bytes, _POLL_SECONDS)) is None:
+        while (data := self._recv(max_bytes, self._wait())) is None:
             websocket = self.websocket
             if websocket is None:
                 continue
@@ -175,6 +181,12 @@ class WebSocketUpgrade:
                 if time.monotonic() - closing_since > websocket.close_timeout + 1:
                     raise TimeoutError("no Close frame from the peer")
         return data
+
+    def _wait(self) -> float | None:
+        websocket = self.websocket
+        if websocket is None or not (websocket.closing or websocket.closed):
+            return None
+        return _POLL_SECONDS
 
     def finish(self) -> None:
         """After the app returned: close the WebSocket if it left it open."""

@@ -66,8 +66,13 @@ class WebSocket:
         max_message_bytes: int = 1 << 20,
         close_timeout: float = 5.0,
         deflate: Deflate | None = None,
+        on_finish: Callable[[], None] | None = None,
     ) -> None:
         self._recv = recv
+        # Called once the session is over, from the thread that ended it: the
+        # transport's owner ends the connection, so a reader blocked on it
+        # (an idle WebSocket waits without a timeout) returns.
+        self._on_finish = on_finish
         self._send = send
         self.subprotocol = subprotocol
         self.close_timeout = close_timeout
@@ -190,10 +195,13 @@ class WebSocket:
     def _finish(self, code: int, reason: str) -> None:
         """The connection is over; the first cause to get here is the one kept."""
         with self._state_lock:
-            if not self._done.is_set():
-                self.close_code = code
-                self.close_reason = reason
-                self._done.set()
+            if self._done.is_set():
+                return
+            self.close_code = code
+            self.close_reason = reason
+            self._done.set()
+        if self._on_finish is not None:
+            self._on_finish()
 
     # -- sending ------------------------------------------------------------
 
