@@ -190,7 +190,9 @@ class Connection:
             return self._flush()
         if phase is _Phase.HANDSHAKE:
             if not self._handshake():
-                return Step.CLOSED if self.closed else Step.READ
+                if self.closed:
+                    return Step.CLOSED
+                return Step.WRITE if self.transport.handshake_writing else Step.READ
             if self.transport.alpn == "h2":
                 return Step.SWITCH
         if self._request is not None and self.state.direct_body and \

@@ -31,7 +31,6 @@ Peer = tuple[str, int]
 
 _RECV_SIZE = 64 * 1024
 # How long a TLS handshake may wait for room to send its next flight.
-_HANDSHAKE_WRITE_WAIT = 5.0
 _TLS_HANDSHAKE_RECORD = 22
 _NOTHING: Mapping[str, str] = MappingProxyType({})
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends RST
@@ -48,6 +47,9 @@ class Transport(Protocol):
     can_sendfile: bool
     # The protocol ALPN chose in the TLS handshake ("h2", "http/1.1"), if any.
     alpn: str | None
+    # The handshake waits for room to write (its flight did not fit), not for
+    # bytes: the poller watches for writability, never a thread.
+    handshake_writing: bool
     # recv_into reads the socket itself (no layer in between keeps bytes back
     # from the poller's sight, as TLS does).
     direct_reads: bool
@@ -120,6 +122,7 @@ class SocketTransport:
     can_sendfile = system.HAS_SENDFILE
     direct_reads = True
     alpn: str | None = None
+    handshake_writing = False
 
     def __init__(self, sock: socket.socket, peer: Peer, clock: Clock = SYSTEM_CLOCK) -> None:
         self.sock = sock
@@ -276,19 +279,19 @@ class TlsTransport(SocketTransport):
         if self._tls is None and not self._start_tls():
             return False
         assert self._tls is not None
-        while True:
-            try:
-                self._tls.do_handshake()
-            except ssl.SSLWantReadError:
-                return False
-            except ssl.SSLWantWriteError:
-                # Rare on a fresh socket: our flight did not fit; wait for room.
-                if not self.wait_writable(self._clock.monotonic() + _HANDSHAKE_WRITE_WAIT):
-                    raise TimeoutError("TLS handshake: the client reads nothing") from None
-                continue
-            self._handshaken = True
-            self.alpn = self._tls.selected_alpn_protocol()
-            return True
+        self.handshake_writing = False
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        except ssl.SSLWantWriteError:
+            # Our flight did not fit (a client that reads nothing, or a large
+            # certificate chain): the poller waits for room, like any write.
+            self.handshake_writing = True
+            return False
+        self._handshaken = True
+        self.alpn = self._tls.selected_alpn_protocol()
+        return True
 
     def _start_tls(self) -> bool:
         """Look at the first bytes (without taking them): TLS goes on, plain

@@ -39,6 +39,7 @@ class FakeTransport:
         self.peer = peer
         self.can_sendfile = can_sendfile
         self.alpn: str | None = None
+        self.handshake_writing = False
         self.direct_reads = True
         self.on_wait: Callable[[], None] | None = None
         self._arrivals: deque[_Arrival] = deque()

@@ -196,3 +196,34 @@ def test_encrypted_key_is_refused_without_prompting(files, tmp_path):
         serialization.BestAvailableEncryption(b"secret")))
     with pytest.raises(ValueError, match="is encrypted"):
         make_server_context(files.cert, str(encrypted))
+
+
+def test_a_handshake_that_cannot_write_goes_back_to_the_poller_without_waiting():
+    # A client that stops reading mid-handshake: our flight does not fit. The
+    # transport says so (the poller then watches for room) instead of making
+    # the leader's thread wait for it.
+    from wsgiserver.clock import ManualClock
+    from wsgiserver.transport import TlsTransport
+
+    class FlightDoesNotFit:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def do_handshake(self) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise ssl.SSLWantWriteError()
+            raise ssl.SSLWantReadError()
+
+    ours, theirs = socket.socketpair()
+    try:
+        transport = TlsTransport(ours, ("127.0.0.1", 1), ssl.create_default_context(),
+                                 ManualClock())
+        transport._tls = FlightDoesNotFit()  # type: ignore[assignment]
+        assert transport.handshake() is False
+        assert transport.handshake_writing is True
+        assert transport._tls.calls == 1  # no second try before the poller says there is room
+        assert transport.handshake() is False and transport.handshake_writing is False
+    finally:
+        ours.close()
+        theirs.close()
