@@ -211,5 +211,5 @@ def test_version_flag():
 
 def test_console_script_entry_point_is_declared():
     config = (ROOT / "setup.cfg").read_text()
-    assert "wsgiserver = wsgiserver.cli:main" in config
+    assert "wsgiserver = wsgiserver.command:main" in config  # handlers before heavy imports
     assert os.path.exists(ROOT / "wsgiserver" / "__main__.py")
