@@ -58,9 +58,14 @@ class ServerConfig:
     body_memory_bytes: int = 512 * KiB
     spool_dir: str | None = None
     # While an application is still producing, this much of its response may
-    # wait in memory for a slow client; beyond it the application's thread
-    # waits (backpressure). A response already made in full is never held back.
+    # wait in memory for a slow client; beyond it, up to response_spool_bytes
+    # more go to an unlinked temporary file in spool_dir, so the application's
+    # thread is released however slowly the client reads; beyond that (or
+    # once max_spool_bytes are spooled across the process) the thread waits
+    # for the client (backpressure). A response made in full is never held back.
     response_buffer_bytes: int = 1 * MiB
+    response_spool_bytes: int = 64 * MiB
+    max_spool_bytes: int = 1024 * MiB
 
     # Seconds an idle keep-alive connection is kept open.
     keepalive_timeout: float = 15.0
@@ -75,6 +80,10 @@ class ServerConfig:
     min_body_rate: int = 1 * KiB
     # Seconds a response may wait for the client to read anything; then reset.
     write_timeout: float = 30.0
+    # Slowest a client may read a response that waits for it, in bytes per
+    # second over any 20 s (a sliding window: a fast start buys no later
+    # stall); slower ones are disconnected and logged. 0: none.
+    min_response_rate: int = 1 * KiB
     # Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     shutdown_timeout: float = 30.0
 
@@ -170,6 +179,7 @@ class ServerConfig:
                 raise SettingError(name, f"{name} must be at least 1")
         for name in ("max_body_bytes", "max_websockets", "max_websocket_message_bytes",
                      "body_memory_bytes", "min_body_rate", "response_buffer_bytes",
+                     "response_spool_bytes", "max_spool_bytes", "min_response_rate",
                      "max_requests", "max_requests_jitter"):
             if getattr(self, name) < 0:
                 raise SettingError(name, f"{name} must not be negative")

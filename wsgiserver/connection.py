@@ -30,7 +30,7 @@ from .body import RequestBody
 from .clock import Clock
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange, ExchangeSettings
-from .output import ResponseOutput
+from .output import ResponseOutput, SpoolSettings
 from .protocol.events import Data, EndOfMessage, Framing, Request, RequestHead
 from .protocol.parser import ParserLimits
 from .protocol.state import After, ConnectionState
@@ -116,6 +116,10 @@ class ConnectionSettings:
     body_memory_bytes: int
     spool_dir: str | None
     output_high_water: int
+    # Past output_high_water, a streamed response's bytes wait in a spool file
+    # (None: its thread waits for the client); and how fast a client must read.
+    output_spool: SpoolSettings | None
+    min_response_rate: int
     date: Callable[[], str] | None
     server_name: str | None
     draining: Callable[[], bool]
@@ -150,6 +154,7 @@ class Connection:
         self.output = ResponseOutput(
             transport, settings.clock, write_timeout=settings.write_timeout,
             high_water=settings.output_high_water, low_water=settings.output_high_water // 4,
+            spool=settings.output_spool, min_rate=settings.min_response_rate,
         )
         # Held by the thread driving the connection; the reaper only closes a
         # connection whose lock it can take, so it never closes under a worker.
@@ -265,6 +270,7 @@ class Connection:
         self._phase = _Phase.EXCHANGE
         exchange_io = self._io
         exchange_io.begin(body.finish() if body is not None else NO_BODY, detach)
+        self.output.start_window()  # the client's reading rate counts from its request
         self._current = exchange_io
         try:
             Exchange(self.settings.exchange, request, exchange_io).run()
@@ -280,7 +286,7 @@ class Connection:
             return self._abort()
         if self.output.pending:
             self._phase = _Phase.FLUSH
-            self.deadline = self.output.progress_at + self.settings.write_timeout
+            self.deadline = self.output.deadline()
             return Step.WRITE
         return self._after_response(after)
 
@@ -329,7 +335,10 @@ class Connection:
         (always, for HTTP/1.1)."""
         phase = self._phase
         if phase is _Phase.FLUSH:
-            log.debug("%s: response not read in time", self._peer_text())
+            if not self.output.too_slow():
+                self.deadline = self.output.deadline()  # the rate was met: the window slides
+                return False
+            log.info("%s: response cut off: %s", self._peer_text(), self.output.slow_reason())
             self.transport.abort_on_close()
             return True
         waiting = self._head_started is not None or self._request is not None
@@ -445,7 +454,7 @@ class Connection:
             log.debug("%s: response not sent: %s", self._peer_text(), error)
             return self._abort()
         if not done:
-            self.deadline = self.output.progress_at + self.settings.write_timeout
+            self.deadline = self.output.deadline()
             return Step.WRITE
         return self._after_response(self.state.after_response())
 

@@ -30,7 +30,7 @@ class _Layout:
     def __init__(self) -> None:
         names: list[str] = ["pid", "free_at_ms"]  # identity and liveness first
         self.gauges = ["connections", "busy_threads", "idle_threads", "websockets",
-                       "long_requests"]
+                       "long_requests", "spooled_response_bytes"]
         self.counters = ([f"requests_{c}" for c in _CLASSES]
                          + [f"bucket_{i}" for i in range(len(DURATION_BUCKETS))]
                          + ["duration_us", "received_bytes", "sent_bytes", "worker_restarts"]
@@ -165,6 +165,9 @@ def render(totals: dict[str, int]) -> str:
            [('{state="busy"}', totals["busy_threads"]), ('{state="idle"}', totals["idle_threads"])])
     family("wsgiserver_websockets_open", "gauge", "WebSockets open.",
            [("", totals["websockets"])])
+    family("wsgiserver_spooled_response_bytes", "gauge", "Response bytes waiting on disk for "
+           "slow clients (bounded by --max-spool-bytes).",
+           [("", totals["spooled_response_bytes"])])
     family("wsgiserver_received_bytes_total", "counter", "Bytes read from clients.",
            [("", totals["received_bytes"])])
     family("wsgiserver_sent_bytes_total", "counter", "Bytes written to clients.",

@@ -298,13 +298,13 @@ OPTIONS: tuple[Option, ...] = (
             "running at once", _CAPACITY),
     _server("workers", _positive_int, "worker processes sharing the sockets; 2 or more add a "
             "supervisor: SIGHUP replaces workers one by one", _CAPACITY, short="-w"),
-    _server("max-requests", _count, "with --workers 2 or more, a worker is replaced after "
-            "this many requests; 0: never", _CAPACITY, metavar="N"),
+    _server("max-requests", _count, "a worker process is replaced after this many requests "
+            "(even with one worker); 0: never", _CAPACITY, metavar="N"),
     _server("max-requests-jitter", _count, "a random 0 to this many more requests per worker, "
             "so workers do not restart together", _CAPACITY, metavar="N"),
-    _server("worker-timeout", _seconds_or_off, "with --workers 2 or more, a worker whose "
-            "threads have all been in the application this many seconds is replaced (their "
-            "stacks logged); 0: never", _CAPACITY, metavar="SECONDS"),
+    _server("worker-timeout", _seconds_or_off, "a worker process that took no new work for "
+            "this many seconds (every thread held) is replaced, its stacks logged; 0: never",
+            _CAPACITY, metavar="SECONDS"),
     _server("poller", _choice("auto", "epoll", "poll", "select"), "how sockets are watched: "
             "auto is epoll on Linux, poll on macOS and the BSDs, select on Windows (1024 "
             "descriptors at most, 512 sockets on Windows)", _CAPACITY,
@@ -326,8 +326,12 @@ OPTIONS: tuple[Option, ...] = (
             "beyond in a spool file", _LIMITS),
     _server("spool-dir", _directory, "where spool files go", _LIMITS,
             shown_default="the system's temporary directory"),
-    _server("response-buffer-bytes", _positive_int, "response bytes held for a slow client "
-            "while the app produces; beyond, the app waits", _LIMITS),
+    _server("response-buffer-bytes", _positive_int, "response bytes held in memory for a slow "
+            "client while the app produces; beyond, a spool file", _LIMITS),
+    _server("response-spool-bytes", _count, "response bytes one slow client may be behind in a "
+            "spool file; beyond, the app waits for it", _LIMITS),
+    _server("max-spool-bytes", _count, "response bytes spooled for slow clients across the "
+            "process; beyond, apps wait for their clients", _LIMITS),
     _server("max-websocket-message-bytes", _positive_int, "largest WebSocket message; larger ones "
             "close with 1009", _LIMITS),
 
@@ -338,6 +342,9 @@ OPTIONS: tuple[Option, ...] = (
     _server("min-body-rate", _count, "slowest average a body may arrive at, 0 for none",
             _TIMEOUTS, metavar="BYTES_PER_SECOND"),
     _timeout("write-timeout", "a response may wait for a client that reads nothing"),
+    _server("min-response-rate", _count, "slowest a client may read a response, over any 20 s; "
+            "slower ones are disconnected, 0 for none", _TIMEOUTS,
+            metavar="BYTES_PER_SECOND"),
     _timeout("shutdown-timeout", "in-flight requests get on shutdown"),
 
     _server("certfile", _file, "TLS certificate chain (PEM): serve https", _PROXY_TLS),

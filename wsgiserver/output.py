@@ -2,24 +2,36 @@
 
 Owns the queue between the application's thread and the socket: bytes go
 out at once while the socket takes them and wait in the queue beyond that.
-While an application still produces, the queue is bounded and its thread
-waits for the client (backpressure); what is left once the application is
-done (bytes it already made, or the rest of a file) is finished later by
-the poller without holding a thread. Knows the transport and a clock,
+While an application still produces, what waits in memory is bounded; past
+that bound the rest goes to an unlinked spool file (bounded per response and
+by a budget shared across connections), so the application's thread is
+released however slowly its client reads; only past both does the thread
+wait for the client (backpressure). What is left once the application is
+done (bytes it made, the spool, the rest of a file) is finished later by the
+poller without holding a thread. Also owns how fast a client must read: a
+minimum rate over a sliding window. Knows the transport and a clock,
 nothing of HTTP.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
+from typing import IO
 
 from . import system
+from .budget import Budget
 from .clock import Clock
 from .errors import ClientDisconnected
 from .transport import Transport
 
-__all__ = ["ResponseOutput", "FileRange"]
+__all__ = ["ResponseOutput", "FileRange", "SpoolSettings", "RATE_WINDOW"]
+
+log = logging.getLogger("wsgiserver")
+
+# The window a client's reading rate is measured over (min_response_rate).
+RATE_WINDOW = 20.0
 
 # Reads of a file that cannot go out with sendfile (TLS): one block at a time.
 _FILE_BLOCK = 256 * 1024
@@ -33,14 +45,28 @@ _KEEP_UP_TOTAL = 0.1
 
 
 class FileRange:
-    """The rest of a file to send: a descriptor of our own, where, how much."""
+    """The rest of a file to send: a descriptor of our own, where, how much.
+    ``spooled``: the bytes are ours (the spool), counted in the budget."""
 
-    __slots__ = ("fd", "offset", "count")
+    __slots__ = ("fd", "offset", "count", "spooled")
 
-    def __init__(self, fd: int, offset: int, count: int) -> None:
+    def __init__(self, fd: int, offset: int, count: int, spooled: bool = False) -> None:
         self.fd = fd
         self.offset = offset
         self.count = count
+        self.spooled = spooled
+
+
+class SpoolSettings:
+    """Where and how much of a response may wait on disk for a slow client:
+    ``per_response`` bytes each, within ``budget`` across connections."""
+
+    __slots__ = ("directory", "per_response", "budget")
+
+    def __init__(self, directory: str | None, per_response: int, budget: Budget) -> None:
+        self.directory = directory
+        self.per_response = per_response
+        self.budget = budget
 
 
 class ResponseOutput:
@@ -53,16 +79,25 @@ class ResponseOutput:
     """
 
     def __init__(self, transport: Transport, clock: Clock, *, write_timeout: float,
-                 high_water: int, low_water: int) -> None:
+                 high_water: int, low_water: int, spool: SpoolSettings | None = None,
+                 min_rate: int = 0) -> None:
         self._transport = transport
         self._clock = clock
         self._write_timeout = write_timeout
         self._high_water = high_water
         self._low_water = low_water
+        self._spool_settings = spool
+        self._min_rate = min_rate
         self._queue: deque[memoryview | FileRange] = deque()
         self._queued = 0  # bytes in memory (file ranges are not)
+        self._spool: IO[bytes] | None = None  # this response's spool file, while in use
+        self._spool_size = 0  # bytes written to it
+        self._spooled = 0  # of those, bytes not yet sent (taken from the budget)
         self.progress_at = clock.monotonic()  # when bytes last left
         self.sent = 0  # bytes the socket took (for the metrics)
+        # The minimum rate's sliding window: when it began, and self.sent then.
+        self._window_at = self.progress_at
+        self._window_sent = 0
 
     @property
     def pending(self) -> bool:
@@ -86,10 +121,52 @@ class ResponseOutput:
             view = memoryview(data)[sent:]
         else:
             view = memoryview(data)
+        if wait and (self._spooling or self._queued + len(view) > self._high_water) \
+                and self._spill(view):
+            return
         self._queue.append(view)
         self._queued += len(view)
         if wait and self._queued > self._high_water:
             self.drain(self._low_water)
+
+    @property
+    def _spooling(self) -> bool:
+        """The queue ends in the spool: new bytes go after it, there."""
+        return bool(self._queue) and type(self._queue[-1]) is FileRange \
+            and self._queue[-1].spooled
+
+    def _spill(self, view: memoryview) -> bool:
+        """Append ``view`` to the spool file; False (nothing done) when the
+        response's share or the budget across connections would be passed."""
+        settings = self._spool_settings
+        if settings is None or self._spooled + len(view) > settings.per_response:
+            return False
+        if not settings.budget.take(len(view)):
+            return False
+        try:
+            spool = self._spool
+            if spool is None:
+                # Unlinked at once; tempfile (a megabyte of modules) only when
+                # a response first needs it.
+                import tempfile
+
+                spool = self._spool = tempfile.TemporaryFile(dir=settings.directory)
+                self._spool_size = 0
+            spool.write(view)
+            spool.flush()
+        except OSError:
+            settings.budget.give(len(view))
+            return False  # a full disk: wait for the client instead
+        last = self._queue[-1] if self._queue else None
+        if type(last) is FileRange and last.spooled and \
+                last.offset + last.count == self._spool_size:
+            last.count += len(view)
+        else:
+            self._queue.append(FileRange(os.dup(spool.fileno()), self._spool_size, len(view),
+                                         spooled=True))
+        self._spool_size += len(view)
+        self._spooled += len(view)
+        return True
 
     def send_file(self, fd: int, offset: int, count: int) -> None:
         """Send ``count`` bytes of a file from ``offset``: what the socket takes
@@ -123,9 +200,10 @@ class ResponseOutput:
         while self._queued > target or (target == 0 and self._queue):
             if self.flush():
                 return
-            deadline = self.progress_at + self._write_timeout
-            if not self._transport.wait_writable(deadline):
-                raise ClientDisconnected("write timed out")
+            if not self._transport.wait_writable(self.deadline()) and self.too_slow():
+                reason = self.slow_reason()
+                log.info("%s:%s: response cut off: %s", *self._transport.peer, reason)
+                raise ClientDisconnected(reason)
 
     def flush(self) -> bool:
         """Send what the socket takes now; True once nothing is left."""
@@ -134,7 +212,11 @@ class ResponseOutput:
         while queue:
             item = queue[0]
             if type(item) is FileRange:
+                before = item.count
                 sent = self._send_file_range(item)
+                if item.spooled and item.count != before:  # out of the file (sent, or in memory)
+                    self._spooled -= before - item.count
+                    self._spool_settings.budget.give(before - item.count)  # type: ignore[union-attr]
                 if not item.count:
                     os.close(item.fd)
                     queue.remove(item)
@@ -152,7 +234,48 @@ class ResponseOutput:
             sent_any = True
         if sent_any:
             self.progress_at = self._clock.monotonic()
+        if not queue:
+            self._close_spool()
         return not queue
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()  # what is queued of it holds descriptors of its own
+            self._spool = None
+
+    # -- how fast the client reads --------------------------------------------
+
+    def deadline(self) -> float:
+        """When the client must next have shown progress: some bytes within
+        the write timeout, and the minimum rate by the end of the window."""
+        deadline = self.progress_at + self._write_timeout
+        if self._min_rate:
+            deadline = min(deadline, self._window_at + RATE_WINDOW)
+        return deadline
+
+    def too_slow(self) -> bool:
+        """At the deadline: whether the client is to be cut. A window whose
+        rate was met slides on (True only for a client slower than the rate,
+        or silent for the write timeout)."""
+        now = self._clock.monotonic()
+        if now >= self.progress_at + self._write_timeout:
+            return True
+        if self._min_rate and now >= self._window_at + RATE_WINDOW:
+            taken = self.sent - self._window_sent
+            if taken < self._min_rate * (now - self._window_at):
+                return True
+            self._window_at, self._window_sent = now, self.sent
+        return False
+
+    def slow_reason(self) -> str:
+        """Why too_slow() said so, for the log."""
+        if self._clock.monotonic() >= self.progress_at + self._write_timeout:
+            return f"the client read nothing for {self._write_timeout:g} s"
+        return f"the client reads slower than {self._min_rate} bytes/s"
+
+    def start_window(self) -> None:
+        """A response begins to wait for its client: the rate is measured from now."""
+        self._window_at, self._window_sent = self._clock.monotonic(), self.sent
 
     def _send_file_range(self, item: FileRange) -> int:
         if self._transport.can_sendfile:
@@ -181,6 +304,10 @@ class ResponseOutput:
                 os.close(item.fd)
         self._queue.clear()
         self._queued = 0
+        if self._spooled:
+            self._spool_settings.budget.give(self._spooled)  # type: ignore[union-attr]
+            self._spooled = 0
+        self._close_spool()
 
 
 def _file_ended(fd: int, offset: int) -> bool:

@@ -27,11 +27,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from .binding import Listener, open_listeners
+from .budget import Budget
 from .clock import SYSTEM_CLOCK, Clock, HttpDate
 from .config import ServerConfig
 from .connection import Connection, ConnectionSettings, Http2Options, Step, h2c_settings
 from .exchange import ExchangeSettings
 from .metrics import Board, Recorder, render
+from .output import SpoolSettings
 from .poller import BOTH, READ, WRITE, Poller, make_poller
 from .pool import Worker, WorkerPool
 from .protocol.parser import ParserLimits
@@ -117,6 +119,8 @@ class Server:
         self._paused: set[Listener] = set()  # by the connection limit
         self._max_connections = self.config.max_connections
         self._websockets = WebSocketRegistry(self.config.max_websockets)
+        # Bytes of responses waiting on disk for slow clients, across connections.
+        self._spool_budget = Budget(self.config.max_spool_bytes)
         allowed = self.config.forwarded_allow_ips
         self._proxy_trust = ProxyTrust(allowed) if allowed else None
         self._access_log: AccessLog | None = None  # opened by start(), closed by stop()
@@ -299,6 +303,10 @@ class Server:
             body_memory_bytes=config.body_memory_bytes,
             spool_dir=config.spool_dir,
             output_high_water=config.response_buffer_bytes,
+            output_spool=SpoolSettings(config.spool_dir, config.response_spool_bytes,
+                                       self._spool_budget)
+            if config.response_spool_bytes and config.max_spool_bytes else None,
+            min_response_rate=config.min_response_rate,
             date=HttpDate(self.clock) if config.send_date_header else None,
             server_name=config.server_name if config.send_server_header else None,
             draining=self._stopping.is_set,
@@ -564,6 +572,7 @@ class Server:
             "connections": len(self._connections), "busy_threads": busy,
             "idle_threads": idle, "websockets": len(self._websockets),
             "long_requests": pool.long_requests,
+            "spooled_response_bytes": self._spool_budget.used,
         }, free_at=pool.turned_at())
 
     def _expire_due(self, drain: bool) -> None:

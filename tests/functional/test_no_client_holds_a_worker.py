@@ -13,6 +13,7 @@ time and closed at the end.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import socket
 import struct
@@ -312,3 +313,102 @@ def test_a_websocket_whose_101_cannot_be_sent_gives_its_slot_back(live_server):
                      b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
         head = sock.recv(4096)
     assert head.startswith(b"HTTP/1.1 101 "), head
+
+
+# -- streamed responses to slow readers: spooled, so the thread is released ------
+
+STREAMED = 8 * 1024 * 1024
+
+
+def streamer(finished: list[str]):
+    """GET / hello; /streamed: 8 MiB made as it goes (a generator), which
+    records when the application has produced all of it."""
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] != "/streamed":
+            start_response("200 OK", [("Content-Length", "13")])
+            return [HELLO]
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return pieces()
+
+    def pieces():
+        chunk = b"s" * 65536
+        for _ in range(STREAMED // len(chunk)):
+            yield chunk
+        finished.append("done")
+
+    return app
+
+
+def test_readers_of_streamed_responses_that_read_nothing_hold_no_thread(live_server):
+    finished: list[str] = []
+    server = live_server(streamer(finished), threads=THREADS, long_request_seconds=0.5,
+                         max_long_requests=2)
+    socks = open_clients(server, b"GET /streamed HTTP/1.1\r\nHost: x\r\n\r\n",
+                         count=3 * THREADS, receive_buffer=4096)
+    try:
+        deadline = time.monotonic() + 20
+        while len(finished) < len(socks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Every application is done: what the clients have not taken waits on disk.
+        assert len(finished) == len(socks)
+        time.sleep(0.6)  # past long_request_seconds: none of them went long
+        assert server._pool.long_requests == 0
+        assert_ordinary_requests_are_fast(server)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def read_at(sock: socket.socket, rate: int, seconds: float) -> int:
+    """Read from ``sock`` at about ``rate`` bytes a second; the total, once the
+    response ends (or ``seconds`` pass)."""
+    sock.setblocking(True)
+    sock.settimeout(5)
+    total, started = 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            data = sock.recv(max(1, rate // 10))
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not data:
+            break
+        total += len(data)
+        time.sleep(max(0.0, started + total / rate - time.monotonic()))
+    return total
+
+
+def test_a_client_slower_than_the_minimum_response_rate_is_cut(live_server, monkeypatch,
+                                                               caplog):
+    import wsgiserver.output
+
+    monkeypatch.setattr(wsgiserver.output, "RATE_WINDOW", 1.0)
+    finished: list[str] = []
+    server = live_server(streamer(finished), threads=THREADS, min_response_rate=64 * 1024)
+    caplog.set_level(logging.INFO, logger="wsgiserver")
+    [sock] = open_clients(server, b"GET /streamed HTTP/1.1\r\nHost: x\r\n\r\n", count=1,
+                          receive_buffer=4096)
+    try:
+        started = time.monotonic()
+        taken = read_at(sock, 8 * 1024, seconds=15)  # an eighth of the rate asked for
+        took = time.monotonic() - started
+    finally:
+        sock.close()
+    assert taken < STREAMED and took < 10  # cut, long before it could finish
+    assert any("slower than 65536 bytes/s" in r.getMessage() for r in caplog.records)
+
+
+def test_a_slow_but_steady_download_completes(live_server):
+    def small(environ, start_response):  # 256 KiB at 64 KiB/s: four seconds
+        start_response("200 OK", [("Content-Length", str(256 * 1024))])
+        return (b"d" * 4096 for _ in range(64))
+
+    server = live_server(small, threads=THREADS)
+    [sock] = open_clients(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", count=1,
+                          receive_buffer=4096)
+    try:
+        taken = read_at(sock, 64 * 1024, seconds=20)
+    finally:
+        sock.close()
+    head_bytes = taken - 256 * 1024
+    assert 0 < head_bytes < 200  # the whole body, and its head

@@ -166,6 +166,8 @@ def settings_for(app, clock: ManualClock, *, draining=lambda: False, access_log=
         body_memory_bytes=64 * 1024,
         spool_dir=None,
         output_high_water=256 * 1024,
+        output_spool=None,
+        min_response_rate=0,
         date=None,
         server_name=None,
     )

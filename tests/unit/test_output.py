@@ -75,3 +75,67 @@ def test_a_client_that_takes_nothing_makes_no_progress(file_fd):
     assert out.pending and transport.take_sent() == b""
     assert clock.monotonic() > started  # it waited a little for the client
     assert out.progress_at == started
+
+
+# -- the spool: a producing application never waits while there is room on disk ----
+
+def spooling(reads: int | None, per_response: int = 1 << 20, budget: int = 1 << 20):
+    from wsgiserver.budget import Budget
+    from wsgiserver.output import SpoolSettings
+
+    clock = ManualClock()
+    transport = FakeTransport(clock, reads=reads)
+    shared = Budget(budget)
+    out = ResponseOutput(transport, clock, write_timeout=30.0, high_water=65536,
+                         low_water=16384, spool=SpoolSettings(None, per_response, shared),
+                         min_rate=1024)
+    return out, transport, clock, shared
+
+
+def test_past_the_memory_bound_a_stream_goes_to_the_spool_without_waiting():
+    out, transport, clock, budget = spooling(reads=0)
+    pieces = [bytes([n]) * 50_000 for n in range(10)]  # 500,000 bytes, 64 KiB in memory
+    for piece in pieces:
+        out.write(piece)
+    assert clock.monotonic() == 1000.0  # never waited for the client
+    assert 0 < budget.used <= 500_000
+    transport.reads = None  # the client reads again: everything, in order
+    assert out.flush()
+    assert transport.take_sent() == b"".join(pieces)
+    assert budget.used == 0
+
+
+def test_past_its_share_of_the_spool_a_stream_waits_for_its_client():
+    out, transport, clock, budget = spooling(reads=0, per_response=100_000)
+    with pytest.raises(ClientDisconnected):
+        for n in range(10):
+            out.write(bytes([n]) * 50_000)
+    assert clock.monotonic() >= 1000.0 + 20.0  # it waited, then the rate (1 KiB/s) cut it
+    out.discard()
+    assert budget.used == 0
+
+
+def test_the_budget_across_connections_is_shared_and_given_back_on_discard():
+    first, _, _, budget = spooling(reads=0, per_response=1 << 20, budget=200_000)
+    for n in range(4):
+        first.write(bytes([n]) * 60_000)
+    used = budget.used
+    assert used > 0
+    first.discard()
+    assert budget.used == 0
+
+
+def test_the_minimum_rate_is_measured_over_a_sliding_window():
+    out, transport, clock, _ = spooling(reads=0)
+    out.write(b"x" * 500_000)
+    out.start_window()
+    transport.reads = 100_000  # a fast start ...
+    out.flush()
+    clock.advance(output.RATE_WINDOW)
+    assert not out.too_slow()  # 100,000 bytes in 20 s: the window slides on
+    clock.advance(output.RATE_WINDOW / 2)
+    transport.reads = 100  # ... then a trickle, whatever came before
+    out.flush()
+    clock.advance(output.RATE_WINDOW / 2)
+    assert out.too_slow()
+    assert "slower than 1024" in out.slow_reason()
