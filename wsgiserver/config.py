@@ -98,6 +98,14 @@ class ServerConfig:
     max_long_requests: int | None = None
     # Largest WebSocket message (bytes); larger ones close with 1009.
     max_websocket_message_bytes: int = 1024 * KiB
+    # An open WebSocket whose peer sent nothing for websocket_ping_interval
+    # seconds is pinged; no answer within websocket_ping_timeout closes it
+    # (1011): peers that vanished without a FIN, or never answer, give their
+    # slot back. websocket_idle_timeout: close (1001) after that long without
+    # a message, whatever the pings say. 0 turns each off.
+    websocket_ping_interval: float = 20.0
+    websocket_ping_timeout: float = 20.0
+    websocket_idle_timeout: float = 0.0
 
     # A worker process is replaced (new before old) after this many
     # requests, 0: never. Bounds what a slow leak in the application can grow
@@ -187,6 +195,10 @@ class ServerConfig:
                      "shutdown_timeout", "long_request_seconds"):
             if not getattr(self, name) > 0:
                 raise SettingError(name, f"{name} must be a positive number of seconds")
+        for name in ("websocket_ping_interval", "websocket_ping_timeout",
+                     "websocket_idle_timeout"):
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise SettingError(name, f"{name} must be 0 (off) or seconds")
         if not 0 <= self.worker_timeout < float("inf"):  # NaN fails too
             raise SettingError("worker_timeout", "worker_timeout must be 0 (off) or seconds")
         if self.max_long_requests is not None and self.max_long_requests < 0:

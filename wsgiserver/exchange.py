@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 from .clock import SYSTEM_CLOCK, Clock
 from .protocol.events import Request
 from .proxy import ProxyTrust, apply_proxy_headers, request_id
-from .upgrade import ENVIRON_KEY, WebSocketRegistry, WebSocketUpgrade, wants_websocket
+from .upgrade import ENVIRON_KEY, KeepAlive, WebSocketRegistry, WebSocketUpgrade, wants_websocket
 from .wsgi import EnvironBuilder, ResponseSink, WSGIApp, run_application
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class ExchangeSettings:
     access_log: AccessLog | None = None
     websockets: WebSocketRegistry | None = None
     max_websocket_message_bytes: int = 1 << 20
+    websocket_keepalive: KeepAlive = KeepAlive()
     clock: Clock = SYSTEM_CLOCK
     metrics: Recorder | None = None
 
@@ -141,5 +142,8 @@ class Exchange:
             wake=self.io.upgraded_wake,
             registry=registry,
             max_message_bytes=self.settings.max_websocket_message_bytes,
+            keepalive=self.settings.websocket_keepalive,
+            on_timeout=self.settings.metrics.websocket_timeout
+            if self.settings.metrics is not None else None,
         )
         environ[ENVIRON_KEY] = self.upgrade

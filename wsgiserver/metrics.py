@@ -33,7 +33,8 @@ class _Layout:
                        "long_requests", "spooled_response_bytes"]
         self.counters = ([f"requests_{c}" for c in _CLASSES]
                          + [f"bucket_{i}" for i in range(len(DURATION_BUCKETS))]
-                         + ["duration_us", "received_bytes", "sent_bytes", "worker_restarts"]
+                         + ["duration_us", "received_bytes", "sent_bytes", "worker_restarts",
+                            "websocket_timeouts"]
                          + [f"refused_{status}" for status in REFUSED])
         names += self.gauges + self.counters
         self.index = {name: number for number, name in enumerate(names)}
@@ -99,6 +100,7 @@ class Recorder:
         self._buckets = [index[f"bucket_{i}"] for i in range(len(DURATION_BUCKETS))]
         self._duration = index["duration_us"]
         self._received, self._sent = index["received_bytes"], index["sent_bytes"]
+        self._websocket_timeouts = index["websocket_timeouts"]
         self._refused = {status: index[f"refused_{status}"] for status in REFUSED}
 
     def request(self, status: int, duration: float) -> None:
@@ -118,6 +120,11 @@ class Recorder:
         if index is not None:
             with self._lock:
                 self._slot[index] += 1
+
+    def websocket_timeout(self) -> None:
+        """A WebSocket closed because its peer stopped answering pings, or idled."""
+        with self._lock:
+            self._slot[self._websocket_timeouts] += 1
 
     def transferred(self, received: int, sent: int) -> None:
         """Bytes read from and written to clients."""
@@ -175,6 +182,9 @@ def render(totals: dict[str, int]) -> str:
     family("wsgiserver_refused_requests_total", "counter", "Requests the server answered itself "
            "without the application (limits, timeouts, too many long requests).",
            [(f'{{reason="{status}"}}', totals[f"refused_{status}"]) for status in REFUSED])
+    family("wsgiserver_websocket_timeouts_total", "counter", "WebSockets closed because the "
+           "peer did not answer a ping in time (1011) or sent no message for the idle "
+           "timeout (1001).", [("", totals["websocket_timeouts"])])
     family("wsgiserver_worker_restarts_total", "counter", "Worker processes replaced.",
            [("", totals["worker_restarts"])])
     return "\n".join(lines) + "\n"

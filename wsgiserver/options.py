@@ -332,6 +332,12 @@ OPTIONS: tuple[Option, ...] = (
             "spool file; beyond, the app waits for it", _LIMITS),
     _server("max-spool-bytes", _count, "response bytes spooled for slow clients across the "
             "process; beyond, apps wait for their clients", _LIMITS),
+    _server("websocket-ping-interval", _seconds_or_off, "ping a WebSocket whose peer sent "
+            "nothing this long; 0: never", _TIMEOUTS, metavar="SECONDS"),
+    _server("websocket-ping-timeout", _seconds_or_off, "close a WebSocket (1011) whose peer "
+            "does not answer a ping this long", _TIMEOUTS, metavar="SECONDS"),
+    _server("websocket-idle-timeout", _seconds_or_off, "close a WebSocket (1001) after this "
+            "long without a message; 0: never", _TIMEOUTS, metavar="SECONDS"),
     _server("max-websocket-message-bytes", _positive_int, "largest WebSocket message; larger ones "
             "close with 1009", _LIMITS),
 

@@ -39,7 +39,7 @@ from .pool import Worker, WorkerPool
 from .protocol.parser import ParserLimits
 from .proxy import ProxyTrust
 from .transport import SocketTransport, TlsTransport, Transport
-from .upgrade import WebSocketRegistry
+from .upgrade import KeepAlive, WebSocketRegistry
 from .wsgi import EnvironBuilder, WSGIApp
 
 if TYPE_CHECKING:
@@ -286,6 +286,9 @@ class Server:
                 access_log=self._access_log,
                 websockets=self._websockets,
                 max_websocket_message_bytes=config.max_websocket_message_bytes,
+                websocket_keepalive=KeepAlive(config.websocket_ping_interval,
+                                              config.websocket_ping_timeout,
+                                              config.websocket_idle_timeout),
                 clock=self.clock,
                 metrics=self._recorder if counted else None,
             ),

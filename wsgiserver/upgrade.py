@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .protocol.events import Request
@@ -23,7 +24,8 @@ from .protocol.events import Request
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
-__all__ = ["WebSocketUpgrade", "WebSocketRegistry", "ENVIRON_KEY", "wants_websocket"]
+__all__ = ["KeepAlive", "WebSocketUpgrade", "WebSocketRegistry", "ENVIRON_KEY",
+           "wants_websocket"]
 
 ENVIRON_KEY = "wsgiserver.websocket"
 # Reads on a closing WebSocket wait in slices this long, so that the close
@@ -82,6 +84,19 @@ def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class KeepAlive:
+    """How an open WebSocket's peer is kept honest: a Ping after
+    ``ping_interval`` seconds without a byte from it, closed with 1011 when
+    nothing comes back within ``ping_timeout`` (it vanished without a FIN,
+    or does not answer); closed with 1001 after ``idle_timeout`` seconds
+    without a message. 0 turns each off."""
+
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    idle_timeout: float = 0.0
+
+
 class WebSocketUpgrade:
     """``environ["wsgiserver.websocket"]``: accept the handshake of this request."""
 
@@ -95,6 +110,8 @@ class WebSocketUpgrade:
         wake: Callable[[], None] = lambda: None,
         registry: WebSocketRegistry,
         max_message_bytes: int,
+        keepalive: KeepAlive | None = None,
+        on_timeout: Callable[[], None] | None = None,
     ) -> None:
         self._request = request
         self._switch = switch
@@ -103,6 +120,10 @@ class WebSocketUpgrade:
         self._wake = wake
         self._registry = registry
         self._max_message_bytes = max_message_bytes
+        self._keepalive = keepalive or KeepAlive(0.0, 0.0, 0.0)
+        self._on_timeout = on_timeout  # counts a WebSocket closed by the keepalive
+        self._heard_at = 0.0  # when the peer last sent a byte
+        self._ping_sent_at: float | None = None  # a Ping waiting for its answer
         self.websocket: WebSocket | None = None
 
     @property
@@ -160,6 +181,7 @@ class WebSocketUpgrade:
             self._registry.remove(websocket)
             raise
         self.websocket = websocket
+        self._heard_at = time.monotonic()
         return websocket
 
     def _receive(self, max_bytes: int) -> bytes:
@@ -180,13 +202,54 @@ class WebSocketUpgrade:
                 closing_since = closing_since or time.monotonic()
                 if time.monotonic() - closing_since > websocket.close_timeout + 1:
                     raise TimeoutError("no Close frame from the peer")
+            else:
+                self._keep_alive(websocket, time.monotonic())
+        self._heard_at = time.monotonic()
+        self._ping_sent_at = None  # whatever came, the peer is there
         return data
 
     def _wait(self) -> float | None:
+        """How long the next read may wait: until bytes come (None) while open,
+        but no later than the keepalive's next step; in slices while closing."""
         websocket = self.websocket
-        if websocket is None or not (websocket.closing or websocket.closed):
+        if websocket is None:
             return None
-        return _POLL_SECONDS
+        if websocket.closing or websocket.closed:
+            return _POLL_SECONDS
+        due = self._keepalive_due(websocket)
+        return None if due is None else max(due - time.monotonic(), 0.0)
+
+    def _keepalive_due(self, websocket: WebSocket) -> float | None:
+        keepalive, due = self._keepalive, None
+        if self._ping_sent_at is not None:
+            due = self._ping_sent_at + keepalive.ping_timeout
+        elif keepalive.ping_interval:
+            due = self._heard_at + keepalive.ping_interval
+        if keepalive.idle_timeout:
+            idle_due = websocket.last_message_at + keepalive.idle_timeout
+            due = idle_due if due is None else min(due, idle_due)
+        return due
+
+    def _keep_alive(self, websocket: WebSocket, now: float) -> None:
+        """A read waited its whole time: ping, or give up on the peer (RFC
+        6455 section 5.5.2 lets either side ping; 1011 and 1001 per 7.4.1)."""
+        from .websocket import WebSocketError
+
+        keepalive = self._keepalive
+        if keepalive.idle_timeout and now >= websocket.last_message_at + keepalive.idle_timeout:
+            self._timed_out()
+            raise WebSocketError(1001, f"no message for {keepalive.idle_timeout:g} s")
+        if self._ping_sent_at is not None:
+            if now >= self._ping_sent_at + keepalive.ping_timeout:
+                self._timed_out()
+                raise WebSocketError(1011, f"no answer to a ping in {keepalive.ping_timeout:g} s")
+        elif keepalive.ping_interval and now >= self._heard_at + keepalive.ping_interval:
+            self._ping_sent_at = now
+            websocket.ping(b"wsgiserver")
+
+    def _timed_out(self) -> None:
+        if self._on_timeout is not None:
+            self._on_timeout()
 
     def finish(self) -> None:
         """After the app returned: close the WebSocket if it left it open."""

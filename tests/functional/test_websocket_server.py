@@ -173,3 +173,54 @@ def test_the_websockets_client_negotiates_compression(live_server):
         message = "compress me " * 1000
         client.send(message)
         assert client.recv(timeout=10) == message
+
+
+def read_frames_until_close(sock, limit_seconds: float = 10.0) -> tuple[list[int], int | None]:
+    """Opcodes of the frames the server sends (unmasked), until its Close;
+    the Close's code."""
+    sock.settimeout(limit_seconds)
+    data, opcodes = b"", []
+    deadline = time.monotonic() + limit_seconds
+    while time.monotonic() < deadline:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return opcodes, None
+        data += chunk
+        while len(data) >= 2 and len(data) >= 2 + (data[1] & 0x7F):
+            opcode, length = data[0] & 0x0F, data[1] & 0x7F
+            payload, data = data[2:2 + length], data[2 + length:]
+            opcodes.append(opcode)
+            if opcode == 0x8:
+                return opcodes, struct.unpack("!H", payload[:2])[0] if payload else None
+    return opcodes, None
+
+
+def test_a_peer_that_never_answers_pings_is_closed_with_1011_and_its_slot_freed(live_server):
+    server = live_server(echo_app, max_websockets=1, websocket_ping_interval=0.3,
+                         websocket_ping_timeout=0.3)
+    with connect(server) as silent:
+        handshake(silent)  # then never reads a ping, never answers one
+        opcodes, code = read_frames_until_close(silent)
+    assert opcodes[0] == 0x9 and code == 1011  # a ping, then the close
+    deadline = time.monotonic() + 5
+    while len(server._websockets) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with sync_client.connect(url(server), open_timeout=5) as client:  # the one slot is free
+        client.send("again")
+        assert client.recv(timeout=5) == "again"
+
+
+def test_a_peer_that_answers_pings_stays_open(live_server):
+    server = live_server(echo_app, websocket_ping_interval=0.2, websocket_ping_timeout=0.5)
+    with sync_client.connect(url(server), open_timeout=5) as client:  # answers pings itself
+        time.sleep(1.5)  # several pings
+        client.send("still here")
+        assert client.recv(timeout=5) == "still here"
+
+
+def test_a_websocket_without_messages_for_the_idle_timeout_is_closed_with_1001(live_server):
+    server = live_server(echo_app, websocket_idle_timeout=0.5, websocket_ping_interval=0.2)
+    with sync_client.connect(url(server), open_timeout=5) as client:
+        with pytest.raises(ConnectionClosed):
+            client.recv(timeout=10)
+    assert client.close_code == 1001

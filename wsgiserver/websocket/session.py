@@ -89,6 +89,8 @@ class WebSocket:
         self._receive_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._done = threading.Event()
+        # When the peer last sent a message (not a control frame): idle timeouts.
+        self.last_message_at = time.monotonic()
 
     @property
     def closed(self) -> bool:
@@ -149,6 +151,9 @@ class WebSocket:
             if deadline is None:
                 raise
             return True  # the deadline, checked above, decides when to give up
+        except WebSocketError as error:  # the transport's owner gave up on the peer
+            self._fail(error)
+            return False
         except OSError as error:
             self._finish(CloseCode.ABNORMAL, f"connection failed: {error}")
             return False
@@ -167,6 +172,7 @@ class WebSocket:
         elif isinstance(event, (TextMessage, BinaryMessage)) and not self._output_closed:
             # Once our Close has gone out the app has said it wants no more
             # messages; those still in flight are dropped (section 1.4).
+            self.last_message_at = time.monotonic()
             return event.data
         return None
 
