@@ -9,6 +9,7 @@ page's markup filepage.py's.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ from microapp.errors import HTTPError
 from microapp.filepage import listing_json, page
 from microapp.files import FileStore, NameLocks, Received
 from microapp.forms import MULTIPART, FormLimits
+from microapp.hosts import check_host
 from microapp.origin import refuse_cross_origin
 from microapp.parameters import preferred_media_type
 from microapp.request import Request, iter_body
@@ -33,16 +35,21 @@ HTML, JSON = "text/html", "application/json"
 
 
 def create_app(directory: str | None = None, *,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, compress: bool = True) -> App:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, compress: bool = True,
+               allowed_hosts: Iterable[str] | None = None) -> App:
     """The bundled app. Files live in ``directory``, else in the directory the
     server names in ``environ["wsgiserver.directory"]``; with neither, /files
     answers 404. ``compress``: gzip for clients that accept it: ``/echo/``
     always (the HTTP server challenge expects it even for three bytes), other
     responses from GzipMiddleware's minimum size (500 bytes) when it shrinks them.
-    Browsers may change files only from the app's own pages (origin.py).
+    Browsers may change files only from the app's own pages (origin.py), and
+    the files routes answer only to a Host that names the server (hosts.py:
+    ``allowed_hosts``, else the server's ``--allowed-hosts``, else loopback
+    names for a server on loopback), 421 otherwise, against DNS rebinding.
     """
     app = App(form_limits=FormLimits(max_total_bytes=max_upload_bytes))
-    files = FileRoutes(directory, max_upload_bytes)
+    files = FileRoutes(directory, max_upload_bytes,
+                       tuple(allowed_hosts) if allowed_hosts is not None else None)
     app.before_request(refuse_cross_origin)
     app.get("/")(index)
     app.get("/echo/<text>")(echo)
@@ -95,13 +102,17 @@ class FileRoutes:
     """/files/ and /files/<name>: listing, uploads (raw and form), reads and
     deletion, with the state they share."""
 
-    def __init__(self, directory: str | None, max_upload_bytes: int) -> None:
+    def __init__(self, directory: str | None, max_upload_bytes: int,
+                 allowed_hosts: tuple[str, ...] | None = None) -> None:
         self.directory = directory
         self.max_upload_bytes = max_upload_bytes
+        self.allowed_hosts = allowed_hosts
         self.locks = NameLocks()
 
     def store_for(self, request: Request) -> FileStore:
-        """The store for this request's directory; 404 when none is configured."""
+        """The store for this request's directory; 421 for a Host that does
+        not name the server; 404 when no directory is configured."""
+        check_host(request.environ, self.allowed_hosts)
         root = self.directory or request.environ.get(DIRECTORY_KEY)
         if not root or not os.path.isdir(root):
             raise HTTPError(404)

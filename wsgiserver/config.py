@@ -164,6 +164,11 @@ class ServerConfig:
 
     # Exposed to every application as environ["wsgiserver.directory"].
     directory: str | None = None
+    # The names this server answers to, given to applications as
+    # environ["wsgiserver.allowed_hosts"] (the bundled app's files routes
+    # refuse any other Host with 421, against DNS rebinding). Empty: the
+    # application's own default.
+    allowed_hosts: tuple[str, ...] = ()
     send_date_header: bool = True
     send_server_header: bool = True
     server_name: str = "wsgiserver"

@@ -178,6 +178,14 @@ def _trusted_proxies(text: str) -> tuple[str, ...]:
     return entries
 
 
+def _host_names(text: str) -> tuple[str, ...]:
+    names = tuple(item.strip().lower() for item in text.split(",") if item.strip())
+    for name in names:
+        if not re.fullmatch(r"\*|\.?[a-z0-9_.:\[\]-]+", name):
+            raise ValueError(f"not a host name: {name!r}")
+    return names
+
+
 def _access_log_format(text: str) -> str:
     from .accesslog import AccessLog
 
@@ -283,6 +291,11 @@ OPTIONS: tuple[Option, ...] = (
            metavar="MODULE:APP", where=_PROGRAM),
     _server("directory", _directory,
             'a directory given to apps as environ["wsgiserver.directory"]', _APPLICATION),
+    _server("allowed-hosts", _host_names, "comma-separated names this server answers to "
+            "(.example.com: it and its subdomains, *: any), given to apps as "
+            'environ["wsgiserver.allowed_hosts"]; the bundled app refuses other Host values on '
+            "/files with 421; repeatable", _APPLICATION, kind=Kind.LIST, metavar="LIST",
+            shown_default="loopback names when listening on loopback"),
 
     _server("host", _text, "address to listen on", _LISTEN),
     _server("port", _port, "port to listen on, 0 for any free one", _LISTEN),

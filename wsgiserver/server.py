@@ -277,6 +277,7 @@ class Server:
             url_scheme="https" if listener.ssl_context is not None else "http",
             multiprocess=self._multiprocess,
             directory=config.directory,
+            allowed_hosts=config.allowed_hosts,
         )
         return ConnectionSettings(
             exchange=ExchangeSettings(

@@ -86,6 +86,7 @@ class EnvironBuilder:
         multithread: bool = True,
         multiprocess: bool = False,
         directory: str | None = None,
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         self._base = {
             "SCRIPT_NAME": "",
@@ -102,6 +103,8 @@ class EnvironBuilder:
         }
         if directory is not None:
             self._base["wsgiserver.directory"] = directory
+        if allowed_hosts:
+            self._base["wsgiserver.allowed_hosts"] = allowed_hosts
         self._keys: dict[bytes, str | None] = {}
 
     def _key(self, name: bytes) -> str | None:

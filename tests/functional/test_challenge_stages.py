@@ -174,3 +174,17 @@ def test_concurrent_stage_clients_on_threads(challenge):
     for thread in threads:
         thread.join(15)
     assert results == [200] * 5
+
+
+def test_files_refuse_a_rebound_host_over_the_wire(challenge):
+    # DNS rebinding: the browser sends the attacker's name with a matching Origin.
+    port, directory = challenge
+    (directory / "victim.txt").write_bytes(b"secret")
+    rebound = (b"Host: attacker.example:4221\r\n", b"Origin: http://attacker.example:4221\r\n")
+    listing, read = exchange(port, b"GET /files/ HTTP/1.1\r\n" + b"".join(rebound) + b"\r\n",
+                             b"GET /files/victim.txt HTTP/1.1\r\n" + b"".join(rebound) + b"\r\n")
+    assert (listing.status, read.status) == (421, 421)
+    [removal] = exchange(port, b"DELETE /files/victim.txt HTTP/1.1\r\n" + b"".join(rebound)
+                         + b"\r\n")
+    assert removal.status == 421
+    assert (directory / "victim.txt").read_bytes() == b"secret"
