@@ -1,9 +1,13 @@
 """A request body received before the application runs: in memory up to a
 threshold, beyond it in an unlinked temporary file.
 
-Owns where the bytes are kept and the stream ``wsgi.input`` reads them
-from. Knows no sockets, framing or limits beyond its threshold: the
-connection feeds it de-chunked bytes, the parser enforces the body limit.
+Owns where the bytes are kept, the stream ``wsgi.input`` reads them from,
+and the body's share of the server's budgets: bytes in memory across
+connections (past it, a body goes to disk however small), bytes spooled
+across connections (past it, the body is refused: SpoolFull, a 503), and
+open spool files (each a descriptor). Knows no sockets, framing or limits
+beyond these: the connection feeds it de-chunked bytes, the parser enforces
+the body limit.
 """
 
 from __future__ import annotations
@@ -11,19 +15,32 @@ from __future__ import annotations
 import io
 from typing import IO
 
-__all__ = ["RequestBody"]
+from .budget import BodyBudgets
+
+__all__ = ["RequestBody", "SpoolFull"]
+
+
+class SpoolFull(OSError):
+    """The server's spool (or its descriptors) has no room for this body now:
+    answered 503 with Retry-After, before more of its bytes are taken."""
 
 
 class RequestBody:
     """Bytes in with ``write``; once ``finish`` is called, a stream to read."""
 
-    __slots__ = ("_threshold", "_spool_dir", "_memory", "_file", "size")
+    __slots__ = ("_threshold", "_spool_dir", "_memory", "_file", "size", "_budgets",
+                 "_in_memory", "_on_disk", "_reserved")
 
-    def __init__(self, threshold: int, spool_dir: str | None = None) -> None:
+    def __init__(self, threshold: int, spool_dir: str | None = None,
+                 budgets: BodyBudgets | None = None) -> None:
         self._threshold = threshold
         self._spool_dir = spool_dir
         self._memory = io.BytesIO()
         self._file: IO[bytes] | None = None
+        self._budgets = budgets
+        self._in_memory = 0  # bytes taken from the memory budget
+        self._on_disk = 0  # bytes taken from the spool budget (reserved or written)
+        self._reserved = False  # the whole announced length is taken already
         self.size = 0
 
     @property
@@ -31,15 +48,46 @@ class RequestBody:
         """True once the body went to a temporary file."""
         return self._file is not None
 
+    def reserve(self, length: int) -> bool:
+        """A body of announced ``length`` that will not fit in memory: take
+        its room on disk now, so it is refused before any byte is read
+        rather than half-way through; False when there is none."""
+        budgets = self._budgets
+        if budgets is None or length <= self._threshold:
+            return True
+        if not budgets.spool.take(length):
+            return False
+        self._on_disk, self._reserved = length, True
+        return True
+
     def write(self, data: bytes | memoryview) -> None:
-        """Keep ``data``; past the threshold, move everything to a temporary file."""
+        """Keep ``data``; past the threshold (or the memory budget), move
+        everything to a temporary file. SpoolFull when there is no room."""
         self.size += len(data)
         if self._file is not None:
+            self._take_disk(len(data))
             self._file.write(data)
-        elif self.size <= self._threshold:
+        elif self.size <= self._threshold and self._take_memory(len(data)):
             self._memory.write(data)
         else:
             self._spill(data)
+
+    def _take_memory(self, count: int) -> bool:
+        budgets = self._budgets
+        if budgets is None:
+            return True
+        if not budgets.memory.take(count):
+            return False
+        self._in_memory += count
+        return True
+
+    def _take_disk(self, count: int) -> None:
+        budgets = self._budgets
+        if budgets is None or self._reserved:
+            return
+        if not budgets.spool.take(count):
+            raise SpoolFull("no room in the spool for this body now")
+        self._on_disk += count
 
     def _spill(self, data: bytes | memoryview) -> None:
         # Unlinked at once (O_TMPFILE where the system has it): nothing is
@@ -47,15 +95,39 @@ class RequestBody:
         # megabyte of modules: imported by the first body that needs it.)
         import tempfile
 
-        spool = tempfile.TemporaryFile(dir=self._spool_dir)
+        budgets = self._budgets
+        held = self._memory.getbuffer().nbytes
+        self._take_disk(held + len(data))
+        if budgets is not None and not budgets.files.take(1):
+            raise SpoolFull("no descriptor left for a spool file now")
+        try:
+            spool = tempfile.TemporaryFile(dir=self._spool_dir)
+        except BaseException:
+            if budgets is not None:
+                budgets.files.give(1)
+            raise
         try:
             spool.write(self._memory.getbuffer())
             spool.write(data)
         except BaseException:
-            spool.close()
+            self._close_file(spool)
             raise
         self._file = spool
         self._memory = io.BytesIO()
+        self._give_memory()
+
+    def _give_memory(self) -> None:
+        if self._budgets is not None and self._in_memory:
+            self._budgets.memory.give(self._in_memory)
+        self._in_memory = 0
+
+    def _close_file(self, spool: IO[bytes]) -> None:
+        try:
+            spool.close()
+        except OSError:
+            pass  # a failed flush of bytes being thrown away is no error (a full disk)
+        if self._budgets is not None:
+            self._budgets.files.give(1)
 
     def finish(self) -> IO[bytes]:
         """The whole body as a stream positioned at its start (for ``wsgi.input``)."""
@@ -64,8 +136,13 @@ class RequestBody:
         return stream
 
     def close(self) -> None:
-        """Release the memory or the temporary file."""
+        """Release the memory or the temporary file, and the body's budgets;
+        never raises (closing a connection must close its socket)."""
         if self._file is not None:
-            self._file.close()
+            self._close_file(self._file)
             self._file = None
         self._memory = io.BytesIO()
+        self._give_memory()
+        if self._budgets is not None and self._on_disk:
+            self._budgets.spool.give(self._on_disk)
+        self._on_disk, self._reserved = 0, False

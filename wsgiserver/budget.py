@@ -1,17 +1,19 @@
-"""A budget of bytes shared by every connection of a server: what is taken
-and given back, never more than the limit in all.
+"""Budgets shared by every connection of a server: what is taken and given
+back, never more than the limit in all.
 
-Owns one number and its lock. The response spool of every connection takes
-from it before it writes a byte to disk, and gives back as the client takes
-the bytes; a response that finds it spent waits for its client instead.
-Knows nothing of files or sockets.
+Owns the numbers and their locks: bytes (request bodies in memory, bytes
+spooled to disk by bodies and responses) and spool files, counted with the
+connections against the descriptors the process has for clients. Knows
+nothing of files or sockets: the body and the output take and give.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["Budget"]
+__all__ = ["Budget", "BodyBudgets", "FileCount"]
 
 
 class Budget:
@@ -41,3 +43,46 @@ class Budget:
         """Give back ``count`` bytes taken earlier."""
         with self._lock:
             self._used -= count
+
+
+class FileCount:
+    """Spool files open across the server, counted beside its connections:
+    together they may not pass ``limit`` (the descriptors the process has
+    for clients), so spool files never eat the descriptors kept for the
+    application. ``connections`` says how many are open now."""
+
+    __slots__ = ("limit", "_connections", "_open", "_lock")
+
+    def __init__(self, limit: int, connections: Callable[[], int] = lambda: 0) -> None:
+        self.limit = limit
+        self._connections = connections
+        self._open = 0
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> int:
+        """Spool files open now."""
+        return self._open
+
+    def take(self, count: int = 1) -> bool:
+        """Open ``count`` more files if connections and files stay within the limit."""
+        with self._lock:
+            if self._connections() + self._open + count > self.limit:
+                return False
+            self._open += count
+            return True
+
+    def give(self, count: int = 1) -> None:
+        """``count`` files were closed."""
+        with self._lock:
+            self._open -= count
+
+
+@dataclass(frozen=True)
+class BodyBudgets:
+    """What request bodies share across a server: bytes in memory, bytes
+    spooled (shared with responses), and spool files (descriptors)."""
+
+    memory: Budget
+    spool: Budget
+    files: FileCount

@@ -57,11 +57,17 @@ class ServerConfig:
     # (None: the system's temporary directory). Bounds memory per upload.
     body_memory_bytes: int = 512 * KiB
     spool_dir: str | None = None
+    # Bodies in memory across connections; past it a body goes to a spool
+    # file however small (2,000 connections each holding 512 KiB would take
+    # 1 GiB otherwise).
+    max_body_memory_bytes: int = 64 * MiB
     # While an application is still producing, this much of its response may
     # wait in memory for a slow client; beyond it, up to response_spool_bytes
     # more go to an unlinked temporary file in spool_dir, so the application's
     # thread is released however slowly the client reads; beyond that (or
-    # once max_spool_bytes are spooled across the process) the thread waits
+    # once max_spool_bytes are spooled across the process, request bodies
+    # and responses together: a body that finds no room is refused with 503
+    # and Retry-After before its bytes are taken) the thread waits
     # for the client (backpressure). A response made in full is never held back.
     response_buffer_bytes: int = 1 * MiB
     response_spool_bytes: int = 64 * MiB
@@ -72,12 +78,13 @@ class ServerConfig:
     # Seconds from a request's first byte to the end of its head; slower
     # clients get 408. Bounds slowloris-style trickling.
     header_timeout: float = 10.0
-    # The whole body must arrive within body_timeout seconds, plus one second
-    # for every min_body_rate bytes received (so large uploads at a decent
-    # rate finish, one byte per timeout does not); and never body_timeout
-    # without a byte. 408 otherwise. min_body_rate 0: body_timeout in all.
+    # A body may never go body_timeout seconds without a byte, must arrive at
+    # min_body_rate bytes a second or more over any 20 s (a sliding window:
+    # a fast start buys no later stall; 0: no minimum), and may take
+    # max_body_seconds in all. 408 otherwise.
     body_timeout: float = 30.0
     min_body_rate: int = 1 * KiB
+    max_body_seconds: float = 7200.0
     # Seconds a response may wait for the client to read anything; then reset.
     write_timeout: float = 30.0
     # Slowest a client may read a response that waits for it, in bytes per
@@ -193,10 +200,12 @@ class ServerConfig:
         for name in ("max_body_bytes", "max_websockets", "max_websocket_message_bytes",
                      "body_memory_bytes", "min_body_rate", "response_buffer_bytes",
                      "response_spool_bytes", "max_spool_bytes", "min_response_rate",
+                     "max_body_memory_bytes",
                      "max_requests", "max_requests_jitter"):
             if getattr(self, name) < 0:
                 raise SettingError(name, f"{name} must not be negative")
         for name in ("keepalive_timeout", "header_timeout", "body_timeout", "write_timeout",
+                     "max_body_seconds",
                      "shutdown_timeout", "long_request_seconds"):
             if not getattr(self, name) > 0:
                 raise SettingError(name, f"{name} must be a positive number of seconds")

@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from .body import RequestBody
+from .body import RequestBody, SpoolFull
+from .budget import BodyBudgets
 from .clock import Clock
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange, ExchangeSettings
@@ -45,6 +46,10 @@ log = logging.getLogger("wsgiserver")
 # away for a moment before closing; closing with unread data makes the
 # kernel send RST, which can destroy the response before the client reads it.
 _LINGER_SECONDS = 2.0
+# Seconds a client refused for lack of spool room is told to wait (Retry-After).
+_RETRY_AFTER = 5
+# The window a body's arrival rate is measured over (--min-body-rate).
+BODY_RATE_WINDOW = 20.0
 # While the server drains for shutdown, an idle keep-alive connection is
 # closed once it has been quiet this long: a client that just received a
 # response and sends its next request at once gets it answered (with
@@ -108,14 +113,16 @@ class ConnectionSettings:
     limits: ParserLimits
     keepalive_timeout: float
     header_timeout: float
-    # The whole body: allowed body_timeout seconds, plus one second for every
-    # min_body_rate bytes that arrive; and never body_timeout without a byte.
+    # A body: never body_timeout without a byte, at least min_body_rate bytes
+    # a second over any window, and max_body_seconds in all.
     body_timeout: float
     min_body_rate: int
     write_timeout: float
     body_memory_bytes: int
     spool_dir: str | None
     output_high_water: int
+    # What bodies share across connections (None: no limits beyond each body's).
+    body_budgets: BodyBudgets | None
     # Past output_high_water, a streamed response's bytes wait in a spool file
     # (None: its thread waits for the client); and how fast a client must read.
     output_spool: SpoolSettings | None
@@ -125,6 +132,7 @@ class ConnectionSettings:
     draining: Callable[[], bool]
     clock: Clock
     http2: Http2Options | None = None  # None: HTTP/1.1 only
+    max_body_seconds: float = 7200.0
 
 
 class _Phase(enum.Enum):
@@ -167,6 +175,8 @@ class Connection:
         self._request: Request | None = None
         self._body: RequestBody | None = None
         self._body_started = 0.0
+        self._body_progress_at = self._window_at = 0.0  # the body's last byte; its rate window
+        self._window_size = 0  # the body's size when its window began
         self._current: _ExchangeIO | None = None  # the exchange running, for cut()
         self.received = 0  # bytes read from the client (for the metrics)
         self._reported = (0, 0)  # (received, sent) already counted in the metrics
@@ -236,8 +246,7 @@ class Connection:
             try:
                 body.write(buffer[:count])
             except OSError as error:
-                log.error("%s: request body could not be stored: %s", self._peer_text(), error)
-                return self._reject(ProtocolError(503, "the request body could not be stored"))
+                return self._not_stored(error)
             state.body_received(count)
         return self._advance()
 
@@ -342,6 +351,10 @@ class Connection:
             self.transport.abort_on_close()
             return True
         waiting = self._head_started is not None or self._request is not None
+        if phase is _Phase.REQUEST and self._request is not None and \
+                self._body_on_time(self.clock.monotonic()):
+            self.deadline = self._body_deadline()
+            return False
         if phase is _Phase.REQUEST and waiting:
             self.state.input_failed()
             if self._body is not None:
@@ -412,15 +425,31 @@ class Connection:
         except ProtocolError as error:
             return self._reject(error)
         except OSError as error:  # the spool file could not be written
-            log.error("%s: request body could not be stored: %s", self._peer_text(), error)
-            return self._reject(ProtocolError(503, "the request body could not be stored"))
+            return self._not_stored(error)
+
+    def _not_stored(self, error: OSError) -> Step:
+        """503 for a body we cannot keep: with Retry-After when the server's
+        spool is full for now (its budget, or descriptors), logged as an
+        error when the disk failed."""
+        if isinstance(error, SpoolFull):
+            log.warning("%s: request body refused: %s", self._peer_text(), error)
+            return self._reject(ProtocolError(503, "the server cannot take this body now",
+                                              retry_after=_RETRY_AFTER))
+        log.error("%s: request body could not be stored: %s", self._peer_text(), error)
+        return self._reject(ProtocolError(503, "the request body could not be stored"))
 
     def _begin_request(self, request: Request) -> None:
         """A head with a body to come: where the body goes, and the 100 Continue."""
         self._request = request
         settings = self.settings
-        self._body = RequestBody(settings.body_memory_bytes, settings.spool_dir)
-        self._body_started = self.clock.monotonic()
+        self._body = RequestBody(settings.body_memory_bytes, settings.spool_dir,
+                                 settings.body_budgets)
+        self._body_started = self._body_progress_at = self._window_at = self.clock.monotonic()
+        self._window_size = 0
+        # Refused before a byte of it is read (or a 100 Continue sent) when the
+        # spool has no room for all it announced: the bodies admitted finish.
+        if request.content_length is not None and not self._body.reserve(request.content_length):
+            raise SpoolFull(f"no room in the spool for {request.content_length} bytes now")
         # The head passed every check of ours: the client may send the body.
         continue_head = self.state.continue_head()
         if continue_head and self.transport.send(continue_head) < len(continue_head):
@@ -430,12 +459,8 @@ class Connection:
         now = self.clock.monotonic()
         settings = self.settings
         if self._request is not None:
-            assert self._body is not None
-            elapsed_allowance = settings.body_timeout
-            if settings.min_body_rate:
-                elapsed_allowance += self._body.size / settings.min_body_rate
-            self.deadline = min(now + settings.body_timeout,
-                                self._body_started + elapsed_allowance)
+            self._body_progress_at = now  # bytes just arrived (or the head did)
+            self.deadline = self._body_deadline()
         elif self.state.buffered:
             if self._head_started is None:
                 self._head_started = now
@@ -444,6 +469,36 @@ class Connection:
             self._quiet_since = now
             wait = DRAIN_QUIET_SECONDS if settings.draining() else settings.keepalive_timeout
             self.deadline = now + wait
+
+    def _body_deadline(self) -> float:
+        """When the body must next have shown progress: a byte within the body
+        timeout, the minimum rate by the end of its window (sliding: a fast
+        start buys no later stall), and the whole body within its hard cap."""
+        settings = self.settings
+        deadline = min(self._body_progress_at + settings.body_timeout,
+                       self._body_started + settings.max_body_seconds)
+        if settings.min_body_rate:
+            # The rate is first judged once the body has had body_timeout
+            # seconds, over all of them; then over each window after.
+            deadline = min(deadline, max(self._window_at + BODY_RATE_WINDOW,
+                                         self._body_started + settings.body_timeout))
+        return deadline
+
+    def _body_on_time(self, now: float) -> bool:
+        """At the body's deadline: whether it may go on; a window whose rate
+        was met slides on."""
+        settings = self.settings
+        if now >= self._body_progress_at + settings.body_timeout or \
+                now >= self._body_started + settings.max_body_seconds:
+            return False
+        body = self._body
+        due = max(self._window_at + BODY_RATE_WINDOW, self._body_started + settings.body_timeout)
+        if settings.min_body_rate and body is not None and now >= due:
+            # Judged over the window as it was due, however late the look.
+            if body.size - self._window_size < settings.min_body_rate * (due - self._window_at):
+                return False
+            self._window_at, self._window_size = due, body.size
+        return True
 
     # -- after a response ------------------------------------------------------
 
@@ -477,7 +532,8 @@ class Connection:
         if self._body is not None:
             self._body.close()
             self._body = None
-        response = self.state.error_response(error.status, error.detail, close=True)
+        response = self.state.error_response(error.status, error.detail, close=True,
+                                             retry_after=error.retry_after)
         self._log_refused(error.status, error.head)
         try:
             self.transport.send(response)  # short: one send takes it

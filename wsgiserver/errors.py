@@ -18,10 +18,12 @@ class ProtocolError(Exception):
     connection can no longer be trusted, so it is closed after the answer.
     """
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, retry_after: int | None = None) -> None:
         super().__init__(f"{status} {detail}")
         self.status = status
         self.detail = detail
+        # Seconds after which the client may try again (a 503 for lack of room).
+        self.retry_after = retry_after
         # The request line and fields, when they parsed before the refusal
         # (a protocol.events.RequestHead): the access log names the request.
         self.head: RequestHead | None = None

@@ -30,7 +30,7 @@ class _Layout:
     def __init__(self) -> None:
         names: list[str] = ["pid", "free_at_ms"]  # identity and liveness first
         self.gauges = ["connections", "busy_threads", "idle_threads", "websockets",
-                       "long_requests", "spooled_response_bytes"]
+                       "long_requests", "spooled_bytes", "body_memory_bytes", "spool_files"]
         self.counters = ([f"requests_{c}" for c in _CLASSES]
                          + [f"bucket_{i}" for i in range(len(DURATION_BUCKETS))]
                          + ["duration_us", "received_bytes", "sent_bytes", "worker_restarts",
@@ -172,9 +172,13 @@ def render(totals: dict[str, int]) -> str:
            [('{state="busy"}', totals["busy_threads"]), ('{state="idle"}', totals["idle_threads"])])
     family("wsgiserver_websockets_open", "gauge", "WebSockets open.",
            [("", totals["websockets"])])
-    family("wsgiserver_spooled_response_bytes", "gauge", "Response bytes waiting on disk for "
-           "slow clients (bounded by --max-spool-bytes).",
-           [("", totals["spooled_response_bytes"])])
+    family("wsgiserver_spooled_bytes", "gauge", "Bytes in spool files: request bodies and "
+           "responses waiting for slow clients (bounded by --max-spool-bytes).",
+           [("", totals["spooled_bytes"])])
+    family("wsgiserver_body_memory_bytes", "gauge", "Request body bytes held in memory "
+           "(bounded by --max-body-memory-bytes).", [("", totals["body_memory_bytes"])])
+    family("wsgiserver_spool_files_open", "gauge", "Spool files open (descriptors counted "
+           "with the connections).", [("", totals["spool_files"])])
     family("wsgiserver_received_bytes_total", "counter", "Bytes read from clients.",
            [("", totals["received_bytes"])])
     family("wsgiserver_sent_bytes_total", "counter", "Bytes written to clients.",

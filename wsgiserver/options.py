@@ -337,14 +337,17 @@ OPTIONS: tuple[Option, ...] = (
     _server("max-body-bytes", _count, "413 beyond", _LIMITS),
     _server("body-memory-bytes", _count, "a request body is kept in memory up to this size, "
             "beyond in a spool file", _LIMITS),
+    _server("max-body-memory-bytes", _count, "request bodies held in memory across the "
+            "process; beyond, bodies go to spool files however small", _LIMITS),
     _server("spool-dir", _directory, "where spool files go", _LIMITS,
             shown_default="the system's temporary directory"),
     _server("response-buffer-bytes", _positive_int, "response bytes held in memory for a slow "
             "client while the app produces; beyond, a spool file", _LIMITS),
     _server("response-spool-bytes", _count, "response bytes one slow client may be behind in a "
             "spool file; beyond, the app waits for it", _LIMITS),
-    _server("max-spool-bytes", _count, "response bytes spooled for slow clients across the "
-            "process; beyond, apps wait for their clients", _LIMITS),
+    _server("max-spool-bytes", _count, "bytes in spool files across the process (request "
+            "bodies and responses); beyond, a body gets 503 and apps wait for their clients",
+            _LIMITS),
     _server("websocket-ping-interval", _seconds_or_off, "ping a WebSocket whose peer sent "
             "nothing this long; 0: never", _TIMEOUTS, metavar="SECONDS"),
     _server("websocket-ping-timeout", _seconds_or_off, "close a WebSocket (1011) whose peer "
@@ -356,10 +359,10 @@ OPTIONS: tuple[Option, ...] = (
 
     _timeout("keepalive-timeout", "an idle keep-alive connection stays open"),
     _timeout("header-timeout", "a request head may take to arrive (then 408)"),
-    _timeout("body-timeout", "a whole body may take, plus 1 s per --min-body-rate bytes "
-             "received (then 408)"),
-    _server("min-body-rate", _count, "slowest average a body may arrive at, 0 for none",
+    _timeout("body-timeout", "a body may go without a byte (then 408)"),
+    _server("min-body-rate", _count, "slowest a body may arrive, over any 20 s; 0 for none",
             _TIMEOUTS, metavar="BYTES_PER_SECOND"),
+    _timeout("max-body-seconds", "a whole body may take, however fast it comes (then 408)"),
     _timeout("write-timeout", "a response may wait for a client that reads nothing"),
     _server("min-response-rate", _count, "slowest a client may read a response, over any 20 s; "
             "slower ones are disconnected, 0 for none", _TIMEOUTS,

@@ -21,7 +21,7 @@ from collections import deque
 from typing import IO
 
 from . import system
-from .budget import Budget
+from .budget import Budget, FileCount
 from .clock import Clock
 from .errors import ClientDisconnected
 from .transport import Transport
@@ -59,14 +59,17 @@ class FileRange:
 
 class SpoolSettings:
     """Where and how much of a response may wait on disk for a slow client:
-    ``per_response`` bytes each, within ``budget`` across connections."""
+    ``per_response`` bytes each, within ``budget`` across connections, each
+    spool file a descriptor counted in ``files``."""
 
-    __slots__ = ("directory", "per_response", "budget")
+    __slots__ = ("directory", "per_response", "budget", "files")
 
-    def __init__(self, directory: str | None, per_response: int, budget: Budget) -> None:
+    def __init__(self, directory: str | None, per_response: int, budget: Budget,
+                 files: FileCount | None = None) -> None:
         self.directory = directory
         self.per_response = per_response
         self.budget = budget
+        self.files = files
 
 
 class ResponseOutput:
@@ -150,7 +153,15 @@ class ResponseOutput:
                 # a response first needs it.
                 import tempfile
 
-                spool = self._spool = tempfile.TemporaryFile(dir=settings.directory)
+                if settings.files is not None and not settings.files.take():
+                    settings.budget.give(len(view))
+                    return False  # no descriptor to spare: wait for the client
+                try:
+                    spool = self._spool = tempfile.TemporaryFile(dir=settings.directory)
+                except OSError:
+                    if settings.files is not None:
+                        settings.files.give()
+                    raise
                 self._spool_size = 0
             spool.write(view)
             spool.flush()
@@ -240,8 +251,14 @@ class ResponseOutput:
 
     def _close_spool(self) -> None:
         if self._spool is not None:
-            self._spool.close()  # what is queued of it holds descriptors of its own
+            try:
+                self._spool.close()  # what is queued of it holds descriptors of its own
+            except OSError:
+                pass
             self._spool = None
+            files = self._spool_settings.files if self._spool_settings is not None else None
+            if files is not None:
+                files.give()
 
     # -- how fast the client reads --------------------------------------------
 
@@ -260,11 +277,12 @@ class ResponseOutput:
         now = self._clock.monotonic()
         if now >= self.progress_at + self._write_timeout:
             return True
-        if self._min_rate and now >= self._window_at + RATE_WINDOW:
-            taken = self.sent - self._window_sent
-            if taken < self._min_rate * (now - self._window_at):
+        due = self._window_at + RATE_WINDOW
+        if self._min_rate and now >= due:
+            # Judged over the window as it was due, however late the look.
+            if self.sent - self._window_sent < self._min_rate * RATE_WINDOW:
                 return True
-            self._window_at, self._window_sent = now, self.sent
+            self._window_at, self._window_sent = due, self.sent
         return False
 
     def slow_reason(self) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from .binding import Listener, open_listeners
-from .budget import Budget
+from .budget import BodyBudgets, Budget, FileCount
 from .clock import SYSTEM_CLOCK, Clock, HttpDate
 from .config import ServerConfig
 from .connection import Connection, ConnectionSettings, Http2Options, Step, h2c_settings
@@ -119,8 +119,12 @@ class Server:
         self._paused: set[Listener] = set()  # by the connection limit
         self._max_connections = self.config.max_connections
         self._websockets = WebSocketRegistry(self.config.max_websockets)
-        # Bytes of responses waiting on disk for slow clients, across connections.
+        # Bytes on disk in spool files (request bodies, responses waiting for
+        # slow clients), bodies in memory, and spool files open (descriptors,
+        # counted with the connections), across connections.
         self._spool_budget = Budget(self.config.max_spool_bytes)
+        self._body_memory = Budget(self.config.max_body_memory_bytes)
+        self._spool_files = FileCount(self.config.max_connections, lambda: len(self._connections))
         allowed = self.config.forwarded_allow_ips
         self._proxy_trust = ProxyTrust(allowed) if allowed else None
         self._access_log: AccessLog | None = None  # opened by start(), closed by stop()
@@ -160,6 +164,7 @@ class Server:
             poller = make_poller(self.config.poller)  # ValueError: not on this system
             try:
                 self._max_connections = _connection_limit(self.config.max_connections, poller)
+                self._spool_files.limit = self._max_connections
                 listeners = self.bind()
             except BaseException:
                 poller.close()
@@ -308,8 +313,10 @@ class Server:
             spool_dir=config.spool_dir,
             output_high_water=config.response_buffer_bytes,
             output_spool=SpoolSettings(config.spool_dir, config.response_spool_bytes,
-                                       self._spool_budget)
+                                       self._spool_budget, self._spool_files)
             if config.response_spool_bytes and config.max_spool_bytes else None,
+            body_budgets=BodyBudgets(self._body_memory, self._spool_budget, self._spool_files),
+            max_body_seconds=config.max_body_seconds,
             min_response_rate=config.min_response_rate,
             date=HttpDate(self.clock) if config.send_date_header else None,
             server_name=config.server_name if config.send_server_header else None,
@@ -474,7 +481,7 @@ class Server:
             with self._table_lock:
                 self._connections[connection.fd] = connection
             accepted.append(connection)
-            if len(self._connections) >= self._max_connections:
+            if self._full():
                 break
         self._rearm_listener(listener)
         if not accepted:
@@ -492,6 +499,10 @@ class Server:
                     self._forget(connection)
         # The first is served now rather than after a trip through the poller.
         self._drive(worker, accepted[0], register=True)
+
+    def _full(self) -> bool:
+        """Connections and spool files (descriptors both) are at the limit."""
+        return len(self._connections) + self._spool_files.open >= self._max_connections
 
     def _poller_accepts(self, sock: socket.socket) -> bool:
         """A connection the poller cannot watch (select, past its limit) is
@@ -527,7 +538,7 @@ class Server:
         with self._accept_lock:
             if self._stopping.is_set():
                 self._accepting = False
-            elif len(self._connections) >= self._max_connections:
+            elif self._full():
                 self._accepting = False  # resumed by _forget
                 self._paused.add(listener)
             else:
@@ -549,7 +560,7 @@ class Server:
         connection.close()
         if not self._accepting and not self._stopping.is_set():
             with self._accept_lock:
-                if not self._accepting and len(self._connections) < self._max_connections:
+                if not self._accepting and not self._full():
                     for listener in self._paused:
                         poller.rearm(listener.sock.fileno())
                     self._paused.clear()
@@ -576,7 +587,9 @@ class Server:
             "connections": len(self._connections), "busy_threads": busy,
             "idle_threads": idle, "websockets": len(self._websockets),
             "long_requests": pool.long_requests,
-            "spooled_response_bytes": self._spool_budget.used,
+            "spooled_bytes": self._spool_budget.used,
+            "body_memory_bytes": self._body_memory.used,
+            "spool_files": self._spool_files.open,
         }, free_at=pool.turned_at())
 
     def _expire_due(self, drain: bool) -> None:

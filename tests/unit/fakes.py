@@ -168,6 +168,7 @@ def settings_for(app, clock: ManualClock, *, draining=lambda: False, access_log=
         output_high_water=256 * 1024,
         output_spool=None,
         min_response_rate=0,
+        body_budgets=None,
         date=None,
         server_name=None,
     )
@@ -218,9 +219,11 @@ class Client:
         """Time passes; the reaper expires the connection if its deadline passed."""
         self.clock.advance(seconds)
         sent = self.events()
-        if not self.closed and self.clock.monotonic() > self.connection.deadline:
-            self.connection.expire()
-            self.connection.close()
+        # As the reaper: a connection that says it may go on (a rate window
+        # met) gets its new deadline, else it is closed.
+        while not self.closed and self.clock.monotonic() > self.connection.deadline:
+            if self.connection.expire():
+                self.connection.close()
         return sent + self.transport.take_sent()
 
     def read(self, count: int | None = None) -> bytes:

@@ -170,14 +170,46 @@ def test_body_timeout_bounds_the_whole_body_with_a_minimum_rate():
     assert status_of(response) == 408 and client.closed
 
 
+def test_a_body_that_trickles_after_a_fast_start_is_cut_by_the_sliding_window():
+    # Nearly all of it at once, then a byte every 29 s: the old allowance
+    # (30 s plus a second per KiB received) gave this about 12 days.
+    calls: list = []
+    client = Client(recording(hello, calls), body_timeout=30.0, min_body_rate=1024,
+                    body_memory_bytes=1 << 20)
+    size = 1 << 20
+    client.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size
+                + b"z" * (size - 100))
+    answers = b""
+    for _ in range(10):
+        answers += client.wait(29)
+        if client.closed:
+            break
+        client.send(b"z")
+    assert status_of(answers) == 408 and client.closed
+    assert client.clock.monotonic() - 1000.0 < 90  # within a window or two, not days
+    assert calls == []
+
+
+def test_a_body_may_not_take_more_than_max_body_seconds():
+    client = Client(hello, body_timeout=30.0, min_body_rate=0, max_body_seconds=60.0)
+    client.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+    answers = b""
+    for _ in range(5):
+        answers += client.wait(20)
+        if client.closed:
+            break
+        client.send(b"x")
+    assert status_of(answers) == 408 and client.closed
+
+
 def test_a_fast_large_body_may_take_longer_than_the_body_timeout():
     calls: list = []
     client = Client(recording(hello, calls), body_timeout=30.0, min_body_rate=1024,
                     body_memory_bytes=1 << 20)
     size = 100 * 1024
     client.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
-    for _ in range(10):  # 10 KiB every 10 s: 100 s in all, at 1 KiB/s
-        assert client.wait(9.9) == b""
+    for _ in range(10):  # 10 KiB every 9 s: 90 s in all, a little over 1 KiB/s
+        assert client.wait(8.9) == b""
         client.send(b"z" * (size // 10))
     assert calls == [b"z" * size]
 

@@ -253,7 +253,8 @@ class ConnectionState:
         if self._framer is not None:
             self._framer.sent_raw(count)
 
-    def error_response(self, status: int, detail: str = "", *, close: bool = False) -> bytes:
+    def error_response(self, status: int, detail: str = "", *, close: bool = False,
+                       retry_after: int | None = None) -> bytes:
         """A whole short ``text/plain`` response of the server's own.
 
         Replaces a head the application set but did not send; ``close``
@@ -263,7 +264,7 @@ class ConnectionState:
             raise ResponseError("a response is already under way")
         if close:
             self._persist = False
-        text, self._head = error_text(status, detail)
+        text, self._head = error_text(status, detail, retry_after)
         return self.write_whole(text)
 
     def switch_protocols(self, fields: Iterable[tuple[str, str]]) -> bytes:

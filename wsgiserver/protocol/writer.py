@@ -209,11 +209,17 @@ def _parse_length(value: str, previous: int | None) -> int:
     return length
 
 
-def error_text(status: int, detail: str = "") -> tuple[bytes, ResponseHead]:
-    """The body and head of a short ``text/plain`` error response of the server's own."""
+def error_text(status: int, detail: str = "",
+               retry_after: int | None = None) -> tuple[bytes, ResponseHead]:
+    """The body and head of a short ``text/plain`` error response of the
+    server's own; ``retry_after`` seconds when it is worth trying again
+    (RFC 9110 section 10.2.3)."""
     reason = reason_phrase(status)
     text = f"{status} {reason}: {detail}\n" if detail else f"{status} {reason}\n"
-    head = ResponseHead(f"{status} {reason}", [("Content-Type", "text/plain; charset=utf-8")])
+    fields = [("Content-Type", "text/plain; charset=utf-8")]
+    if retry_after is not None:
+        fields.append(("Retry-After", str(retry_after)))
+    head = ResponseHead(f"{status} {reason}", fields)
     return text.encode("utf-8"), head
 
 
