@@ -18,6 +18,7 @@ import os
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -32,11 +33,15 @@ from microapp.conditional import (
 from microapp.errors import HTTPError
 from microapp.response import BINARY, FileBody, Response
 
-__all__ = ["Entry", "FileStore", "NameLocks", "Received", "check_name"]
+__all__ = ["Entry", "FileStore", "NameLocks", "Received", "check_name", "remove_stale_uploads"]
 
 MAX_NAME_BYTES = 255  # NAME_MAX on common file systems
 TEMPORARY_PREFIX = ".microapp-upload-"
 BLOCK_SIZE = 64 * 1024
+# A temporary upload file untouched this long belongs to no upload: the copy
+# into the directory runs at disk speed (the server has the whole body
+# before the app runs), so only a process killed mid-copy leaves one.
+STALE_SECONDS = 600.0
 
 
 # Windows gives some names and characters a meaning of their own: devices
@@ -121,6 +126,29 @@ class Entry:
     name: str
     size: int
     modified: float  # seconds since the epoch
+
+
+def remove_stale_uploads(root: str, now: float | None = None) -> list[str]:
+    """Remove the temporary upload files a killed process left in ``root``
+    (untouched for STALE_SECONDS); the names removed. Errors are skipped:
+    another process may be removing them too."""
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(TEMPORARY_PREFIX):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and \
+                    now - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        except OSError:
+            continue
+    return removed
 
 
 class FileStore:

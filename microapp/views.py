@@ -17,7 +17,7 @@ from microapp.application import App
 from microapp.compression import GzipMiddleware
 from microapp.errors import HTTPError
 from microapp.filepage import listing_json, page
-from microapp.files import FileStore, NameLocks, Received
+from microapp.files import FileStore, NameLocks, Received, remove_stale_uploads
 from microapp.forms import MULTIPART, FormLimits
 from microapp.hosts import check_host
 from microapp.origin import refuse_cross_origin
@@ -108,6 +108,7 @@ class FileRoutes:
         self.max_upload_bytes = max_upload_bytes
         self.allowed_hosts = allowed_hosts
         self.locks = NameLocks()
+        self._swept: set[str] = set()  # directories cleared of stale upload files
 
     def store_for(self, request: Request) -> FileStore:
         """The store for this request's directory; 421 for a Host that does
@@ -116,6 +117,9 @@ class FileRoutes:
         root = self.directory or request.environ.get(DIRECTORY_KEY)
         if not root or not os.path.isdir(root):
             raise HTTPError(404)
+        if root not in self._swept:  # once per directory: what a killed process left
+            self._swept.add(root)
+            remove_stale_uploads(root)
         return FileStore(root, self.locks)
 
     def read(self, request: Request, name: str) -> Response:

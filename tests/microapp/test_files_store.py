@@ -371,3 +371,26 @@ def test_ordinary_names_pass_on_windows_too(monkeypatch):
     monkeypatch.setattr(microapp.files, "WINDOWS", True)
     for name in ("report.pdf", "console.txt", "null.bin", "a b.txt", "COM10"):
         assert check_name(name) == name
+
+
+def test_stale_upload_files_a_killed_process_left_are_removed_once(tmp_path):
+    import os
+    import time
+
+    import webtest
+
+    from microapp import create_app
+    from microapp.files import STALE_SECONDS, TEMPORARY_PREFIX
+
+    stale = tmp_path / (TEMPORARY_PREFIX + "killed")
+    fresh = tmp_path / (TEMPORARY_PREFIX + "in-progress")
+    for path in (stale, fresh):
+        path.write_bytes(b"half an upload")
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    (tmp_path / "kept.txt").write_bytes(b"kept")
+    client = webtest.TestApp(create_app(str(tmp_path)))
+    client.get("/files/kept.txt")
+    assert not stale.exists()
+    assert fresh.exists()  # an upload under way elsewhere is left alone
+    assert (tmp_path / "kept.txt").exists()
