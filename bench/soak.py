@@ -179,7 +179,7 @@ class Conn:
 def request(method: str, target: str, headers: dict[str, str] | None = None,
             body: bytes = b"") -> bytes:
     """A request's bytes; Content-Length added for a body."""
-    lines = [f"{method} {target} HTTP/1.1", "Host: soak"]
+    lines = [f"{method} {target} HTTP/1.1", "Host: localhost"]
     fields = dict(headers or {})
     if body and "Transfer-Encoding" not in fields:
         fields["Content-Length"] = str(len(body))
@@ -331,7 +331,7 @@ BAD_REQUESTS = [
     (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 2\r\n\r\n", 400, True),
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, True),
     (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431, True),
-    (b"POST /files/x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+    (b"POST /files/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
      % (MAX_BODY_BYTES + 1), 413, True),
     (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, True),
     (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, True),

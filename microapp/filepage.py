@@ -17,7 +17,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from microapp.files import Entry
+from microapp.files import Entry, Listing
 from microapp.response import Response
 
 __all__ = ["HTML", "page", "listing_json"]
@@ -180,10 +180,25 @@ def _table(entries: Sequence[Entry], base: str) -> str:
             f"<th>Modified (UTC)</th><th></th></tr></thead>\n<tbody>\n{rows}\n</tbody></table>")
 
 
-def page(entries: Sequence[Entry], base: str) -> Response:
-    """The HTML page for ``entries``; ``base`` is the URL of /files/ (escaped here)."""
-    total = sum(entry.size for entry in entries)
-    summary = f"{len(entries)} {'file' if len(entries) == 1 else 'files'}, {human_size(total)}"
+def _pages(listing: Listing, base: str) -> str:
+    """The link to the next page, when there is one (a cursor: the last name shown)."""
+    if listing.next_after is None:
+        return ""
+    url = escape(f"{base}?after={quote(listing.next_after, safe='')}")
+    return f'<p class="pages"><a rel="next" href="{url}">Next page</a></p>'
+
+
+def page(listing: Listing, base: str) -> Response:
+    """The HTML page for one page of ``listing``; ``base`` is the URL of
+    /files/ (escaped here)."""
+    entries = listing.entries
+    shown = sum(entry.size for entry in entries)
+    count = listing.total
+    summary = f"{count} {'file' if count == 1 else 'files'}"
+    if listing.next_after is None and len(entries) == count:
+        summary += f", {human_size(shown)}"
+    else:
+        summary += f" ({len(entries)} on this page, {human_size(shown)})"
     html = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -202,6 +217,7 @@ def page(entries: Sequence[Entry], base: str) -> Response:
 <p id="status" role="status" aria-live="polite"></p>
 </form>
 {_table(entries, base)}
+{_pages(listing, base)}
 </main>
 <script>{SCRIPT}</script>
 </body>
@@ -210,11 +226,15 @@ def page(entries: Sequence[Entry], base: str) -> Response:
     return Response(html, headers=PAGE_HEADERS, content_type=HTML)
 
 
-def listing_json(entries: Sequence[Entry], base: str) -> dict[str, Any]:
-    """The listing as JSON: each file's name, size in bytes, modification
-    time (RFC 3339, UTC) and URL."""
+def listing_json(listing: Listing, base: str) -> dict[str, Any]:
+    """One page of the listing as JSON: each file's name, size in bytes,
+    modification time (RFC 3339, UTC) and URL; ``total`` files in all, and
+    ``next``, the URL of the next page (null on the last)."""
+    following = None
+    if listing.next_after is not None:
+        following = f"{base}?after={quote(listing.next_after, safe='')}"
     return {"files": [
         {"name": entry.name, "size": entry.size,
          "modified": f"{_utc(entry.modified):%Y-%m-%dT%H:%M:%SZ}", "url": _url(base, entry.name)}
-        for entry in entries
-    ]}
+        for entry in listing.entries
+    ], "total": listing.total, "next": following}

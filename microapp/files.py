@@ -13,6 +13,7 @@ processes only the atomicity of the rename (and of os.link for
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import stat
@@ -33,7 +34,8 @@ from microapp.conditional import (
 from microapp.errors import HTTPError
 from microapp.response import BINARY, FileBody, Response
 
-__all__ = ["Entry", "FileStore", "NameLocks", "Received", "check_name", "remove_stale_uploads"]
+__all__ = ["Entry", "FileStore", "Listing", "NameLocks", "Received", "check_name",
+           "remove_stale_uploads"]
 
 MAX_NAME_BYTES = 255  # NAME_MAX on common file systems
 TEMPORARY_PREFIX = ".microapp-upload-"
@@ -297,11 +299,16 @@ class FileStore:
             except FileNotFoundError:
                 raise HTTPError(404) from None
 
-    def listing(self) -> list[Entry]:
+    def listing(self, after: str | None = None, limit: int | None = None) -> Listing:
         """The files a client can read here, by name: regular files, and
         symlinks that resolve to one directly inside the directory (as
         serve() requires); never temporaries, directories, or names the
-        store would refuse or that are not UTF-8."""
+        store would refuse or that are not UTF-8.
+
+        A page of them: those named after ``after``, at most ``limit``. Only
+        the page's files are looked at closely (stat, symlinks resolved), so
+        a request costs what its page costs, however many files there are;
+        ``total`` counts the candidates by name and type alone."""
         try:
             scan = os.scandir(self.root)
         except PermissionError:
@@ -309,9 +316,15 @@ class FileStore:
         except OSError:  # removed, or replaced by a file, since the request began
             raise HTTPError(404) from None
         with scan:
-            entries = [self._entry(item) for item in scan if _listable(item.name)]
-        return sorted((entry for entry in entries if entry is not None),
-                      key=lambda entry: entry.name)
+            candidates = sorted((item for item in scan if _candidate(item)),
+                                key=lambda item: item.name)
+        names = [item.name for item in candidates]
+        start = bisect.bisect_right(names, after) if after is not None else 0
+        end = len(candidates) if limit is None else min(start + limit, len(candidates))
+        entries = [entry for entry in map(self._entry, candidates[start:end])
+                   if entry is not None]
+        following = names[end - 1] if end < len(candidates) and end > start else None
+        return Listing(entries, len(candidates), following)
 
     def _entry(self, item: os.DirEntry[str]) -> Entry | None:
         try:
@@ -327,6 +340,26 @@ class FileStore:
         if not stat.S_ISREG(info.st_mode):
             return None
         return Entry(item.name, info.st_size, info.st_mtime)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a directory's files: ``entries``, how many there are in
+    all, and the name to list after for the next page (None: the last)."""
+
+    entries: list[Entry]
+    total: int
+    next_after: str | None
+
+
+def _candidate(item: os.DirEntry[str]) -> bool:
+    """A name worth a closer look: listable, and a file or a symlink by its
+    directory entry alone (no stat)."""
+    try:
+        kind_ok = item.is_symlink() or item.is_file(follow_symlinks=False)
+    except OSError:
+        return False
+    return kind_ok and _listable(item.name)
 
 
 def _listable(name: str) -> bool:

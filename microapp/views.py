@@ -66,6 +66,18 @@ def create_app(directory: str | None = None, *,
     return app
 
 
+PAGE_SIZE, MAX_PAGE_SIZE = 1000, 5000
+
+
+def _page_size(text: str | None) -> int:
+    """``?limit=``: a whole number from 1 to MAX_PAGE_SIZE; 400 otherwise."""
+    if text is None:
+        return PAGE_SIZE
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_PAGE_SIZE:
+        raise HTTPError(400, f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    return int(text)
+
+
 def _is_echo(environ: dict[str, Any]) -> bool:
     """``/echo/<text>``, whose answer the challenge expects gzip-coded whatever its size."""
     return str(environ.get("PATH_INFO", "")).startswith("/echo/")
@@ -127,14 +139,20 @@ class FileRoutes:
         return self.store_for(request).serve(name, request.method, headers)
 
     def listing(self, request: Request) -> Response:
-        """GET /files/: the page, or JSON when Accept prefers it (Vary: Accept)."""
-        entries = self.store_for(request).listing()
+        """GET /files/: the page, or JSON when Accept prefers it (Vary: Accept).
+        Paged: ``?after=NAME`` (the cursor) and ``?limit=N`` (1 to 5,000,
+        1,000 by default), so one request costs a bounded amount however
+        many files the directory holds."""
+        args = request.args
+        after = args.get("after") or None
+        limit = _page_size(args.get("limit"))
+        listing = self.store_for(request).listing(after, limit)
         base = request.script_name + "/files/"
         if preferred_media_type(request.headers.get("Accept"), [HTML, JSON]) == JSON:
-            response = Response.json(listing_json(entries, base),
+            response = Response.json(listing_json(listing, base),
                                      headers=[("Cache-Control", "no-store")])
         else:
-            response = page(entries, base)
+            response = page(listing, base)
         response.add_header("Vary", "Accept")
         return response
 

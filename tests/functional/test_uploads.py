@@ -127,12 +127,12 @@ def cut(sock: socket.socket, how: str) -> None:
 
 
 def length_upload(name: str) -> bytes:
-    head = f"POST /files/{name} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(BODY)}\r\n\r\n"
+    head = f"POST /files/{name} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(BODY)}\r\n\r\n"
     return head.encode() + BODY
 
 
 def chunked_upload(name: str) -> bytes:
-    head = f"POST /files/{name} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = f"POST /files/{name} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
     pieces = [BODY[i:i + CHUNK] for i in range(0, len(BODY), CHUNK)]
     return head.encode() + b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
 
@@ -211,7 +211,7 @@ def test_upload_cut_off_after_100_continue_leaves_nothing(uploads, tmp_path, how
     server, directory, finished = uploads(threads=1)
     sock = socket.create_connection(server.address, timeout=10)
     try:
-        sock.sendall(b"POST /files/up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        sock.sendall(b"POST /files/up HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(BODY))
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(BODY[:100_000])
@@ -256,12 +256,12 @@ def _upload_in_two_halves(server, name: str, body: bytes, chunked: bool,
                           go: threading.Event, results: dict, key) -> None:
     """Send the head and half the body, wait for ``go``, send the rest."""
     if chunked:
-        head = f"POST /files/{name} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        head = f"POST /files/{name} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
         half = len(body) // 2
         first = b"%x\r\n%s\r\n" % (half, body[:half])
         rest = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) - half, body[half:])
     else:
-        head = f"POST /files/{name} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        head = f"POST /files/{name} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n\r\n"
         first, rest = body[: len(body) // 2], body[len(body) // 2:]
     try:
         with socket.create_connection(server.address, timeout=20) as sock:
@@ -353,7 +353,7 @@ def test_concurrent_uploads_to_one_name_half_of_them_cut_off(uploads, tmp_path):
 
     def cut_off(n: int) -> None:
         body = bodies[n]
-        head = f"POST /files/shared HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        head = f"POST /files/shared HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n\r\n"
         try:
             sock = socket.create_connection(server.address, timeout=20)
             sock.sendall(head.encode() + body[: len(body) // 2])

@@ -121,7 +121,26 @@ def test_json_listing_for_programs(client, some_files):
     assert response.json == {"files": [
         {"name": "a.txt", "size": 5, "modified": "1970-01-02T00:00:00Z", "url": "/files/a.txt"},
         {"name": "b.bin", "size": 2048, "modified": response.json["files"][1]["modified"],
-         "url": "/files/b.bin"}]}
+         "url": "/files/b.bin"}], "total": 2, "next": None}
+
+
+def test_the_listing_comes_in_pages_with_a_cursor_and_the_total(client, files_dir):
+    for number in range(25):
+        (files_dir / f"f{number:03d}.txt").write_bytes(b"x")
+    json = {"Accept": "application/json"}
+    first = client.get("/files/?limit=10", headers=json).json
+    assert [f["name"] for f in first["files"]] == [f"f{n:03d}.txt" for n in range(10)]
+    assert first["total"] == 25 and first["next"] == "/files/?after=f009.txt"
+    second = client.get(first["next"] + "&limit=10", headers=json).json
+    assert second["files"][0]["name"] == "f010.txt"
+    last = client.get("/files/?after=f019.txt&limit=10", headers=json).json
+    assert [f["name"] for f in last["files"]] == [f"f{n:03d}.txt" for n in range(20, 25)]
+    assert last["next"] is None
+    html = client.get("/files/?limit=10").text
+    assert 'rel="next" href="/files/?after=f009.txt"' in html
+    assert "25 files (10 on this page" in html
+    client.get("/files/?limit=0", status=400)
+    client.get("/files/?limit=lots", status=400)
 
 
 @pytest.mark.parametrize(("accept", "kind"), [
