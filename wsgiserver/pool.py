@@ -46,18 +46,21 @@ Task = Callable[["Worker"], None]
 _LEAD = object()  # what _next gives a thread that is to lead
 
 
-class WorkerState(enum.Enum):
+class WorkerState(enum.IntEnum):
     """What one worker thread is doing. Changed only by the pool, under its
-    lock; read by the watchdog, the metrics and the supervisor's heartbeat."""
+    lock; read by the watchdog, the metrics and the supervisor's heartbeat.
+    (An IntEnum: counted per request in a dict, where an Enum's hash is a
+    Python call.)"""
 
-    IDLE = "idle"  # waiting for the lead or a task
-    LEADING = "leading"  # holds the lead: waits on the poller, or handles what it found
-    RUNNING = "running"  # in a request or a task (the leader too, until it hands the lead on)
-    LONG = "long"  # its request went long: detached, a replacement took its place
-    WEBSOCKET = "websocket"  # its request became a WebSocket: detached, likewise
-    LEAVING = "leaving"  # its thread is ending
+    IDLE = 0  # waiting for the lead or a task
+    LEADING = 1  # holds the lead: waits on the poller, or handles what it found
+    RUNNING = 2  # in a request or a task (the leader too, until it hands the lead on)
+    LONG = 3  # its request went long: detached, a replacement took its place
+    WEBSOCKET = 4  # its request became a WebSocket: detached, likewise
+    LEAVING = 5  # its thread is ending
 
 
+_IDLE, _LEADING, _RUNNING = WorkerState.IDLE, WorkerState.LEADING, WorkerState.RUNNING
 # States of a thread the pool no longer counts among its ``size``.
 _DETACHED = frozenset({WorkerState.LONG, WorkerState.WEBSOCKET, WorkerState.LEAVING})
 
@@ -122,10 +125,14 @@ class WorkerPool:
         self._long_after = long_after
         self.max_long = max_long
         self._name = name
-        self._cond = threading.Condition(threading.Lock())
+        # One lock for the states, the lead and the tasks; the condition waits
+        # on it. ``with self._lock`` (C) on the hot path, not the condition's
+        # Python-level __enter__.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._leader: Worker | None = None
         self._workers: list[Worker] = []  # every live thread's slot
-        self._counts = dict.fromkeys(WorkerState, 0)
+        self._counts = [0] * len(WorkerState)  # threads per state, by its number
         self._tasks: deque[Task] = deque()
         self._stopped = False
         self._spawned = 0
@@ -149,7 +156,7 @@ class WorkerPool:
 
     def start(self) -> None:
         """Start the threads and the watchdog."""
-        with self._cond:
+        with self._lock:
             for _ in range(self.size):
                 self._spawn_locked()
         self._watchdog = threading.Thread(target=self._watch, name=f"{self._name}-watchdog",
@@ -162,7 +169,7 @@ class WorkerPool:
         The leader may be waiting on the poller, having already taken a
         wake-up meant for it before the stop flag was set: it is woken
         again here, after the flag, so no stop waits out a poll."""
-        with self._cond:
+        with self._lock:
             self._stopped = True
             self._cond.notify_all()
             threads = [w.thread for w in self._workers if w.thread is not None]
@@ -196,7 +203,7 @@ class WorkerPool:
     def counts(self) -> tuple[int, int]:
         """(busy, idle) regular threads, as the metrics show them: busy ones
         are in a request or a task, idle ones wait or lead."""
-        with self._cond:
+        with self._lock:
             busy = self._counts[WorkerState.RUNNING]
             return busy, self._regular_locked() - busy
 
@@ -211,7 +218,7 @@ class WorkerPool:
         request began or ended. The supervisor's heartbeat: a worker process
         whose loop stands still while work waits is stuck; one whose
         requests merely queue is not."""
-        with self._cond:
+        with self._lock:
             if self._counts[WorkerState.IDLE] or self._counts[WorkerState.LEADING]:
                 return self._clock.monotonic()
             return self._turned_at
@@ -261,7 +268,7 @@ class WorkerPool:
     def _next(self, worker: Worker) -> object | None:
         """Wait for the lead (``_LEAD``) or a task; None when the pool stops.
         The lead comes first: someone must wait on the poller."""
-        with self._cond:
+        with self._lock:
             self._set(worker, WorkerState.IDLE)
             while not self._stopped:
                 if self._leader is None:
@@ -280,7 +287,7 @@ class WorkerPool:
 
     def _take_task(self, worker: Worker) -> Task | None:
         """The leader takes a queued task between two waits on the poller."""
-        with self._cond:
+        with self._lock:
             if not self._tasks:
                 return None
             self._set(worker, WorkerState.RUNNING)
@@ -289,7 +296,7 @@ class WorkerPool:
     def _settle(self, worker: Worker) -> None:
         """After a task run by the leader: leading again, unless it was
         promoted away or detached meanwhile."""
-        with self._cond:
+        with self._lock:
             if worker.state is WorkerState.RUNNING and self._leader is worker:
                 self._set(worker, WorkerState.LEADING)
 
@@ -303,7 +310,7 @@ class WorkerPool:
         thread takes each at once, so they run side by side. A task from any
         other thread goes to an idle thread, else to the leader."""
         wake = False
-        with self._cond:
+        with self._lock:
             if self._stopped:
                 return
             self._tasks.append(task)
@@ -331,7 +338,7 @@ class WorkerPool:
     def _rejoin(self, worker: Worker) -> bool:
         """A detached worker's request ended: back to the pool if the pool is
         short of threads, else the thread ends (False)."""
-        with self._cond:
+        with self._lock:
             if self._stopped or self._regular_locked() >= self.size:
                 self._set(worker, WorkerState.LEAVING)
                 return False
@@ -339,7 +346,7 @@ class WorkerPool:
             return True
 
     def _leave(self, worker: Worker) -> None:
-        with self._cond:
+        with self._lock:
             self._set(worker, WorkerState.LEAVING)
             self._counts[WorkerState.LEAVING] -= 1
             self._workers.remove(worker)
@@ -353,15 +360,19 @@ class WorkerPool:
     # -- what a leader calls around a request's application call -----------------
 
     def begin(self, worker: Worker, cut: Callable[[], None] | None = None) -> None:
-        """``worker`` enters a request's application call."""
+        """``worker`` enters a request's application call (the hot path: the
+        state change of ``_set`` written out, under the lock)."""
         now = self._clock.monotonic()
-        with self._cond:
+        with self._lock:
             worker.cut = cut
             worker.since = self._turned_at = now
-            if worker.state is WorkerState.LEADING or worker.state is WorkerState.IDLE:
-                self._set(worker, WorkerState.RUNNING)
-            promote = self._slow and self._leader is worker
-            if promote:
+            state = worker.state
+            if state is _LEADING or state is _IDLE:
+                counts = self._counts
+                counts[state] -= 1
+                counts[_RUNNING] += 1
+                worker.state = _RUNNING
+            if self._slow and self._leader is worker:
                 self._leader = None
                 self._cond.notify()
         if self._dozing:
@@ -370,13 +381,15 @@ class WorkerPool:
     def end(self, worker: Worker) -> None:
         """``worker`` is out of the application call."""
         now = self._clock.monotonic()
-        with self._cond:
+        with self._lock:
             since = worker.since
-            worker.since = None
-            worker.cut = None
+            worker.since = worker.cut = None
             self._turned_at = now
-            if worker.state is WorkerState.RUNNING and self._leader is worker:
-                self._set(worker, WorkerState.LEADING)
+            if worker.state is _RUNNING and self._leader is worker:
+                counts = self._counts
+                counts[_RUNNING] -= 1
+                counts[_LEADING] += 1
+                worker.state = _LEADING
         if since is not None:
             self._average += (now - since - self._average) / 8
             self._slow = self._average > self._promote_after
@@ -385,7 +398,7 @@ class WorkerPool:
         """``worker``'s request became a WebSocket: replace it in the pool at
         once (a request that went long was replaced already: it only changes
         its state, so it no longer counts against ``max_long``)."""
-        with self._cond:
+        with self._lock:
             if worker.state is WorkerState.RUNNING:
                 self._detach_locked(worker, WorkerState.WEBSOCKET)
             elif worker.state is WorkerState.LONG:
@@ -438,13 +451,13 @@ class WorkerPool:
 
     def _promote(self, worker: Worker) -> None:
         """The leader is held by a request: a waiting thread takes the poller."""
-        with self._cond:
+        with self._lock:
             if self._leader is worker and worker.since is not None:
                 self._leader = None
                 self._cond.notify()
 
     def _went_long(self, worker: Worker) -> None:
-        with self._cond:
+        with self._lock:
             if worker.state is not WorkerState.RUNNING or worker.since is None:
                 return
             if self._counts[WorkerState.LONG] < self.max_long:
