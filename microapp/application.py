@@ -51,6 +51,9 @@ class App:
     def __init__(self, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  form_limits: FormLimits = DEFAULT_FORM_LIMITS) -> None:
         self.router = Router()
+        # What a server that receives bodies before the app runs should
+        # accept for it (wsgiserver reads it); None: the server's own limit.
+        self.max_request_body_bytes: int | None = None
         self.max_body_bytes = max_body_bytes
         self.form_limits = form_limits
         self._before: list[BeforeHook] = []

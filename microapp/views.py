@@ -63,6 +63,9 @@ def create_app(directory: str | None = None, *,
     app.delete("/files/<path:name>")(files.delete)
     if compress:
         app.add_middleware(GzipMiddleware, always=_is_echo)
+    # Uploads to /files may be this large: a server that reads bodies before
+    # the app runs (wsgiserver's default is 100 MiB) takes the hint.
+    app.max_request_body_bytes = max_upload_bytes
     return app
 
 

@@ -24,6 +24,11 @@ class SettingError(ValueError):
         self.needs = needs
 
 
+# The largest request body when neither the settings nor the application
+# say otherwise: a general-purpose default (waitress has 1 GiB, nginx 1 MiB).
+DEFAULT_MAX_BODY_BYTES = 100 * MiB
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """All settings in one place. Components receive values, never this object."""
@@ -50,8 +55,11 @@ class ServerConfig:
     max_header_bytes: int = 64 * KiB
     max_header_count: int = 100
     # Largest request body; 413 past it. A Content-Length above it is refused
-    # before a byte of the body is read.
-    max_body_bytes: int = 1024 * MiB
+    # before a byte of the body is read. None: 100 MiB, or what the
+    # application declares it takes (an attribute max_request_body_bytes on
+    # the application object: the bundled app's files routes ask for their
+    # upload limit so), see body_limit_for.
+    max_body_bytes: int | None = None
     # Bodies are received whole before the application runs: up to this many
     # bytes in memory, beyond it in an unlinked temporary file in spool_dir
     # (None: the system's temporary directory). Bounds memory per upload.
@@ -180,6 +188,16 @@ class ServerConfig:
     send_server_header: bool = True
     server_name: str = "wsgiserver"
 
+    def body_limit_for(self, app: object) -> int:
+        """The largest request body: the setting, else what ``app`` declares
+        (``max_request_body_bytes``), else DEFAULT_MAX_BODY_BYTES."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        declared = getattr(app, "max_request_body_bytes", None)
+        if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 0:
+            return declared
+        return DEFAULT_MAX_BODY_BYTES
+
     @property
     def long_request_cap(self) -> int:
         """How many long requests may run at once."""
@@ -197,7 +215,9 @@ class ServerConfig:
                      "http2_max_concurrent_streams"):
             if getattr(self, name) < 1:
                 raise SettingError(name, f"{name} must be at least 1")
-        for name in ("max_body_bytes", "max_websockets", "max_websocket_message_bytes",
+        if self.max_body_bytes is not None and self.max_body_bytes < 0:
+            raise SettingError("max_body_bytes", "max_body_bytes must not be negative")
+        for name in ("max_websockets", "max_websocket_message_bytes",
                      "body_memory_bytes", "min_body_rate", "response_buffer_bytes",
                      "response_spool_bytes", "max_spool_bytes", "min_response_rate",
                      "max_body_memory_bytes",

@@ -334,7 +334,8 @@ OPTIONS: tuple[Option, ...] = (
     _server("max-request-line", _positive_int, "414 beyond", _LIMITS),
     _server("max-header-bytes", _positive_int, "431 beyond", _LIMITS),
     _server("max-header-count", _positive_int, "431 beyond", _LIMITS, metavar="N"),
-    _server("max-body-bytes", _count, "413 beyond", _LIMITS),
+    _server("max-body-bytes", _count, "413 beyond", _LIMITS,
+            shown_default="100 MiB, or what the app declares (max_request_body_bytes)"),
     _server("body-memory-bytes", _count, "a request body is kept in memory up to this size, "
             "beyond in a spool file", _LIMITS),
     _server("max-body-memory-bytes", _count, "request bodies held in memory across the "

@@ -302,7 +302,7 @@ class Server:
                 max_request_line=config.max_request_line,
                 max_header_bytes=config.max_header_bytes,
                 max_header_count=config.max_header_count,
-                max_body_bytes=config.max_body_bytes,
+                max_body_bytes=config.body_limit_for(self.app),
             ),
             keepalive_timeout=config.keepalive_timeout,
             header_timeout=config.header_timeout,

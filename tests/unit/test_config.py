@@ -41,3 +41,22 @@ def test_bad_settings_name_their_field_and_what_they_need(settings, name, needs)
         ServerConfig(**settings)
     assert (caught.value.name, caught.value.needs) == (name, needs)
     assert isinstance(caught.value, ValueError)  # what library callers caught before
+
+
+def test_the_body_limit_is_100_mib_unless_the_app_or_the_settings_say_otherwise():
+    from wsgiserver.config import DEFAULT_MAX_BODY_BYTES, ServerConfig
+
+    class Declares:
+        max_request_body_bytes = 1 << 30
+
+    assert DEFAULT_MAX_BODY_BYTES == 100 * 1024 * 1024
+    assert ServerConfig().body_limit_for(object()) == DEFAULT_MAX_BODY_BYTES
+    assert ServerConfig().body_limit_for(Declares()) == 1 << 30
+    assert ServerConfig(max_body_bytes=10).body_limit_for(Declares()) == 10  # settings win
+
+
+def test_the_bundled_app_asks_for_its_upload_limit():
+    from microapp import create_app
+    from wsgiserver.config import ServerConfig
+
+    assert ServerConfig().body_limit_for(create_app(max_upload_bytes=5 << 30)) == 5 << 30
