@@ -321,6 +321,15 @@ class Connection:
         if current is not None:
             current.cut()
 
+    def stalled(self) -> float:
+        """From another thread: seconds the running exchange's thread has been
+        waiting for its client to take bytes (0 while it works). What a cap
+        on long requests weighs, to cut the one making least progress."""
+        output = self.output
+        if self._current is None or not output.waiting:
+            return 0.0
+        return max(self.clock.monotonic() - output.progress_at, 0.0)
+
     @property
     def busy(self) -> bool:
         """True while a request is in its application or its response goes out."""

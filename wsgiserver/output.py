@@ -101,6 +101,8 @@ class ResponseOutput:
         # The minimum rate's sliding window: when it began, and self.sent then.
         self._window_at = self.progress_at
         self._window_sent = 0
+        # Set while the producing thread waits for its client (drain).
+        self.waiting = False
 
     @property
     def pending(self) -> bool:
@@ -208,13 +210,17 @@ class ResponseOutput:
     def drain(self, target: int = 0) -> None:
         """Block until at most ``target`` bytes wait in memory (and, for 0, no
         file either); ClientDisconnected when the client stops reading."""
-        while self._queued > target or (target == 0 and self._queue):
-            if self.flush():
-                return
-            if not self._transport.wait_writable(self.deadline()) and self.too_slow():
-                reason = self.slow_reason()
-                log.info("%s:%s: response cut off: %s", *self._transport.peer, reason)
-                raise ClientDisconnected(reason)
+        self.waiting = True
+        try:
+            while self._queued > target or (target == 0 and self._queue):
+                if self.flush():
+                    return
+                if not self._transport.wait_writable(self.deadline()) and self.too_slow():
+                    reason = self.slow_reason()
+                    log.info("%s:%s: response cut off: %s", *self._transport.peer, reason)
+                    raise ClientDisconnected(reason)
+        finally:
+            self.waiting = False
 
     def flush(self) -> bool:
         """Send what the socket takes now; True once nothing is left."""

@@ -42,6 +42,17 @@ def _nothing() -> None:
     return None
 
 
+def _stalled(worker: Worker) -> float:
+    """Seconds ``worker``'s request has waited for its client (0: it works)."""
+    stalled = worker.stalled
+    if stalled is None:
+        return 0.0
+    try:
+        return stalled()
+    except Exception:  # a connection closing under us: it is waiting for nothing
+        return 0.0
+
+
 Task = Callable[["Worker"], None]
 _LEAD = object()  # what _next gives a thread that is to lead
 
@@ -68,7 +79,7 @@ _DETACHED = frozenset({WorkerState.LONG, WorkerState.WEBSOCKET, WorkerState.LEAV
 class Worker:
     """One thread's slot. ``state`` and ``since`` are the pool's to write."""
 
-    __slots__ = ("name", "state", "since", "cut", "thread", "detach")
+    __slots__ = ("name", "state", "since", "cut", "stalled", "thread", "detach")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -83,6 +94,9 @@ class Worker:
         # Ends the current request early: called by the watchdog when a long
         # request is over the cap (answered 503 if it can be).
         self.cut: Callable[[], None] | None = None
+        # Seconds the current request has been waiting for its client (0
+        # while it works): over the cap, the one waiting longest is cut.
+        self.stalled: Callable[[], float] | None = None
         self.thread: threading.Thread | None = None
 
     @property
@@ -359,12 +373,14 @@ class WorkerPool:
 
     # -- what a leader calls around a request's application call -----------------
 
-    def begin(self, worker: Worker, cut: Callable[[], None] | None = None) -> None:
+    def begin(self, worker: Worker, cut: Callable[[], None] | None = None,
+              stalled: Callable[[], float] | None = None) -> None:
         """``worker`` enters a request's application call (the hot path: the
         state change of ``_set`` written out, under the lock)."""
         now = self._clock.monotonic()
         with self._lock:
             worker.cut = cut
+            worker.stalled = stalled
             worker.since = self._turned_at = now
             state = worker.state
             if state is _LEADING or state is _IDLE:
@@ -383,7 +399,7 @@ class WorkerPool:
         now = self._clock.monotonic()
         with self._lock:
             since = worker.since
-            worker.since = worker.cut = None
+            worker.since = worker.cut = worker.stalled = None
             self._turned_at = now
             if worker.state is _RUNNING and self._leader is worker:
                 counts = self._counts
@@ -457,14 +473,28 @@ class WorkerPool:
                 self._cond.notify()
 
     def _went_long(self, worker: Worker) -> None:
+        """``worker``'s request went long: a replacement takes its place;
+        over the cap, the request making the least progress on its client is
+        cut (the longest waiting for it), never one that works while another
+        waits; if none waits, the one that just went long."""
         with self._lock:
             if worker.state is not WorkerState.RUNNING or worker.since is None:
                 return
             if self._counts[WorkerState.LONG] < self.max_long:
                 self._detach_locked(worker, WorkerState.LONG)
                 return
-            cut, worker.cut = worker.cut, None  # once
+            longs = [w for w in self._workers if w.state is WorkerState.LONG and w.cut]
+        victim = max([worker, *longs], key=_stalled)
+        if victim is not worker and _stalled(victim) > _stalled(worker):
+            with self._lock:
+                cut, victim.cut = victim.cut, None  # once
+                if worker.state is WorkerState.RUNNING and worker.since is not None:
+                    self._detach_locked(worker, WorkerState.LONG)  # in the victim's place
+        else:
+            victim = worker
+            with self._lock:
+                cut, worker.cut = worker.cut, None  # once
         if cut is not None:
-            log.warning("%d requests have run long already: cutting off %s's",
-                        self.max_long, worker.name)
+            log.warning("%d requests have run long already: cutting off %s's (waiting for its "
+                        "client %.1f s)", self.max_long, victim.name, _stalled(victim))
             cut()

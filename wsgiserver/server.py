@@ -454,7 +454,7 @@ class Server:
     def _run(self, worker: Worker, connection: Connection) -> Step:
         pool = self._pool
         assert pool is not None
-        pool.begin(worker, connection.cut)
+        pool.begin(worker, connection.cut, connection.stalled)
         try:
             return connection.run_exchange(worker.detach)
         finally:

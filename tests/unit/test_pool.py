@@ -312,3 +312,54 @@ def test_a_detached_thread_that_dies_takes_its_count_with_it(pool_of, caplog):
     assert wait_until(lambda: pool.threads == 1)
     assert pool.long_requests == 0
     assert pool.counts() == (0, 1)
+
+
+def test_over_the_cap_the_request_waiting_longest_for_its_client_is_cut():
+    clock = ManualClock()
+    requests: queue.Queue = queue.Queue()
+    release = threading.Event()
+    cuts: list[str] = []
+
+    class Request:
+        def __init__(self, name: str, waiting: float) -> None:
+            self.name, self.waiting = name, waiting
+            self.started = threading.Event()
+
+        def __call__(self, worker: Worker) -> None:
+            self.started.set()
+            release.wait(10)
+
+        def cut(self) -> None:
+            cuts.append(self.name)
+
+        def stalled(self) -> float:
+            return self.waiting
+
+    def lead(worker: Worker) -> None:  # as the server: begin() with the request's stalled()
+        try:
+            request = requests.get(timeout=0.05)
+        except queue.Empty:
+            return
+        pool.begin(worker, request.cut, request.stalled)
+        try:
+            request(worker)
+        finally:
+            pool.end(worker)
+
+    pool = WorkerPool(2, lead, clock=clock, long_after=2.0, max_long=1)
+    pool.start()
+    try:
+        slow_reader = Request("slow reader", waiting=30.0)  # its client takes nothing
+        requests.put(slow_reader)
+        assert slow_reader.started.wait(5)
+        clock.advance(3)
+        assert wait_until(lambda: pool.long_requests == 1)
+        working = Request("working", waiting=0.0)
+        requests.put(working)
+        assert working.started.wait(5)
+        clock.advance(3)
+        assert wait_until(lambda: cuts == ["slow reader"]), cuts
+        assert wait_until(lambda: pool.long_requests == 2)  # the working one took its place
+    finally:
+        release.set()
+        pool.stop(5.0)
