@@ -33,6 +33,7 @@ from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange, ExchangeSettings
 from .output import ResponseOutput, SpoolSettings
 from .protocol.events import Data, EndOfMessage, Framing, Request, RequestHead
+from .protocol.grammar import request_line
 from .protocol.parser import ParserLimits
 from .protocol.state import After, ConnectionState
 from .proxy import ProxyTrust
@@ -76,6 +77,11 @@ def _direct_buffer() -> memoryview:
 
 # RFC 9113 section 3.4: how an HTTP/2 client opens a connection.
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_PREFACE_LINE = HTTP2_PREFACE[:16]  # its request line: PRI * HTTP/2.0 CRLF
+# An empty SETTINGS frame, then GOAWAY (last stream 0, PROTOCOL_ERROR): RFC 9113 6.5, 6.8.
+_BROKEN_PREFACE_ANSWER = (b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+                          b"\x00\x00\x08\x07\x00\x00\x00\x00\x00"
+                          b"\x00\x00\x00\x00\x00\x00\x00\x01")
 
 
 class Step(enum.Enum):
@@ -260,6 +266,19 @@ class Connection:
         if seen.startswith(HTTP2_PREFACE):
             self.switch_data = seen
             return Step.SWITCH
+        if _broken_preface(seen):
+            # A peer allowed to speak HTTP/2 by prior knowledge opened with
+            # neither the preface nor an HTTP/1.1 request line ("PRI * HTTP/2.0"
+            # with the rest broken, or anything else): RFC 9113 section 3.4
+            # makes that a connection error, PROTOCOL_ERROR (our SETTINGS
+            # first, as every HTTP/2 server's side starts, then GOAWAY), and
+            # the connection ends. An HTTP/1.1 400 would read as a frame.
+            log.debug("%s: invalid HTTP/2 connection preface", self._peer_text())
+            try:
+                self.transport.send(_BROKEN_PREFACE_ANSWER)
+            except ClientDisconnected:
+                pass
+            return self._close()
         self.state.feed(seen)
         return self._advance()
 
@@ -601,6 +620,15 @@ class Connection:
     def _peer_text(self) -> str:
         address, port = self.transport.peer
         return f"{address}:{port}" if address else "peer"
+
+
+def _broken_preface(seen: bytes) -> bool:
+    """The first bytes of a prior-knowledge peer: the preface's request line
+    with the rest broken, or a first line that is no HTTP/1.x request line."""
+    if seen.startswith(_PREFACE_LINE):
+        return True
+    line, found, _ = seen.partition(b"\r\n")
+    return bool(found) and request_line.fullmatch(line) is None
 
 
 def _asks_for_h2c(request: Request) -> bool:

@@ -41,3 +41,12 @@ def environ_app(*keys):
 def raising_app(environ, start_response):
     """Fails before starting the response."""
     raise RuntimeError("boom")
+
+
+def h2spec_app(environ, start_response):
+    """What h2spec needs: every request read to its end and answered, with a
+    body of at least 5 bytes on /env (case 6.9.2/2 is skipped otherwise)."""
+    environ["wsgi.input"].read()
+    body = b"Hello from h2spec's server\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

@@ -530,3 +530,18 @@ def test_chromium_loads_a_page_over_h2(https2, browser):
         "performance.getEntriesByType('navigation')[0]?.nextHopProtocol", "navigation")
     assert protocol == "h2"
     assert page.evaluate("document.body.innerText") == "HTTP/2.0 /page"
+
+
+@pytest.mark.parametrize("opening", [b"INVALID CONNECTION PREFACE\r\n\r\n",
+                                     b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"])
+def test_a_broken_preface_from_a_prior_knowledge_peer_gets_goaway_not_http11(h2c, opening):
+    # h2spec 3.5/2: RFC 9113 section 3.4, a connection error (PROTOCOL_ERROR).
+    server = h2c()
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(opening)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert not answer.startswith(b"HTTP/1.1")
+    assert answer[3] == 0x4 and answer[9 + 3] == 0x7  # SETTINGS, then GOAWAY
+    assert answer[-4:] == b"\x00\x00\x00\x01"  # PROTOCOL_ERROR
