@@ -80,6 +80,9 @@ _OUTPUT_LIMIT = 1 << 20
 # Frames that cost work and carry nothing a request needs (a burst, then a
 # rate per second): beyond, the connection is closed with ENHANCE_YOUR_CALM.
 _CHEAP_BURST = 1000.0
+# WINDOW_UPDATE frames a client may send before any of our DATA asks for them
+# (an opening enlargement of its windows, per stream of a first batch).
+_WINDOW_UPDATE_ALLOWANCE = 200
 _CHEAP_PER_SECOND = 100.0
 # Streams the client may reset before their responses end, beyond those
 # that ended well (rapid reset, CVE-2023-44487): a balance, not a rate.
@@ -150,6 +153,9 @@ class Http2Connection:
         self._block_started: float | None = None  # an unfinished header block
         self._cheap_tokens = _CHEAP_BURST
         self._cheap_at = now
+        # WINDOW_UPDATE frames the client may still send for our DATA (negative:
+        # owed to it); beyond, each counts as a cheap frame.
+        self._update_credit = -_WINDOW_UPDATE_ALLOWANCE
         self._resets = _RESETS_PER_STREAM_SLOT * self._max_streams
         self._goaway_sent = False  # graceful: streams above it are refused
         self._goaway_last = 0
@@ -315,7 +321,7 @@ class Http2Connection:
         self.received += len(data)
         ready: list[Http2Stream] = []
         try:
-            cheap = self._scanner.feed(data)
+            cheap = self._scanner.feed(data) + self._unasked_window_updates()
             if cheap:
                 self._spend(cheap)
             events = self._h2.receive_data(data)
@@ -331,6 +337,20 @@ class Http2Connection:
         self._block_started = None if not self._scanner.in_header_block else \
             (self._block_started or self.clock.monotonic())
         return ready
+
+    def _unasked_window_updates(self) -> int:
+        """WINDOW_UPDATE frames beyond what our DATA asked for: a client may
+        answer each DATA frame we sent (per stream and for the connection:
+        two each), and every other one is as cheap as a PING to send and
+        costs us as much (one connection sending them kept a core busy)."""
+        scanner = self._scanner
+        updates, scanner.window_updates = scanner.window_updates, 0
+        credit = self._update_credit + updates
+        if credit <= 0:
+            self._update_credit = credit
+            return 0
+        self._update_credit = 0
+        return credit
 
     def _spend(self, cheap: int) -> None:
         now = self.clock.monotonic()
@@ -478,6 +498,7 @@ class Http2Connection:
             if moved:
                 moved_any = True
                 budget -= moved + 9
+                self._update_credit -= 2  # the client may answer for the stream and the connection
                 stalled = 0
             else:
                 stalled += 1

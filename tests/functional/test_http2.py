@@ -21,6 +21,7 @@ import pytest
 pytest.importorskip("h2", reason="HTTP/2 needs h2: pip install 'wsgiserver[http2]'")
 
 import h2.events  # noqa: E402
+import h2.exceptions  # noqa: E402
 import h2.settings  # noqa: E402
 
 from tests.functional.h2client import H2Socket, frame  # noqa: E402
@@ -347,20 +348,47 @@ def test_rapid_reset_is_cut_off(h2c):
     still_serves(server)
 
 
-@pytest.mark.parametrize("flood", ["ping", "settings"])
-def test_ping_and_settings_floods_are_cut_off(h2c, flood):
+@pytest.mark.parametrize("flood", ["ping", "settings", "window_update"])
+def test_ping_settings_and_window_update_floods_are_cut_off(h2c, flood):
     server = h2c()
     with H2Socket(server.address) as client:
         for number in range(3000):
             if flood == "ping":
                 client.h2.ping(number.to_bytes(8, "big"))
-            else:
+            elif flood == "settings":
                 client.h2.update_settings({h2.settings.SettingCodes.ENABLE_PUSH: 0})
+            else:  # one byte more of window each time, no DATA asked for it
+                client.h2.increment_flow_control_window(1)
         try:
             client.flush()
         except OSError:
             pass  # closed on us mid-flood: what the test wants
         assert client.goaway().error_code == 0xB
+    still_serves(server)
+
+
+def test_window_updates_answering_a_large_download_are_not_a_flood(h2c):
+    # A client that acknowledges every DATA frame, per stream and for the
+    # connection, as some do: thousands of WINDOW_UPDATEs, all asked for.
+    server = h2c()
+    with H2Socket(server.address) as client:
+        sent = []
+
+        def ack_every_frame(length: int, stream_id: int) -> None:
+            if not length:
+                return
+            client.h2.increment_flow_control_window(length)
+            sent.append(stream_id)
+            try:
+                client.h2.increment_flow_control_window(length, stream_id=stream_id)
+            except h2.exceptions.StreamClosedError:
+                pass
+
+        client.h2.acknowledge_received_data = ack_every_frame
+        streams = [client.request("/big") for _ in range(4)]
+        bodies = [client.response(stream)[2] for stream in streams]
+    assert all(len(body) == len(BIG) for body in bodies)
+    assert len(sent) > 500  # far past the flood budget's burst, had they counted
     still_serves(server)
 
 

@@ -203,7 +203,7 @@ class FrameFlood(Exception):
 
 # RFC 9113 section 6: frame types and the flags read here.
 _DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS = 0x0, 0x1, 0x2, 0x3, 0x4
-_PING, _CONTINUATION = 0x6, 0x9
+_PING, _WINDOW_UPDATE, _CONTINUATION = 0x6, 0x8, 0x9
 _END_STREAM = _ACK = 0x1
 _END_HEADERS = 0x4
 _FRAME_HEADER = 9
@@ -216,19 +216,23 @@ class FrameScanner:
 
     ``feed`` returns how many frames cost work without carrying a request
     forward (PING, SETTINGS, PRIORITY, RST_STREAM, an empty DATA frame
-    without END_STREAM, unknown types): the connection budgets them. A
+    without END_STREAM, unknown types): the connection budgets them.
+    WINDOW_UPDATE frames are counted apart (``window_updates``): they are
+    the client's answer to our DATA, so only those beyond what our DATA
+    called for cost budget. A
     header block (HEADERS and its CONTINUATIONs) larger than
     ``header_block_limit`` bytes on the wire raises FrameFlood before the
     library buffers it; ``in_header_block`` says one is unfinished.
     """
 
-    __slots__ = ("_skip", "_head", "_block", "_limit")
+    __slots__ = ("_skip", "_head", "_block", "_limit", "window_updates")
 
     def __init__(self, header_block_limit: int, preface: int = PREFACE_LENGTH) -> None:
         self._skip = preface  # bytes to pass over: the preface, then payloads
         self._head = b""  # a frame header split across reads
         self._block: int | None = None  # bytes of the unfinished header block
         self._limit = header_block_limit
+        self.window_updates = 0  # WINDOW_UPDATE frames seen, for the connection to weigh
 
     @property
     def in_header_block(self) -> bool:
@@ -268,6 +272,8 @@ class FrameScanner:
                 cheap += length == 0 and not flags & _END_STREAM
             elif kind == _SETTINGS:
                 cheap += not flags & _ACK
+            elif kind == _WINDOW_UPDATE:
+                self.window_updates += 1
             elif kind in (_PING, _PRIORITY, _RST_STREAM) or kind > _CONTINUATION:
                 cheap += 1
         return cheap
