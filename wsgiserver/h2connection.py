@@ -49,6 +49,7 @@ from .exchange import Exchange
 from .output import FileRange
 from .protocol.events import Request
 from .protocol.http2 import FrameFlood, FrameScanner, request_from_fields, response_fields
+from .protocol.parser import body_too_large
 from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
 from .system import Waker
 from .transport import Peer, Transport
@@ -415,7 +416,8 @@ class Http2Connection:
         data = event.data or b""
         stream.body_at = self.clock.monotonic()
         if stream.spool.size + len(data) > self.settings.limits.max_body_bytes:
-            stream.refuse(413, "request body larger than the server accepts", ended=False)
+            too_large = body_too_large(self.settings.limits.max_body_bytes)
+            stream.refuse(413, too_large.detail, ended=False)
             return
         try:
             stream.spool.write(data)

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from ..errors import ProtocolError
 from . import grammar
 from .events import Framing, Request
-from .parser import ParserLimits, content_length, split_target
+from .parser import ParserLimits, body_too_large, content_length, split_target
 from .writer import (
     HOP_BY_HOP,
     BodyFramer,
@@ -128,7 +128,7 @@ def request_from_fields(fields: Fields, limits: ParserLimits, ended: bool) -> Re
         raise ProtocolError(400, "request without :authority or Host")
     length = content_length(lengths) if lengths else None
     if length is not None and length > limits.max_body_bytes:
-        raise ProtocolError(413, "request body larger than the server accepts")
+        raise body_too_large(limits.max_body_bytes)
     if ended:
         framing = Framing.NONE
     else:

@@ -15,7 +15,8 @@ from ..errors import ProtocolError
 from . import grammar
 from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Event, Framing, Request, RequestHead
 
-__all__ = ["RequestParser", "ParserLimits", "content_length", "parse_field_lines", "split_target"]
+__all__ = ["RequestParser", "ParserLimits", "body_too_large", "content_length",
+           "parse_field_lines", "split_target"]
 
 # The largest Content-Length we convert; longer digit strings are refused
 # before int() sees them (int() of thousands of digits raises ValueError).
@@ -257,7 +258,7 @@ class RequestParser:
             return Framing.NONE, None
         length = content_length(lengths)
         if length > self.limits.max_body_bytes:
-            raise ProtocolError(413, "request body larger than the server accepts")
+            raise body_too_large(self.limits.max_body_bytes)
         return (Framing.LENGTH if length else Framing.NONE), length
 
     def _start_body(self, request: Request) -> None:
@@ -333,7 +334,7 @@ class RequestParser:
         del buffer[: end + 2]
         self._body_received += size
         if self._body_received > self.limits.max_body_bytes:
-            raise ProtocolError(413, "request body larger than the server accepts")
+            raise body_too_large(self.limits.max_body_bytes)
         if size == 0:
             self._state = _State.TRAILERS
         else:
@@ -514,6 +515,12 @@ def content_length(values: list[bytes]) -> int:
     if len(digits) > _MAX_LENGTH_DIGITS:
         raise ProtocolError(413, "request body larger than the server accepts")
     return int(digits)
+
+
+def body_too_large(limit: int) -> ProtocolError:
+    """The 413 for a body past ``limit``, saying the limit: a person reading
+    it learns what would have been accepted."""
+    return ProtocolError(413, f"request body larger than the server accepts ({limit} bytes)")
 
 
 def _connection_options(values: list[bytes]) -> frozenset[bytes]:
