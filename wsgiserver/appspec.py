@@ -27,7 +27,28 @@ _ARGUMENTS_HINT = "strings, numbers, True, False, None, or lists, tuples and dic
 
 
 class AppSpecError(ValueError):
-    """A spec that names no usable application; the message is one line."""
+    """A spec that names no usable application; the message is one line.
+    ``details``: where the application's own code failed (a traceback of its
+    frames only), when it raised while being imported or built."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def _users_traceback(error: BaseException) -> str:
+    """The traceback of ``error`` without the frames of importlib and of this
+    package: the failing line may be three imports deep in the user's code."""
+    import traceback
+
+    skipped = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(importlib.__file__),
+               "<frozen importlib")
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not frame.filename.startswith(skipped)]
+    if not frames:
+        return ""
+    return ("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
+            + "".join(traceback.format_exception_only(type(error), error))).rstrip("\n")
 
 
 @dataclass(frozen=True)
@@ -103,7 +124,8 @@ def load_app(text: str) -> Callable[..., Any]:
             obj = obj(*spec.args, **dict(spec.kwargs))
         except Exception as error:
             target = text.partition(":")[2]
-            raise AppSpecError(f"{target} failed: {type(error).__name__}: {error}") from None
+            raise AppSpecError(f"{target} failed: {type(error).__name__}: {error}",
+                               _users_traceback(error)) from None
     if not callable(obj):
         raise AppSpecError(f"{text} is not callable (it is a {type(obj).__name__})")
     _refuse_uncalled_factory(obj, spec)
@@ -116,10 +138,11 @@ def _import(module: str) -> Any:
     except ModuleNotFoundError as error:
         if error.name and module.startswith(error.name):
             raise AppSpecError(f"no module named {module!r}") from None
-        raise AppSpecError(f"importing {module!r} failed: {error}") from None
+        raise AppSpecError(f"importing {module!r} failed: {error}",
+                           _users_traceback(error)) from None
     except Exception as error:
         raise AppSpecError(f"importing {module!r} failed: "
-                           f"{type(error).__name__}: {error}") from None
+                           f"{type(error).__name__}: {error}", _users_traceback(error)) from None
 
 
 def _attribute(obj: Any, spec: AppSpec) -> Any:

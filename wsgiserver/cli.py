@@ -190,7 +190,12 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
         if settings["reload"].value and not os.environ.get(CHILD_VARIABLE):
             return 0 if signals.requested else _run_reloading(spec, argv)
         return serve(app, config, signals=signals)
-    except (UsageError, SettingsError, AppSpecError) as error:
+    except AppSpecError as error:
+        print(f"wsgiserver: error: {error}", file=sys.stderr)
+        if error.details:  # where the application's own code failed
+            print(error.details, file=sys.stderr)
+        return 2
+    except (UsageError, SettingsError) as error:
         print(f"wsgiserver: error: {error}", file=sys.stderr)
         return 2
     except ValueError as error:  # listener and TLS set-up problems
