@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     program = groups["the program"]
     program.add_argument("--print-config", action="store_true",
                          help="print the settings, each with where it came from, and exit")
+
     program.add_argument("--version", action="version", version=f"wsgiserver {__version__}")
     return parser
 
@@ -125,6 +126,7 @@ def read_settings(argv: Sequence[str] | None = None,
     """
     given = vars(build_parser().parse_args(argv))
     print_config = bool(given.pop("print_config", False))
+
     command_line = _command_line(given)
     environment = from_environment(os.environ if environ is None else environ)
     config = command_line.get("config") or environment.get("config")
@@ -187,9 +189,13 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
                              "the config file)")
         configure_logging(settings["log-level"].value, config.workers)
         app = load_app(spec)
+        if settings["check-config"].value:
+            print(f"wsgiserver: configuration OK: {spec} loaded, {len(settings)} settings "
+                  f"resolved", file=sys.stderr)
+            return 0
         if settings["reload"].value and not os.environ.get(CHILD_VARIABLE):
             return 0 if signals.requested else _run_reloading(spec, argv)
-        return serve(app, config, signals=signals)
+        return serve(app, config, signals=signals, pid_file=settings["pid"].value)
     except AppSpecError as error:
         print(f"wsgiserver: error: {error}", file=sys.stderr)
         if error.details:  # where the application's own code failed

@@ -407,6 +407,13 @@ OPTIONS: tuple[Option, ...] = (
            "the server's log: debug shows every refused request", _LOGS, default="info",
            metavar="{debug,info,warning,error,critical}", where=_PROGRAM),
 
+    Option("check-config", parse_bool, "load the settings and import the application, then "
+           "exit: 0 when both work, 2 with the one-line error (for deploy pipelines)",
+           _PROGRAM_GROUP, default=False, kind=Kind.FLAG,
+           where=frozenset({Where.COMMAND_LINE})),
+    Option("pid", _text, "write the server's process id to FILE once it listens (the "
+           "supervisor's with --workers); removed at exit", _PROGRAM_GROUP, metavar="FILE",
+           shown_default="none", where=_PROGRAM),
     Option("reload", parse_bool, "development: restart when a Python file under the app changes",
            _PROGRAM_GROUP, default=False, kind=Kind.FLAG, where=_PROGRAM),
     Option("config", _file, "a TOML file of settings (keys: option names); without it, "

@@ -10,9 +10,10 @@ supervisor.py; neither imports it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 from . import system
 from .binding import Listener
@@ -59,6 +60,7 @@ def serve(
     *,
     listeners: Sequence[Listener] = (),
     signals: StopSignals | None = None,
+    pid_file: str | None = None,
     **settings: Any,
 ) -> int:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully.
@@ -90,10 +92,57 @@ def serve(
         bound = list(listeners) or listeners_for(config)
         metrics = metrics_listener_for(config) if config.metrics_bind else None
         supervisor = Supervisor(app, config, bound, metrics_listener=metrics)
-        return supervisor.run(early_signals=signals.requested)
+        pid = _PidFile(pid_file)
+        pid.write()  # the sockets listen: the supervisor's id
+        try:
+            return supervisor.run(early_signals=signals.requested)
+        finally:
+            pid.remove()
+    pid = _PidFile(pid_file)
     server = Server(app, config, listeners=listeners)
     # Before start: a stop that lands during start waits for it to finish.
     signals.notify(server.stop_in_background, reopen=server.reopen_logs)
-    server.serve_forever()
+    server.start()
+    pid.write()
+    try:
+        server.serve_forever()
+    finally:
+        pid.remove()
     # Requests cut off by the shutdown's grace period: say so in the status.
     return 1 if server.cut_off else 0
+
+
+class _PidFile:
+    """``--pid FILE``: opened before the server starts (a path that cannot be
+    written is a one-line error, with nothing started), written once it
+    listens, removed at exit unless another process wrote it since."""
+
+    def __init__(self, path: str | None) -> None:
+        self._path = path
+        self._file: IO[str] | None = None
+        self._mine = f"{os.getpid()}\n"
+        if path is not None:
+            try:
+                self._file = open(path, "w", encoding="ascii")  # noqa: SIM115 - closed in write()
+            except OSError as error:
+                raise ValueError(f"cannot write --pid {path}: {error.strerror}") from None
+
+    def write(self) -> None:
+        """The server listens: the id goes in."""
+        if self._file is not None:
+            with self._file:
+                self._file.write(self._mine)
+            self._file = None
+
+    def remove(self) -> None:
+        """The server stopped: the file goes, if it is still ours."""
+        if self._path is None:
+            return
+        if self._file is not None:
+            self._file.close()
+        try:
+            with open(self._path, encoding="ascii") as file:
+                if file.read() == self._mine:
+                    os.unlink(self._path)
+        except OSError:
+            pass

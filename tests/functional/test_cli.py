@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -232,3 +233,36 @@ def test_an_app_that_fails_at_import_shows_the_line_in_the_users_code():
     assert 'cli_apps_deep_inner.py", line 5, in read_settings' in details
     assert details.endswith("ValueError: DATABASE_URL is not set")
     assert "importlib" not in details and "wsgiserver/" not in details
+
+
+def test_check_config_imports_the_app_and_exits_0_or_2():
+    good = run_cli("examples.hello:app", "--threads", "3", "--check-config")
+    assert good.returncode == 0 and "configuration OK" in good.stderr
+    bad_app = run_cli("tests.functional.cli_apps_deep:app", "--check-config")
+    assert bad_app.returncode == 2 and bad_app.stderr.startswith("wsgiserver: error: importing")
+    bad_setting = run_cli("examples.hello:app", "--threads", "0", "--check-config")
+    assert bad_setting.returncode == 2
+    assert len(bad_setting.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_pid_file_is_written_once_listening_and_removed_at_exit(start_cli, tmp_path, workers):
+    pid_file = tmp_path / "server.pid"
+    process, port = start_cli("examples.hello:app", "--workers", workers,
+                              "--pid", str(pid_file))
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid_file.read_text() == f"{process.pid}\n"
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert not pid_file.exists()
+
+
+def test_a_pid_file_that_cannot_be_written_is_one_line_and_nothing_keeps_running(tmp_path):
+    result = run_cli("examples.hello:app", "--port", "0", "--pid",
+                     str(tmp_path / "missing" / "server.pid"))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("wsgiserver: error: cannot write --pid")
+    assert "serving on" not in result.stderr  # nothing was started
