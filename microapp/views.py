@@ -130,8 +130,11 @@ class FileRoutes:
         not name the server; 404 when no directory is configured."""
         check_host(request.environ, self.allowed_hosts)
         root = self.directory or request.environ.get(DIRECTORY_KEY)
-        if not root or not os.path.isdir(root):
-            raise HTTPError(404)
+        if not root:
+            raise HTTPError(404, "no directory is configured: start the server with "
+                                 "--directory DIR (or create_app(directory))")
+        if not os.path.isdir(root):
+            raise HTTPError(404, "the configured directory does not exist")
         if root not in self._swept:  # once per directory: what a killed process left
             self._swept.add(root)
             remove_stale_uploads(root)

@@ -116,3 +116,10 @@ def test_app_without_compression_never_sets_content_encoding(files_dir):
     client = webtest.TestApp(create_app(str(files_dir), compress=False))
     response = client.get("/echo/hi", headers={"Accept-Encoding": "gzip"})
     assert "Content-Encoding" not in response.headers
+
+
+def test_without_a_directory_files_routes_say_why_they_are_404():
+    client = webtest.TestApp(create_app())
+    for path in ("/files/", "/files/notes.txt"):
+        response = client.get(path, status=404)
+        assert "no directory is configured: start the server with --directory DIR" in response.text
