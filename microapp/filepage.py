@@ -72,16 +72,35 @@ function send(method, url, body) {
   });
 }
 
-async function act(what, method, url, body) {
+function bytesText(count) {
+  const units = ["bytes", "kB", "MB", "GB", "TB"];
+  let value = count, unit = 0;
+  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
+  return (unit ? value.toFixed(value < 10 ? 1 : 0) : value) + " " + units[unit];
+}
+
+// One sentence a person understands: the server's reason without its status
+// line ("413 Content Too Large: ..."), the limit in kB or MB when it gives one.
+function reason(answer, what, subject) {
+  const text = answer.responseText.trim().replace(/^\\d{3} [^:]*: /, "");
+  const limit = text.match(/(\\d+) bytes/);
+  if (answer.status === 413) {
+    return subject + " larger than the server accepts" +
+      (limit ? " (" + bytesText(Number(limit[1])) + ")." : ".");
+  }
+  return what + " failed: " + (text || answer.statusText) + ".";
+}
+
+async function act(what, method, url, body, subject) {
   try {
     const answer = await send(method, url, body);
     if (answer.status >= 200 && answer.status < 300) {
       location.reload();
     } else {
-      say(what + " failed: " + answer.status + " " + answer.responseText);
+      say(reason(answer, what, subject));
     }
   } catch (error) {
-    say(what + " failed: " + error.message);
+    say(what + " failed: " + error.message + ".");
   }
 }
 
@@ -90,7 +109,8 @@ function upload(files) {
   const data = new FormData();
   for (const file of files) { data.append("file", file, file.name); }
   say("Uploading " + files.length + (files.length === 1 ? " file" : " files") + "\\u2026");
-  act("Upload", "POST", form.action, data);
+  const subject = files.length === 1 ? files[0].name + " is" : "These files are";
+  act("Upload", "POST", form.action, data, subject);
 }
 
 form.addEventListener("submit", (event) => { event.preventDefault(); upload(input.files); });
@@ -111,7 +131,7 @@ document.addEventListener("drop", (event) => {
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button.delete");
   if (button && confirm("Delete " + button.dataset.name + "?")) {
-    act("Delete", "DELETE", button.dataset.url);
+    act("Delete", "DELETE", button.dataset.url, undefined, button.dataset.name + " is");
   }
 });
 """

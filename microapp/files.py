@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -35,7 +36,7 @@ from microapp.errors import HTTPError
 from microapp.response import BINARY, FileBody, Response
 
 __all__ = ["Entry", "FileStore", "Listing", "NameLocks", "Received", "check_name",
-           "remove_stale_uploads"]
+           "disk_errors", "remove_stale_uploads", "writable"]
 
 MAX_NAME_BYTES = 255  # NAME_MAX on common file systems
 TEMPORARY_PREFIX = ".microapp-upload-"
@@ -130,6 +131,26 @@ class Entry:
     modified: float  # seconds since the epoch
 
 
+@contextlib.contextmanager
+def disk_errors() -> Iterator[None]:
+    """What the disk refuses, as an answer a person can read: 403 when the
+    directory may not be written, 507 when the disk (or quota) is full;
+    never a 500 and a traceback for each upload."""
+    try:
+        yield
+    except PermissionError:
+        raise HTTPError(403, "the server may not write to its files directory") from None
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise HTTPError(507, "the server's disk is full") from None
+        raise
+
+
+def writable(root: str) -> bool:
+    """Whether files can be created and removed in ``root``."""
+    return os.access(root, os.W_OK | os.X_OK)
+
+
 def remove_stale_uploads(root: str, now: float | None = None) -> list[str]:
     """Remove the temporary upload files a killed process left in ``root``
     (untouched for STALE_SECONDS); the names removed. Errors are skipped:
@@ -215,7 +236,8 @@ class FileStore:
         Any failure while the body arrives leaves neither file nor temporary."""
         received = self.receive(name, body, create_only=create_only)
         try:
-            return self.commit(received, create_only=create_only)
+            with disk_errors():
+                return self.commit(received, create_only=create_only)
         finally:
             self.discard(received)
 
@@ -227,7 +249,8 @@ class FileStore:
         target = self._writable_path(name)
         if create_only and os.path.lexists(target):
             raise HTTPError(412, "the file already exists")
-        temporary, size = self._receive(body)
+        with disk_errors():
+            temporary, size = self._receive(body)
         return Received(name, target, temporary, size)
 
     def commit(self, received: Received, *, create_only: bool = False) -> Saved:
@@ -291,7 +314,7 @@ class FileStore:
         when there is no such file, 409 for a directory."""
         self._inside(name)
         target = os.path.join(self.root, name)
-        with self.locks.hold(name):
+        with self.locks.hold(name), disk_errors():
             try:
                 if stat.S_ISDIR(os.lstat(target).st_mode):
                     raise HTTPError(409, "a directory has that name")

@@ -8,6 +8,7 @@ page's markup filepage.py's.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -17,7 +18,7 @@ from microapp.application import App
 from microapp.compression import GzipMiddleware
 from microapp.errors import HTTPError
 from microapp.filepage import listing_json, page
-from microapp.files import FileStore, NameLocks, Received, remove_stale_uploads
+from microapp.files import FileStore, NameLocks, Received, remove_stale_uploads, writable
 from microapp.forms import MULTIPART, FormLimits
 from microapp.hosts import check_host
 from microapp.origin import refuse_cross_origin
@@ -26,6 +27,8 @@ from microapp.request import Request, iter_body
 from microapp.response import Response
 
 __all__ = ["FileRoutes", "create_app"]
+
+log = logging.getLogger("microapp")
 
 TEXT_PLAIN = "text/plain"
 DEFAULT_MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
@@ -81,6 +84,13 @@ def _page_size(text: str | None) -> int:
     return int(text)
 
 
+def _warn_if_read_only(root: str) -> None:
+    """Said once per directory (at start for create_app(directory)): every
+    upload and delete would fail."""
+    if not writable(root):
+        log.warning("%s is not writable: uploads and deletes will fail (403)", root)
+
+
 def _is_echo(environ: dict[str, Any]) -> bool:
     """``/echo/<text>``, whose answer the challenge expects gzip-coded whatever its size."""
     return str(environ.get("PATH_INFO", "")).startswith("/echo/")
@@ -123,7 +133,9 @@ class FileRoutes:
         self.max_upload_bytes = max_upload_bytes
         self.allowed_hosts = allowed_hosts
         self.locks = NameLocks()
-        self._swept: set[str] = set()  # directories cleared of stale upload files
+        self._swept: set[str] = set()  # directories checked and cleared of stale uploads
+        if directory is not None and os.path.isdir(directory):
+            self._prepare(directory)  # at start: a read-only directory is said now
 
     def store_for(self, request: Request) -> FileStore:
         """The store for this request's directory; 421 for a Host that does
@@ -135,10 +147,16 @@ class FileRoutes:
                                  "--directory DIR (or create_app(directory))")
         if not os.path.isdir(root):
             raise HTTPError(404, "the configured directory does not exist")
-        if root not in self._swept:  # once per directory: what a killed process left
-            self._swept.add(root)
-            remove_stale_uploads(root)
+        if root not in self._swept:
+            self._prepare(root)
         return FileStore(root, self.locks)
+
+    def _prepare(self, root: str) -> None:
+        """Once per directory: warn if it cannot be written; remove the
+        temporary upload files a killed process left."""
+        self._swept.add(root)
+        _warn_if_read_only(root)
+        remove_stale_uploads(root)
 
     def read(self, request: Request, name: str) -> Response:
         headers = {field: request.headers.get(field) for field in _CONDITIONAL_HEADERS}

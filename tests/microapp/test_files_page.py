@@ -457,3 +457,34 @@ def test_reads_from_another_origin_pass(client, files_dir):
 def test_same_origin_compares_scheme_defaults_host_and_port(origin, host, same):
     assert same_origin(origin, host) is same
 
+
+
+def test_the_page_says_a_refused_upload_in_one_sentence_with_the_limit(tmp_path):
+    # The page's own reason() and bytesText(), run by Node on the answers the
+    # server gives (skipped without Node).
+    import json
+    import re
+    import shutil
+    import subprocess
+
+    from microapp.filepage import SCRIPT
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not installed (Debian: apt-get install nodejs)")
+    functions = "".join(re.findall(r"^function (?:bytesText|reason)\(.*?^}\n", SCRIPT,
+                                   re.MULTILINE | re.DOTALL))
+    answers = [
+        {"status": 413, "responseText": "413 Content Too Large: request body larger than the "
+                                        "server accepts (104857600 bytes)\n"},
+        {"status": 413, "responseText": "uploads are limited to 1000 bytes"},
+        {"status": 403, "responseText": "the server may not write to its files directory"},
+    ]
+    program = functions + (f"for (const a of {json.dumps(answers)}) "
+                           "console.log(reason(a, 'Upload', 'notes.bin is'));")
+    out = subprocess.run([node, "-e", program], capture_output=True, text=True, timeout=30)
+    assert out.stdout.splitlines() == [
+        "notes.bin is larger than the server accepts (105 MB).",
+        "notes.bin is larger than the server accepts (1.0 kB).",
+        "Upload failed: the server may not write to its files directory.",
+    ], out.stderr

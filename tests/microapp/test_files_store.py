@@ -394,3 +394,61 @@ def test_stale_upload_files_a_killed_process_left_are_removed_once(tmp_path):
     assert not stale.exists()
     assert fresh.exists()  # an upload under way elsewhere is left alone
     assert (tmp_path / "kept.txt").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True,
+                    reason="root writes anywhere: run as another user to test permissions")
+def test_a_read_only_directory_is_warned_about_and_answers_403(tmp_path, caplog):
+    import webtest
+
+    from microapp import create_app
+
+    (tmp_path / "kept.txt").write_bytes(b"kept")
+    tmp_path.chmod(0o555)
+    try:
+        client = webtest.TestApp(create_app(str(tmp_path)))
+        assert any("is not writable" in r.getMessage() for r in caplog.records)
+        response = client.put("/files/new.txt", b"x", status=403)
+        assert "may not write" in response.text
+        client.delete("/files/kept.txt", status=403)
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_disk_errors_become_403_and_507_not_500():
+    import errno as errnos
+
+    from microapp.errors import HTTPError
+    from microapp.files import disk_errors
+
+    for error, status in ((PermissionError(errnos.EACCES, "denied"), 403),
+                          (OSError(errnos.ENOSPC, "No space left on device"), 507)):
+        with pytest.raises(HTTPError) as raised, disk_errors():
+            raise error
+        assert raised.value.status == status
+    with pytest.raises(OSError), disk_errors():
+        raise OSError(errnos.EIO, "I/O error")  # anything else stays an error of ours
+
+
+def test_uploads_to_a_directory_the_disk_refuses_answer_403_or_507(tmp_path, monkeypatch, caplog):
+    # As root (CI) permissions never refuse: the refusals are made to happen.
+    import errno as errnos
+    import tempfile
+
+    import microapp.views
+
+    monkeypatch.setattr(microapp.views, "writable", lambda root: False)
+    client = webtest.TestApp(create_app(str(tmp_path)))
+    assert any("is not writable: uploads and deletes will fail" in r.getMessage()
+               for r in caplog.records)
+
+    def refuse(error):
+        def mkstemp(*args, **kwargs):
+            raise error
+        return mkstemp
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse(PermissionError(errnos.EACCES, "denied")))
+    assert "may not write" in client.put("/files/a.txt", b"x", status=403).text
+    monkeypatch.setattr(tempfile, "mkstemp", refuse(OSError(errnos.ENOSPC, "No space left")))
+    assert "disk is full" in client.post("/files/a.txt", b"x", status=507).text
+    assert os.listdir(tmp_path) == []
