@@ -10,8 +10,10 @@ where values come from, settings.py's; loading the application, appspec.py's.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -51,9 +53,39 @@ class UsageError(Exception):
     """A mistake of the user's, reported as one line."""
 
 
+# gunicorn's and uvicorn's names for what ours are called otherwise.
+_THEIR_NAMES = {
+    "--timeout": "--worker-timeout, or --keepalive-timeout",
+    "--graceful-timeout": "--shutdown-timeout",
+    "--keep-alive": "--keepalive-timeout",
+    "--keepalive": "--keepalive-timeout",
+    "--access-logfile": "--access-log",
+    "--error-logfile": "the server's log goes to stderr (--log-level)",
+    "--bind-address": "--bind",
+    "--limit-request-line": "--max-request-line",
+    "--limit-request-fields": "--max-header-count",
+    "--preload": "the app is always imported before workers fork",
+}
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit status 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {_with_hint(self, message)}\n")
+
+
+def _with_hint(parser: argparse.ArgumentParser, message: str) -> str:
+    """An unknown option's message, with the option meant: gunicorn's name
+    for it, or the nearest of ours."""
+    found = re.match(r"unrecognized arguments: (\S+)", message)
+    if found is None:
+        return message
+    given = found.group(1).split("=", 1)[0]
+    if given in _THEIR_NAMES:
+        return f"{message} (wsgiserver calls it {_THEIR_NAMES[given]})"
+    ours = [flag for action in parser._actions for flag in action.option_strings]
+    nearest = difflib.get_close_matches(given, ours, n=1, cutoff=0.6)
+    hint = f"did you mean {nearest[0]}? " if nearest else ""
+    return f"{message} ({hint}see --help)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     Nothing has a default here (``SUPPRESS``), so what the parser returns is
     exactly what was given; the defaults come last, in settings.resolve().
     """
-    parser = _Parser(prog="wsgiserver", description="Serve a WSGI application over HTTP/1.1.",
-                     argument_default=argparse.SUPPRESS, epilog=_EPILOG,
+    parser = _Parser(prog="wsgiserver",
+                     description="Serve a WSGI application over HTTP/1.1 and HTTP/2.",
+                     argument_default=argparse.SUPPRESS, epilog=_EPILOG, allow_abbrev=False,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     app = BY_NAME["app"]
     # None, not SUPPRESS: argparse passes a missing positional's default
@@ -124,7 +157,15 @@ def read_settings(argv: Sequence[str] | None = None,
     Precedence: command line, then ``WSGISERVER_*`` variables, then the
     file (--config, WSGISERVER_CONFIG, or ./pyproject.toml), then defaults.
     """
-    given = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    for argument in arguments:  # before argparse, which may blame a positional first
+        if argument == "--":
+            break
+        known = parser._option_string_actions
+        if argument.startswith("--") and argument.split("=", 1)[0] not in known:
+            parser.error(f"unrecognized arguments: {argument}")
+    given = vars(parser.parse_args(arguments))
     print_config = bool(given.pop("print_config", False))
 
     command_line = _command_line(given)

@@ -266,3 +266,17 @@ def test_a_pid_file_that_cannot_be_written_is_one_line_and_nothing_keeps_running
     assert result.returncode == 2
     assert result.stderr.strip().startswith("wsgiserver: error: cannot write --pid")
     assert "serving on" not in result.stderr  # nothing was started
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--thread", "3", "examples.hello:app"], "--thread (did you mean --threads? see --help)"),
+    (["examples.hello:app", "--treads=3"], "did you mean --threads?"),
+    (["--timeout", "30", "examples.hello:app"], "wsgiserver calls it --worker-timeout"),
+    (["--graceful-timeout", "5", "examples.hello:app"], "calls it --shutdown-timeout"),
+    (["--access-logfile", "-", "examples.hello:app"], "calls it --access-log"),
+    (["--nonsense", "examples.hello:app"], "unrecognized arguments: --nonsense (see --help)"),
+])
+def test_no_abbreviations_and_unknown_options_point_to_ours(args, says):
+    result = run_cli(*args, "--check-config")
+    assert result.returncode == 2
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
