@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
         spec = settings["app"].value
         if spec is None:
             raise UsageError("no application: give MODULE:APP (or WSGISERVER_APP, or app in "
-                             "the config file)")
+                             "the config file); see --help")
         configure_logging(settings["log-level"].value, config.workers)
         app = load_app(spec)
         if settings["check-config"].value:
