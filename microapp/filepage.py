@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -25,7 +26,7 @@ __all__ = ["HTML", "page", "listing_json"]
 HTML = "text/html; charset=utf-8"
 
 STYLE = """
-:root { color-scheme: light dark; --line: #8884; --accent: #2563eb; }
+:root { color-scheme: light dark; --line: #8884; --accent: #2563eb; --link: #1d4ed8; }
 body { font: 16px/1.5 system-ui, sans-serif; margin: 0; }
 main { max-width: 60rem; margin: 0 auto; padding: 1.5rem; }
 h1 { font-size: 1.6rem; margin: 0 0 1rem; }
@@ -40,11 +41,20 @@ table { width: 100%; border-collapse: collapse; margin-top: 1.25rem; }
 th, td { text-align: left; padding: .45rem .5rem; border-bottom: 1px solid var(--line); }
 th { font-weight: 600; font-size: .85rem; text-transform: uppercase; letter-spacing: .04em; }
 td.size, th.size { text-align: right; font-variant-numeric: tabular-nums; }
-td.name { word-break: break-all; }
-a { color: var(--accent); }
-button { font: inherit; padding: .3rem .8rem; border-radius: .4rem; cursor: pointer;
-  border: 1px solid var(--line); background: transparent; color: inherit; }
-button.primary { background: var(--accent); border-color: var(--accent); color: #fff; }
+td.name { overflow-wrap: break-word; word-break: normal; }
+td.size, td.when { white-space: nowrap; }
+a { color: var(--link); }
+button, input[type=file]::file-selector-button { font: inherit; padding: .3rem .8rem;
+  border-radius: .4rem; cursor: pointer; border: 1px solid var(--line);
+  background: transparent; color: inherit; }
+button.primary, input[type=file]::file-selector-button { background: var(--accent);
+  border-color: var(--accent); color: #fff; }
+input[type=file]::file-selector-button { margin-right: .6rem; }
+@media (prefers-color-scheme: dark) {
+  /* Links #93c5fd on the dark background: about 9:1 (WCAG AA asks 4.5:1). */
+  :root { --link: #93c5fd; --accent: #1d4ed8; }
+  #status { color: #fbbf24; }
+}
 button.delete:hover { border-color: #dc2626; color: #dc2626; }
 .empty { color: #888; }
 """
@@ -181,12 +191,19 @@ def _url(base: str, name: str) -> str:
     return base + quote(name, safe="")
 
 
+def _breakable(escaped: str) -> str:
+    """A name (already escaped) that may wrap after ``.``, ``_`` and ``-`` on a
+    narrow screen rather than anywhere ("READM / E.md"); entities hold none."""
+    return re.sub(r"([._-])", r"\1<wbr>", escaped)
+
+
 def _row(entry: Entry, base: str) -> str:
     name, url, modified = escape(entry.name), escape(_url(base, entry.name)), _utc(entry.modified)
     return (
-        f'<tr><td class="name"><a href="{url}" download="{name}">{name}</a></td>'
+        f'<tr><td class="name"><a href="{url}" download="{name}">{_breakable(name)}</a></td>'
         f'<td class="size" title="{entry.size} bytes">{human_size(entry.size)}</td>'
-        f'<td><time datetime="{modified:%Y-%m-%dT%H:%M:%SZ}">{modified:%Y-%m-%d %H:%M}</time></td>'
+        f'<td class="when"><time datetime="{modified:%Y-%m-%dT%H:%M:%SZ}">'
+        f'{modified:%Y-%m-%d %H:%M}</time></td>'
         f'<td><button type="button" class="delete" data-url="{url}" data-name="{name}">'
         f"Delete</button></td></tr>"
     )

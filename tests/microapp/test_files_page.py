@@ -488,3 +488,36 @@ def test_the_page_says_a_refused_upload_in_one_sentence_with_the_limit(tmp_path)
         "notes.bin is larger than the server accepts (1.0 kB).",
         "Upload failed: the server may not write to its files directory.",
     ], out.stderr
+
+
+def test_names_wrap_at_sensible_points_and_stay_escaped(client, files_dir):
+    (files_dir / "READ_ME-now.md").write_bytes(b"x")
+    (files_dir / "a<b>.txt").write_bytes(b"x")
+    html = client.get("/files/").text
+    assert ">READ_<wbr>ME-<wbr>now.<wbr>md</a>" in html
+    assert "a&lt;b&gt;.<wbr>txt</a>" in html  # entities untouched, the name still text
+    assert 'download="READ_ME-now.md"' in html
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(one: str, two: str) -> float:
+    light, dark = sorted((_luminance(one), _luminance(two)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_link_colours_meet_wcag_aa_in_light_and_dark_mode():
+    import re
+
+    from microapp.filepage import STYLE
+
+    light = re.search(r":root \{[^}]*--link: (#[0-9a-f]{6})", STYLE).group(1)
+    dark = re.search(r"prefers-color-scheme: dark\).*?--link: (#[0-9a-f]{6})", STYLE,
+                     re.DOTALL).group(1)
+    assert _contrast(light, "#ffffff") >= 4.5
+    assert _contrast(dark, "#121212") >= 4.5  # Chromium's dark canvas
+    assert "white-space: nowrap" in STYLE  # sizes and dates on one line
