@@ -105,6 +105,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(text: str) -> int:
+    """A number of bytes, 0 or more: digits, then K, M, G or T (binary,
+    case-insensitive, "KiB" and "KB" alike), as ``10M`` or ``64K``."""
+    found = re.fullmatch(r"([0-9]+)\s*([kKmMgGtT]?)(?:i?[bB])?", text.strip())
+    if found is None:
+        if re.fullmatch(r"-[0-9]+.*", text.strip()):
+            raise ValueError(f"must not be negative, not {text!r}")
+        raise ValueError(f"not a size such as 1048576, 64K, 10M or 1G: {text!r}")
+    return int(found.group(1)) * _SIZE_UNITS[found.group(2).upper()]
+
+
+def _positive_size(text: str) -> int:
+    value = _size(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, not {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     if not re.fullmatch(r"[0-9]+", text) or int(text) > 65535:
         raise ValueError(f"must be a port number from 0 to 65535, not {text!r}")
@@ -260,6 +281,10 @@ def _server(name: str, convert: Callable[[str], Any], help: str, group: str,
             **details: Any) -> Option:
     """An option that sets the ServerConfig field of its name."""
     field = details.pop("field", name.replace("-", "_"))
+    if name.endswith("-bytes"):  # sizes take suffixes: 64K, 10M, 1G
+        sizes: dict[Callable[[str], Any], Callable[[str], Any]] = {
+            _count: _size, _positive_int: _positive_size}
+        convert = sizes.get(convert, convert)
     if "metavar" not in details and details.get("kind", Kind.VALUE) is not Kind.FLAG:
         details["metavar"] = _METAVARS.get(convert, "BYTES" if group == _LIMITS else "N")
     default = getattr(_DEFAULTS, field)

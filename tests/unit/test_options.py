@@ -40,6 +40,11 @@ def test_option_names_give_flags_and_variables():
         ("port", "0", 0),
         ("port", "65535", 65535),
         ("max-body-bytes", "0", 0),
+        ("max-body-bytes", "10M", 10 * 1024 * 1024),  # sizes take K, M, G, T (binary)
+        ("max-body-bytes", "64K", 64 * 1024),
+        ("max-spool-bytes", "1G", 1 << 30),
+        ("body-memory-bytes", "512KiB", 512 * 1024),
+        ("response-buffer-bytes", "2mb", 2 << 20),
         ("keepalive-timeout", "2.5", 2.5),
         ("worker-timeout", "0", 0.0),
         ("worker-timeout", "30", 30.0),
@@ -82,6 +87,9 @@ def test_text_converts(name, text, value):
         ("certfile", "/no/such/file.pem", "no such file"),
         ("app", "myapp", "expected MODULE:APP"),
         ("host", "", "must not be empty"),
+        ("max-body-bytes", "10X", "not a size such as 1048576, 64K, 10M or 1G"),
+        ("max-body-bytes", "-1M", "must not be negative"),
+        ("response-buffer-bytes", "0K", "must be at least 1"),
     ],
 )
 def test_bad_text_says_what_was_wanted(name, text, says):
