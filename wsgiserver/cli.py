@@ -13,6 +13,7 @@ import argparse
 import difflib
 import logging
 import os
+import platform
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     program.add_argument("--print-config", action="store_true",
                          help="print the settings, each with where it came from, and exit")
 
-    program.add_argument("--version", action="version", version=f"wsgiserver {__version__}")
+    program.add_argument("--version", action="version",
+                         version=f"wsgiserver {__version__} (Python {platform.python_version()})")
     return parser
 
 
@@ -236,6 +238,7 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
             return 0
         if settings["reload"].value and not os.environ.get(CHILD_VARIABLE):
             return 0 if signals.requested else _run_reloading(spec, argv)
+        log.info("%s", _startup_line(spec, config, settings))
         return serve(app, config, signals=signals, pid_file=settings["pid"].value)
     except AppSpecError as error:
         print(f"wsgiserver: error: {error}", file=sys.stderr)
@@ -251,6 +254,21 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
     except OSError as error:
         print(f"wsgiserver: error: {_describe(error)}", file=sys.stderr)
         return 1
+
+
+def _startup_line(spec: str, config: Any, settings: Mapping[str, Setting]) -> str:
+    """Who serves what: the version and Python, the application, the
+    protocols on, and the settings files read (if any)."""
+    protocols = ["HTTP/1.1"]
+    if config.http2:
+        protocols.append("h2")
+    if config.h2c_prior_knowledge or config.h2c_upgrade:
+        protocols.append("h2c")
+    files = sorted({setting.source for setting in settings.values()
+                    if setting.source.endswith(".toml")})
+    line = (f"wsgiserver {__version__} on Python {platform.python_version()}: {spec}, "
+            f"{', '.join(protocols)}")
+    return line + (f"; settings from {', '.join(files)}" if files else "")
 
 
 def _run_reloading(spec: str, argv: Sequence[str] | None) -> int:

@@ -209,11 +209,28 @@ def test_busy_port_is_one_line_error():
 
 
 def test_version_flag():
+    import platform
+
     result = run_cli("--version")
     assert result.returncode == 0
     from wsgiserver import __version__
 
-    assert result.stdout.strip() == f"wsgiserver {__version__}"
+    assert result.stdout.strip() == (
+        f"wsgiserver {__version__} (Python {platform.python_version()})")
+
+
+def test_the_startup_line_names_version_app_protocols_and_settings_file(start_cli, tmp_path):
+    import platform
+
+    from wsgiserver import __version__
+
+    config = tmp_path / "server.toml"
+    config.write_text("threads = 3\n")
+    process, _ = start_cli("examples.hello:app", "--config", str(config))
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert (f"wsgiserver {__version__} on Python {platform.python_version()}: "
+            f"examples.hello:app, HTTP/1.1; settings from {config}") in stderr
 
 
 def test_console_script_entry_point_is_declared():
