@@ -238,8 +238,8 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
             return 0
         if settings["reload"].value and not os.environ.get(CHILD_VARIABLE):
             return 0 if signals.requested else _run_reloading(spec, argv)
-        log.info("%s", _startup_line(spec, config, settings))
-        return serve(app, config, signals=signals, pid_file=settings["pid"].value)
+        return serve(app, config, signals=signals, pid_file=settings["pid"].value,
+                     announce=_startup_line(spec, config, settings))
     except AppSpecError as error:
         print(f"wsgiserver: error: {error}", file=sys.stderr)
         if error.details:  # where the application's own code failed

@@ -61,6 +61,7 @@ def serve(
     listeners: Sequence[Listener] = (),
     signals: StopSignals | None = None,
     pid_file: str | None = None,
+    announce: str | None = None,
     **settings: Any,
 ) -> int:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully.
@@ -68,8 +69,10 @@ def serve(
     With ``workers`` > 1 a supervisor runs that many processes. A second
     SIGINT during shutdown exits at once. ``signals`` are handlers the
     caller installed earlier (the command line does, before it imports the
-    application). Returns the exit status: 1 when the shutdown's grace
-    period (``shutdown_timeout``) cut requests off.
+    application). ``pid_file``: --pid. ``announce``: a line logged once the
+    server listens (the command line's startup line). Returns the exit
+    status: 1 when the shutdown's grace period (``shutdown_timeout``) cut
+    requests off.
     """
     if config is None:
         config = ServerConfig(**settings)
@@ -94,6 +97,8 @@ def serve(
         supervisor = Supervisor(app, config, bound, metrics_listener=metrics)
         pid = _PidFile(pid_file)
         pid.write()  # the sockets listen: the supervisor's id
+        if announce:
+            log.info("%s", announce)
         try:
             return supervisor.run(early_signals=signals.requested)
         finally:
@@ -103,6 +108,8 @@ def serve(
     # Before start: a stop that lands during start waits for it to finish.
     signals.notify(server.stop_in_background, reopen=server.reopen_logs)
     server.start()
+    if announce:  # once it listens: a mistake before that stays one line
+        log.info("%s", announce)
     pid.write()
     try:
         server.serve_forever()
