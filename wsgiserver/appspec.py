@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-__all__ = ["AppSpec", "AppSpecError", "parse_spec", "load_app"]
+__all__ = ["AppSpec", "AppSpecError", "parse_spec", "load_app", "load_hook"]
 
 _MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 # What literal arguments may be: ast.literal_eval's own list, no names, no calls.
@@ -130,6 +130,20 @@ def load_app(text: str) -> Callable[..., Any]:
         raise AppSpecError(f"{text} is not callable (it is a {type(obj).__name__})")
     _refuse_uncalled_factory(obj, spec)
     return cast(Callable[..., Any], obj)
+
+
+def load_hook(text: str) -> Callable[[], Any]:
+    """A function ``module:name`` that takes no arguments (a worker hook),
+    imported; AppSpecError with the user's traceback when it fails."""
+    spec = parse_spec(text)
+    if spec.called:
+        raise AppSpecError(f"{text}: name the function, without a call")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    obj = _attribute(_import(spec.module), spec)
+    if not callable(obj):
+        raise AppSpecError(f"{text} is not callable (it is a {type(obj).__name__})")
+    return cast(Callable[[], Any], obj)
 
 
 def _import(module: str) -> Any:

@@ -20,10 +20,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .appspec import AppSpecError, load_app, parse_spec
+from .appspec import AppSpecError, load_app, load_hook, parse_spec
+from .hooks import WorkerHooks
 from .options import BY_NAME, OPTIONS, Kind, Option, Where, show_default
 from .reload import CHILD_VARIABLE
-from .runner import configure_logging, serve
+from .runner import configure_logging, serve, supervised
 from .settings import (
     COMMAND_LINE,
     Setting,
@@ -231,7 +232,9 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
             raise UsageError("no application: give MODULE:APP (or WSGISERVER_APP, or app in "
                              "the config file); see --help")
         configure_logging(settings["log-level"].value, config.workers)
-        app = load_app(spec)
+        hooks = _worker_hooks(spec, config, settings)
+        # With --worker-import under the supervisor, the workers import it.
+        app = load_app(spec) if hooks.load is None or settings["check-config"].value else None
         if settings["check-config"].value:
             print(f"wsgiserver: configuration OK: {spec} loaded, {len(settings)} settings "
                   f"resolved", file=sys.stderr)
@@ -239,7 +242,7 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
         if settings["reload"].value and not os.environ.get(CHILD_VARIABLE):
             return 0 if signals.requested else _run_reloading(spec, argv)
         return serve(app, config, signals=signals, pid_file=settings["pid"].value,
-                     announce=_startup_line(spec, config, settings))
+                     announce=_startup_line(spec, config, settings), hooks=hooks)
     except AppSpecError as error:
         print(f"wsgiserver: error: {error}", file=sys.stderr)
         if error.details:  # where the application's own code failed
@@ -254,6 +257,18 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
     except OSError as error:
         print(f"wsgiserver: error: {_describe(error)}", file=sys.stderr)
         return 1
+
+
+def _worker_hooks(spec: str, config: Any, settings: Mapping[str, Setting]) -> WorkerHooks:
+    """--worker-import, --on-worker-start, --on-worker-exit, imported now
+    (a mistake is one line before anything starts)."""
+    start, end = settings["on-worker-start"].value, settings["on-worker-exit"].value
+    return WorkerHooks(
+        load=(lambda: load_app(spec)) if settings["worker-import"].value and supervised(config)
+        else None,
+        on_start=load_hook(start) if start else None,
+        on_exit=load_hook(end) if end else None,
+    )
 
 
 def _startup_line(spec: str, config: Any, settings: Mapping[str, Setting]) -> str:

@@ -432,6 +432,16 @@ OPTIONS: tuple[Option, ...] = (
            "the server's log: debug shows every refused request", _LOGS, default="info",
            metavar="{debug,info,warning,error,critical}", where=_PROGRAM),
 
+    Option("worker-import", parse_bool, "import the application in each worker process after "
+           "the fork, not once before it (gunicorn without --preload); with one process "
+           "it changes nothing", _PROGRAM_GROUP, default=False, kind=Kind.FLAG,
+           where=_PROGRAM),
+    Option("on-worker-start", _app, "MODULE:FUNCTION called with no arguments in each "
+           "worker process before it serves (open per-process connections there)",
+           _PROGRAM_GROUP, metavar="MODULE:FUNCTION", shown_default="none", where=_PROGRAM),
+    Option("on-worker-exit", _app, "MODULE:FUNCTION called in each worker process once it "
+           "has stopped", _PROGRAM_GROUP, metavar="MODULE:FUNCTION", shown_default="none",
+           where=_PROGRAM),
     Option("check-config", parse_bool, "load the settings and import the application, then "
            "exit: 0 when both work, 2 with the one-line error (for deploy pipelines)",
            _PROGRAM_GROUP, default=False, kind=Kind.FLAG,

@@ -18,6 +18,7 @@ from typing import IO, Any
 from . import system
 from .binding import Listener
 from .config import ServerConfig
+from .hooks import WorkerHooks
 from .server import Server, listeners_for, metrics_listener_for
 from .stopsignals import StopSignals
 from .wsgi import WSGIApp
@@ -55,13 +56,14 @@ def supervised(config: ServerConfig) -> bool:
 
 
 def serve(
-    app: WSGIApp,
+    app: WSGIApp | None,
     config: ServerConfig | None = None,
     *,
     listeners: Sequence[Listener] = (),
     signals: StopSignals | None = None,
     pid_file: str | None = None,
     announce: str | None = None,
+    hooks: WorkerHooks | None = None,
     **settings: Any,
 ) -> int:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully.
@@ -94,7 +96,7 @@ def serve(
 
         bound = list(listeners) or listeners_for(config)
         metrics = metrics_listener_for(config) if config.metrics_bind else None
-        supervisor = Supervisor(app, config, bound, metrics_listener=metrics)
+        supervisor = Supervisor(app, config, bound, metrics_listener=metrics, hooks=hooks)
         pid = _PidFile(pid_file)
         pid.write()  # the sockets listen: the supervisor's id
         if announce:
@@ -104,6 +106,12 @@ def serve(
         finally:
             pid.remove()
     pid = _PidFile(pid_file)
+    hooks = hooks or WorkerHooks()
+    if hooks.on_start is not None:  # one process is its own one worker
+        hooks.on_start()
+    if app is None:
+        assert hooks.load is not None, "no application, and none to import"
+        app = hooks.load()
     server = Server(app, config, listeners=listeners)
     # Before start: a stop that lands during start waits for it to finish.
     signals.notify(server.stop_in_background, reopen=server.reopen_logs)
@@ -115,6 +123,11 @@ def serve(
         server.serve_forever()
     finally:
         pid.remove()
+        if hooks.on_exit is not None:
+            try:
+                hooks.on_exit()
+            except Exception:
+                log.exception("the exit hook failed")
     # Requests cut off by the shutdown's grace period: say so in the status.
     return 1 if server.cut_off else 0
 

@@ -25,6 +25,7 @@ from types import FrameType
 
 from .binding import Listener
 from .config import ServerConfig
+from .hooks import WorkerHooks
 from .metrics import Board
 from .server import Server
 from .wsgi import WSGIApp
@@ -68,9 +69,11 @@ class _Worker:
 class Supervisor:
     """Runs ``config.workers`` processes of ``Server(app)`` on ``listeners``."""
 
-    def __init__(self, app: WSGIApp, config: ServerConfig, listeners: list[Listener],
-                 metrics_listener: Listener | None = None) -> None:
+    def __init__(self, app: WSGIApp | None, config: ServerConfig, listeners: list[Listener],
+                 metrics_listener: Listener | None = None,
+                 hooks: WorkerHooks | None = None) -> None:
         self.app = app
+        self.hooks = hooks or WorkerHooks()
         self.config = config
         self.listeners = listeners
         self.metrics_listener = metrics_listener
@@ -171,7 +174,12 @@ class Supervisor:
         listeners = [Listener(item.sock, item.ssl_context) for item in self.listeners]
         metrics = (Listener(self.metrics_listener.sock) if self.metrics_listener is not None
                    else None)
-        server = Server(self.app, self.config, listeners=listeners, multiprocess=True,
+        hooks = self.hooks
+        if hooks.on_start is not None:
+            hooks.on_start()
+        app = hooks.load() if hooks.load is not None else self.app
+        assert app is not None, "no application, and none to import"
+        server = Server(app, self.config, listeners=listeners, multiprocess=True,
                         metrics_listener=metrics, board=self.board, slot=slot)
         server.start()
         os.write(ready_fd, b"ready")
@@ -183,6 +191,11 @@ class Supervisor:
             server.stop_in_background()
         _stop_when_orphaned(server, os.getppid())
         server.serve_forever()
+        if hooks.on_exit is not None:
+            try:
+                hooks.on_exit()
+            except Exception:  # the worker is done either way: say what failed
+                log.exception("the worker's exit hook failed")
         return 1 if server.cut_off else 0
 
     def _reap(self) -> None:

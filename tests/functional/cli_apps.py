@@ -83,3 +83,17 @@ def half_second_app(environ, start_response):
 
     time.sleep(0.5)
     return pid_app(environ, start_response)
+
+
+def record_start():
+    """--on-worker-start: a file named after the worker's pid, in $HOOK_DIR."""
+    import os
+
+    open(os.path.join(os.environ["HOOK_DIR"], f"start-{os.getpid()}"), "w").close()
+
+
+def record_exit():
+    """--on-worker-exit: likewise, once the worker has stopped."""
+    import os
+
+    open(os.path.join(os.environ["HOOK_DIR"], f"exit-{os.getpid()}"), "w").close()

@@ -297,3 +297,9 @@ def test_no_abbreviations_and_unknown_options_point_to_ours(args, says):
     result = run_cli(*args, "--check-config")
     assert result.returncode == 2
     assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_worker_hook_that_cannot_be_imported_is_one_line():
+    result = run_cli("examples.hello:app", "--on-worker-start", "tests.functional.nope:start")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "wsgiserver: error: no module named 'tests.functional.nope'"

@@ -302,3 +302,34 @@ def test_worker_timeout_applies_with_one_worker(start_cli):
         assert int(get(port).split()[0]) in replaced
     finally:
         stuck.close()
+
+
+def hook_files(directory: Path, kind: str) -> set[int]:
+    return {int(path.name.split("-", 1)[1]) for path in directory.glob(f"{kind}-*")}
+
+
+def test_worker_hooks_run_in_each_worker_and_the_app_is_imported_there(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from tests.functional.conftest import ROOT, free_port
+
+    monkeypatch.setenv("HOOK_DIR", str(tmp_path))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wsgiserver", "tests.functional.cli_apps_imports:app",
+         "--workers", "2", "--worker-import",
+         "--on-worker-start", "tests.functional.cli_apps:record_start",
+         "--on-worker-exit", "tests.functional.cli_apps:record_exit", "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        workers = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+        wait_for(lambda: get(port))
+        assert wait_for(lambda: hook_files(tmp_path, "import") == workers)
+        assert hook_files(tmp_path, "start") == workers
+        assert process.pid not in hook_files(tmp_path, "import")  # not in the supervisor
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert hook_files(tmp_path, "exit") == workers
