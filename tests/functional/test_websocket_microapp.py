@@ -93,10 +93,15 @@ def test_bundled_app_echoes_a_message_of_exactly_the_default_limit(live_server, 
         assert bool(client.protocol.extensions) is (compression is not None)
         client.send(payload)
         assert client.recv(timeout=10) == payload
-        client.send(payload + b"!")
-        with pytest.raises(exceptions.ConnectionClosedError):
+        # The server refuses from the frame's announced length: the close may
+        # come while the client still sends (a broken pipe) or when it reads.
+        with pytest.raises(exceptions.ConnectionClosedError) as closed:
+            client.send(payload + b"!")
             client.recv(timeout=10)
-    assert client.close_code == 1009
+    # 1009 as sent; a client still sending may see the reset that follows the
+    # server's close first (its unread bytes), and 1006 then (the unit tests
+    # pin the code itself).
+    assert client.close_code in (1009, 1006), closed.value
 
 
 def test_bundled_app_echo_answers_plain_http_with_426_and_upgrade(live_server):
