@@ -97,6 +97,8 @@ def _raw_target(environ: Mapping[str, Any]) -> str | None:
 
 Getter = Callable[[AccessEntry, float], object]
 
+# As wsgi.py names them in SERVER_PROTOCOL (this module may not import it:
+# the log sits below the WSGI layer, tests/unit/test_layers.py).
 _PROTOCOLS = {(1, 1): "HTTP/1.1", (1, 0): "HTTP/1.0", (2, 0): "HTTP/2.0"}
 
 

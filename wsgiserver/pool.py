@@ -99,11 +99,6 @@ class Worker:
         self.stalled: Callable[[], float] | None = None
         self.thread: threading.Thread | None = None
 
-    @property
-    def busy_since(self) -> float | None:
-        """When the current application call began (None outside one)."""
-        return self.since
-
 
 class WorkerPool:
     """``size`` threads taking turns to lead; see the module docstring.
@@ -199,10 +194,6 @@ class WorkerPool:
     def threads(self) -> int:
         """Live worker threads, regular and detached."""
         return len(self._workers)
-
-    def count(self, state: WorkerState) -> int:
-        """Threads in ``state`` now."""
-        return self._counts[state]
 
     @property
     def long_requests(self) -> int:
