@@ -22,30 +22,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def launch_cli(*args: str, seconds: float = 10.0,
+               stdout: int = subprocess.PIPE) -> tuple[subprocess.Popen, int]:
+    """Run ``python -m wsgiserver *args --port P``; (process, P) once it accepts
+    connections. The caller ends the process (a failed start is killed here)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wsgiserver", *args, "--port", str(port)],
+        cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process, port
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"server did not start: {process.communicate(timeout=5)}")
+
+
 @pytest.fixture
 def start_cli():
-    """Factory: ``start_cli(*args)`` runs ``python -m wsgiserver *args --port P``
-    and returns (process, P) once it accepts connections; every process is
-    ended (SIGTERM, then SIGKILL) afterwards."""
+    """Factory: ``start_cli(*args)`` is launch_cli; every process is ended
+    (SIGTERM, then SIGKILL) afterwards."""
     processes = []
 
     def start(*args: str) -> tuple[subprocess.Popen, int]:
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "wsgiserver", *args, "--port", str(port)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        process, port = launch_cli(*args)
         processes.append(process)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return process, port
-            except OSError:
-                if process.poll() is not None:
-                    break
-                time.sleep(0.05)
-        raise AssertionError(f"server did not start: {process.communicate(timeout=5)}")
+        return process, port
 
     yield start
     for process in processes:

@@ -12,13 +12,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.functional.conftest import ROOT, free_port
+from tests.functional.conftest import ROOT, launch_cli
 from tests.functional.tlsfiles import TLSFiles
 
 pytest.importorskip("h2")
@@ -39,24 +37,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def serve(*args: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wsgiserver", "tests.functional.apps:h2spec_app", "--port",
-         str(port), "--threads", "8", "--log-level", "error", *args],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    import socket
-
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process, port
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"server did not start: {process.communicate(timeout=5)}")
+    return launch_cli("tests.functional.apps:h2spec_app", "--threads", "8", "--log-level",
+                      "error", *args, seconds=15, stdout=subprocess.DEVNULL)
 
 
 def run_h2spec(port: int, *flags: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.client
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -143,23 +142,9 @@ def test_sigint_inherited_as_ignored_still_stops_a_server_that_is_starting(modul
 
 
 def run_cli(*args: str) -> tuple[subprocess.Popen, int]:
-    from tests.functional.conftest import free_port
+    from tests.functional.conftest import launch_cli
 
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "wsgiserver", *args, "--port", str(port)],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process, port
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"server did not start: {process.communicate(timeout=5)}")
+    return launch_cli(*args, seconds=15)
 
 
 def get_ok(port: int) -> int:
