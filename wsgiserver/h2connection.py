@@ -48,7 +48,14 @@ from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange
 from .output import FileRange
 from .protocol.events import Request
-from .protocol.http2 import FrameFlood, FrameScanner, request_from_fields, response_fields
+from .protocol.http2 import (
+    FrameFlood,
+    FrameScanner,
+    MalformedRequest,
+    check_trailers,
+    request_from_fields,
+    response_fields,
+)
 from .protocol.parser import body_too_large
 from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
 from .system import Waker
@@ -129,7 +136,10 @@ class Http2Connection:
         self._arm = arm
         self._submit = submit
         limits = settings.limits
+        # Inbound header blocks are checked by request_from_fields: the
+        # library would make a malformed one a connection error.
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_inbound_headers=False,
                                            validate_outbound_headers=False,
                                            normalize_outbound_headers=False)
         self._h2 = h2.connection.H2Connection(config)
@@ -374,6 +384,8 @@ class Http2Connection:
                 ready.append(stream)
         elif kind is h2.events.StreamReset:
             self._on_reset(event)  # type: ignore[arg-type]
+        elif kind is h2.events.TrailersReceived:
+            self._on_trailers(event)  # type: ignore[arg-type]
         elif kind is h2.events.ConnectionTerminated:
             self._peer_goaway = True
             if event.error_code:  # type: ignore[attr-defined]
@@ -394,6 +406,9 @@ class Http2Connection:
         self._streams[stream_id] = stream
         try:
             request = request_from_fields(event.headers or (), self.settings.limits, ended)
+        except MalformedRequest as error:
+            self._malformed(stream, error)
+            return
         except ProtocolError as error:
             log.debug("%s: stream %d: %d %s", self._peer_text(), stream_id, error.status,
                       error.detail)
@@ -405,6 +420,24 @@ class Http2Connection:
             stream.body_started = stream.body_at = self.clock.monotonic()
             if request.expect_continue:
                 self._h2.send_headers(stream_id, [(b":status", b"100")])
+
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        """Trailers are read and dropped (the body is whole without them),
+        unless RFC 9113 calls them malformed."""
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        try:
+            check_trailers(event.headers or ())
+        except MalformedRequest as error:
+            self._malformed(stream, error)
+
+    def _malformed(self, stream: Http2Stream, error: MalformedRequest) -> None:
+        """RFC 9113 8.1.1: a malformed request is a stream error; the
+        connection and its other streams go on."""
+        log.debug("%s: stream %d: malformed request: %s", self._peer_text(), stream.id,
+                  error.detail)
+        stream.reset(PROTOCOL_ERROR)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         stream_id = event.stream_id

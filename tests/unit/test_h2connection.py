@@ -245,6 +245,44 @@ def test_a_refused_request_is_answered_on_its_stream_and_the_connection_goes_on(
     assert client.response(good)[1:] == (b"hello /ok", True)
 
 
+@pytest.mark.parametrize("bad", [
+    [("X-Upper", "1")],
+    [("connection", "close")],
+    [(":protocol", "websocket")],
+])
+def test_a_malformed_request_resets_its_stream_and_the_others_go_on(bad):
+    client = Client()
+    before = client.request("/before")
+    client.exchange()
+    # h2 the client would refuse to send these: its validation is off here.
+    client.h2.config.validate_outbound_headers = False
+    client.h2.config.normalize_outbound_headers = False
+    malformed = client.request("/bad", headers=bad)
+    after = client.request("/after")
+    client.exchange()
+    resets = [e for e in client.of_type(h2.events.StreamReset) if e.stream_id == malformed]
+    assert resets and resets[0].error_code == 1  # PROTOCOL_ERROR
+    assert client.response(malformed)[0] == {}
+    assert client.response(before)[1] == b"hello /before"
+    assert client.response(after)[1] == b"hello /after"
+    assert not client.of_type(h2.events.ConnectionTerminated)
+    assert not client.connection.closed
+
+
+def test_malformed_trailers_reset_their_stream_only():
+    client = Client()
+    client.h2.config.validate_outbound_headers = False
+    stream = client.request("/t", method="POST", body=b"abc", end=False)
+    client.h2.send_headers(stream, [(":path", "/x")], end_stream=True)
+    good = client.request("/t2", method="POST", body=b"abc", end=False)
+    client.h2.send_headers(good, [("x-sum", "1")], end_stream=True)
+    client.exchange()
+    resets = [e for e in client.of_type(h2.events.StreamReset) if e.stream_id == stream]
+    assert resets and resets[0].error_code == 1
+    assert client.response(good)[1] == b"hello /t2"
+    assert not client.of_type(h2.events.ConnectionTerminated)
+
+
 def test_a_body_beyond_the_limit_is_413_and_the_client_is_asked_to_stop():
     client = Client(limits=ParserLimits(max_body_bytes=1000))
     stream = client.request("/", "POST", body=b"x" * 2000, end=False)

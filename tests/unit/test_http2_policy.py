@@ -13,6 +13,8 @@ from wsgiserver.protocol.events import Framing
 from wsgiserver.protocol.http2 import (
     FrameFlood,
     FrameScanner,
+    MalformedRequest,
+    check_trailers,
     request_from_fields,
     response_fields,
 )
@@ -56,7 +58,7 @@ def test_a_body_to_come_is_framed_by_its_length_or_by_end_stream():
 
 
 @pytest.mark.parametrize("block, status", [
-    (fields(method=b"CONNECT", authority=b"example.test:443"), 501),
+    ([(b":method", b"CONNECT"), (b":authority", b"example.test:443")], 501),
     (fields(path=b"http://example.test/"), 400),  # never absolute-form in HTTP/2
     (fields(path=b"*"), 400),  # asterisk-form only for OPTIONS
     (fields(path=b"/a#frag"), 400),
@@ -74,6 +76,58 @@ def test_a_body_to_come_is_framed_by_its_length_or_by_end_stream():
 ])
 def test_refused_as_http11_refuses_them(block, status):
     assert status_of(block) == status
+
+
+@pytest.mark.parametrize("block", [
+    fields(extra=[(b"X-Upper", b"1")]),  # RFC 9113 8.2.1: names are lower-case
+    fields(extra=[(b"", b"1")]),
+    fields(extra=[(b"a:b", b"1")]),
+    fields(extra=[(b"a b", b"1")]),
+    fields(extra=[(b"x", b"a\nb")]),
+    fields(extra=[(b"x", b"a\x00b")]),
+    fields(extra=[(b"x", b" leading")]),
+    fields(extra=[(b"x", b"trailing\t")]),
+    fields(extra=[(b"connection", b"keep-alive")]),  # 8.2.2
+    fields(extra=[(b"keep-alive", b"timeout=5")]),
+    fields(extra=[(b"proxy-connection", b"close")]),
+    fields(extra=[(b"transfer-encoding", b"chunked")]),
+    fields(extra=[(b"upgrade", b"websocket")]),
+    fields(extra=[(b"te", b"gzip")]),
+    fields(extra=[(b"x", b"1"), (b":path", b"/b")]),  # 8.3: pseudo after regular
+    fields(extra=[(b":path", b"/b")]),  # repeated
+    fields(extra=[(b":status", b"200")]),  # a response's
+    fields(extra=[(b":protocol", b"websocket")]),  # extended CONNECT is not offered
+    [(b":scheme", b"https"), (b":path", b"/"), (b":authority", b"a")],  # no :method
+    fields(path=b""),
+    [(b":method", b"GET"), (b":path", b"/"), (b":authority", b"a")],  # no :scheme
+    [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a")],  # no :path
+    fields(method=b"CONNECT"),  # CONNECT with :scheme and :path
+    [(b":method", b"CONNECT")],  # CONNECT without :authority
+    fields(authority=b"a.test", extra=[(b"host", b"b.test")]),  # Host differs
+])
+def test_a_malformed_block_is_a_stream_error_not_an_answer(block):
+    with pytest.raises(MalformedRequest):
+        request_from_fields(block, LIMITS, True)
+
+
+def test_what_is_well_formed_passes_the_malformed_checks():
+    request = request_from_fields(fields(extra=[(b"te", b"trailers"), (b"x", b""),
+                                                (b"host", b"example.test")]), LIMITS, True)
+    assert (b"te", b"trailers") in request.headers
+
+
+@pytest.mark.parametrize("trailers, malformed", [
+    ([(b"x-checksum", b"abc")], False),
+    ([(b":path", b"/")], True),
+    ([(b"X-Checksum", b"abc")], True),
+    ([(b"transfer-encoding", b"chunked")], True),
+])
+def test_trailers_with_pseudo_or_malformed_fields_are_malformed(trailers, malformed):
+    if malformed:
+        with pytest.raises(MalformedRequest):
+            check_trailers(trailers)
+    else:
+        check_trailers(trailers)
 
 
 def http11_status(head: bytes, limits: ParserLimits) -> int:

@@ -8,11 +8,11 @@ what a response may carry. Every refusal is a ``ProtocolError(status)``,
 answered on its stream. ``FrameScanner`` reads frame headers beside the
 library, for the guards it does not have.
 
-The h2 library has already refused, as connection errors, what RFC 9113
-calls malformed at the framing level: upper-case names, connection-specific
-fields, pseudo-fields out of order, repeated or unknown, a missing
-``:method``, ``:scheme`` or ``:path``, ``:authority`` differing from Host,
-NUL, CR or LF in a value. What is left here is what HTTP/1.1 refuses too.
+What RFC 9113 calls malformed (upper-case names, connection-specific
+fields, pseudo-fields out of order, repeated, unknown or missing,
+``:authority`` differing from Host, NUL, CR or LF in a value) is checked
+here too, not by the h2 library: the library would make each a connection
+error, where the RFC makes it a stream error (``MalformedRequest``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from .writer import (
     length_field_kept,
 )
 
-__all__ = ["request_from_fields", "response_fields", "FrameScanner", "FrameFlood", "HTTP2"]
+__all__ = ["request_from_fields", "check_trailers", "MalformedRequest", "response_fields",
+           "FrameScanner", "FrameFlood", "HTTP2"]
 
 HTTP2 = (2, 0)
 Fields = Iterable[tuple[bytes, bytes]]
@@ -50,60 +51,141 @@ _LINE_OVERHEAD = 4
 _NOT_IN_HTTP2 = HOP_BY_HOP | {"upgrade"}
 
 
-def request_from_fields(fields: Fields, limits: ParserLimits, ended: bool) -> Request:
-    """The request a HEADERS block carries; ``ended``: END_STREAM came with it.
+class MalformedRequest(ProtocolError):
+    """A header block RFC 9113 calls malformed (sections 8.1.1, 8.2, 8.3):
+    a stream error (RST_STREAM PROTOCOL_ERROR) on that stream alone, never
+    an answer and never the end of the connection, so that behind a proxy
+    that multiplexes clients one client's bad request resets nobody else's."""
 
-    The same refusals as HTTP/1.1, with the same statuses: 414 for a request
-    line (method and :path) over the limit, 431 for too many or too large
-    fields, 400 for a name that is not a token, a bad Host or :authority,
-    neither of them, a :path that is not origin-form (or ``*`` for OPTIONS),
-    a scheme other than http(s); 501 for CONNECT; 413 for a Content-Length
-    beyond the body limit.
-    """
-    method = path = scheme = authority = None
-    headers: list[tuple[bytes, bytes]] = []
-    size = 0
-    hosts: list[bytes] = []
-    lengths: list[bytes] = []
-    expect_continue = False
+    def __init__(self, detail: str) -> None:
+        super().__init__(400, detail)
+
+
+# RFC 9113 8.2.1: a field name is lower-case visible ASCII other than ":"
+# (a pseudo-field's leading colon aside); a value holds no NUL, CR or LF and
+# neither begins nor ends with whitespace.
+_BAD_NAME = re.compile(rb"[^\x21-\x39\x3b-\x40\x5b-\x7e]")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
+# RFC 9113 8.2.2: fields HTTP/2 does not carry.
+_CONNECTION_SPECIFIC = frozenset({b"connection", b"proxy-connection", b"keep-alive",
+                                  b"transfer-encoding", b"upgrade"})
+_REQUEST_PSEUDO = (b":method", b":scheme", b":authority", b":path")
+
+
+def malformed_field(name: bytes, value: bytes) -> str | None:
+    """Why one regular field (of a header section or trailers) makes its
+    block malformed under RFC 9113 8.2, or None."""
+    if not name or _BAD_NAME.search(name) is not None:
+        return "invalid field name"
+    if _BAD_VALUE.search(value) is not None:
+        return "invalid field value"
+    if name in _CONNECTION_SPECIFIC:
+        return "connection-specific field"
+    if name == b"te" and value != b"trailers":
+        return "TE other than trailers"
+    return None
+
+
+def check_trailers(fields: Fields) -> None:
+    """MalformedRequest for trailers RFC 9113 forbids: a pseudo-field, or a
+    field that would be malformed in the header section."""
     for name, value in fields:
         if name[:1] == b":":
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-            elif name == b":scheme":
-                scheme = value
-            elif name == b":authority":
-                authority = value
-            continue
+            raise MalformedRequest("pseudo-field in trailers")
+        why = malformed_field(name, value)
+        if why is not None:
+            raise MalformedRequest(why)
+
+
+class _Block:
+    """A request's header block, read once: its pseudo-fields and the
+    regular fields with what the policy needs of them."""
+
+    __slots__ = ("pseudo", "headers", "size", "hosts", "lengths", "expect_continue")
+
+    def __init__(self, fields: Fields) -> None:
+        self.pseudo: dict[bytes, bytes] = {}
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.size = 0
+        self.hosts: list[bytes] = []
+        self.lengths: list[bytes] = []
+        self.expect_continue = False
+        for name, value in fields:
+            if name[:1] == b":":
+                self._pseudo(name, value)
+            else:
+                self._regular(name, value)
+        self._check_pseudo()
+
+    def _pseudo(self, name: bytes, value: bytes) -> None:
+        if self.headers:
+            raise MalformedRequest("pseudo-field after a regular field")
+        if name not in _REQUEST_PSEUDO:
+            raise MalformedRequest("unknown pseudo-field")
+        if name in self.pseudo:
+            raise MalformedRequest("repeated pseudo-field")
+        if _BAD_VALUE.search(value) is not None:
+            raise MalformedRequest("invalid pseudo-field value")
+        self.pseudo[name] = value
+
+    def _regular(self, name: bytes, value: bytes) -> None:
+        why = malformed_field(name, value)
+        if why is not None:
+            raise MalformedRequest(why)
         if grammar.token.fullmatch(name) is None:
             raise ProtocolError(400, "invalid field name")
         if grammar.forbidden_in_value.search(value) is not None:
             raise ProtocolError(400, "invalid octet in field value")
-        headers.append((name, value))
-        size += len(name) + len(value) + _LINE_OVERHEAD
+        self.headers.append((name, value))
+        self.size += len(name) + len(value) + _LINE_OVERHEAD
         if name == b"host":
-            hosts.append(value)
+            self.hosts.append(value)
         elif name == b"content-length":
-            lengths.append(value)
+            self.lengths.append(value)
         elif name == b"expect":
-            expect_continue = expect_continue or value.lower() == b"100-continue"
-    if method is None or grammar.token.fullmatch(method) is None:
+            self.expect_continue = self.expect_continue or value.lower() == b"100-continue"
+
+    def _check_pseudo(self) -> None:
+        """RFC 9113 8.3.1: :method always; :scheme and a non-empty :path
+        except for CONNECT, which has neither; :authority as Host says."""
+        pseudo = self.pseudo
+        method = pseudo.get(b":method")
+        if method is None:
+            raise MalformedRequest("no :method")
+        if method == b"CONNECT":
+            if b":scheme" in pseudo or b":path" in pseudo or b":authority" not in pseudo:
+                raise MalformedRequest("CONNECT with :scheme or :path, or without :authority")
+            return
+        if b":scheme" not in pseudo or not pseudo.get(b":path"):
+            raise MalformedRequest("no :scheme or an empty :path")
+        authority = pseudo.get(b":authority")
+        if authority is not None and self.hosts and any(h != authority for h in self.hosts):
+            raise MalformedRequest("Host differs from :authority")
+
+
+def request_from_fields(fields: Fields, limits: ParserLimits, ended: bool) -> Request:
+    """The request a HEADERS block carries; ``ended``: END_STREAM came with it.
+
+    A block RFC 9113 calls malformed (upper-case or invalid names,
+    connection-specific fields, pseudo-fields unknown, repeated, out of
+    order or missing, a Host other than :authority) raises MalformedRequest,
+    a stream error. Then the same refusals as HTTP/1.1, with the same
+    statuses: 414 for a request line (method and :path) over the limit, 431
+    for too many or too large fields, 400 for a name that is not a token, a
+    bad Host or :authority, neither of them, a :path that is not origin-form
+    (or ``*`` for OPTIONS), a scheme other than http(s); 501 for CONNECT;
+    413 for a Content-Length beyond the body limit.
+    """
+    block = _Block(fields)
+    pseudo = block.pseudo
+    method = pseudo[b":method"]
+    if grammar.token.fullmatch(method) is None:
         raise ProtocolError(400, "invalid :method")
-    count = len(headers)
-    if authority is not None and not hosts:
-        # HTTP/1.1 would have carried it as a Host line: count it as one.
-        size += len(b"host") + len(authority) + _LINE_OVERHEAD
-        count += 1
-    if count > limits.max_header_count:
-        raise ProtocolError(431, "too many header fields")
-    if size > limits.max_header_bytes:
-        raise ProtocolError(431, "request header section too large")
+    authority = pseudo.get(b":authority")
+    _check_size(block, authority, limits)
     if method == b"CONNECT":
         raise ProtocolError(501, "CONNECT is not supported")
-    if path is None or scheme is None:
-        raise ProtocolError(400, "request without :path or :scheme")
+    path, scheme = pseudo[b":path"], pseudo[b":scheme"]
     # What the request-line would have been: the same limit as HTTP/1.1's.
     if len(method) + len(path) + len(b"  HTTP/1.1") > limits.max_request_line:
         raise ProtocolError(414, "request-line too long")
@@ -115,6 +197,44 @@ def request_from_fields(fields: Fields, limits: ParserLimits, ended: bool) -> Re
     target_path, query, _, _ = split_target(method, path)
     if scheme.lower() not in (b"http", b"https"):
         raise ProtocolError(400, "unsupported :scheme")
+    _check_authority(authority, block.hosts)
+    length = content_length(block.lengths) if block.lengths else None
+    if length is not None and length > limits.max_body_bytes:
+        raise body_too_large(limits.max_body_bytes)
+    if ended:
+        framing = Framing.NONE
+    else:
+        framing = Framing.LENGTH if length is not None else Framing.CHUNKED
+    return Request(
+        method=method,
+        target=path,
+        http_version=HTTP2,
+        headers=tuple(block.headers),
+        path=target_path,
+        query=query,
+        scheme=None,
+        authority=authority,
+        framing=framing,
+        content_length=length,
+        connection=frozenset(),
+        expect_continue=block.expect_continue and not ended,
+    )
+
+
+def _check_size(block: _Block, authority: bytes | None, limits: ParserLimits) -> None:
+    """431 as HTTP/1.1 counts it: an :authority without Host counts as the
+    Host line HTTP/1.1 would have carried."""
+    count, size = len(block.headers), block.size
+    if authority is not None and not block.hosts:
+        size += len(b"host") + len(authority) + _LINE_OVERHEAD
+        count += 1
+    if count > limits.max_header_count:
+        raise ProtocolError(431, "too many header fields")
+    if size > limits.max_header_bytes:
+        raise ProtocolError(431, "request header section too large")
+
+
+def _check_authority(authority: bytes | None, hosts: list[bytes]) -> None:
     if authority is not None and (
         not authority or b"@" in authority or grammar.host.fullmatch(authority) is None
     ):
@@ -126,27 +246,6 @@ def request_from_fields(fields: Fields, limits: ParserLimits, ended: bool) -> Re
         raise ProtocolError(400, "invalid Host field")
     if authority is None and not hosts:
         raise ProtocolError(400, "request without :authority or Host")
-    length = content_length(lengths) if lengths else None
-    if length is not None and length > limits.max_body_bytes:
-        raise body_too_large(limits.max_body_bytes)
-    if ended:
-        framing = Framing.NONE
-    else:
-        framing = Framing.LENGTH if length is not None else Framing.CHUNKED
-    return Request(
-        method=method,
-        target=path,
-        http_version=HTTP2,
-        headers=tuple(headers),
-        path=target_path,
-        query=query,
-        scheme=None,
-        authority=authority,
-        framing=framing,
-        content_length=length,
-        connection=frozenset(),
-        expect_continue=expect_continue and not ended,
-    )
 
 
 def response_fields(
