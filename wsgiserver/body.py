@@ -17,7 +17,7 @@ from typing import IO
 
 from .budget import BodyBudgets
 
-__all__ = ["RequestBody", "SpoolFull"]
+__all__ = ["RequestBody", "SpoolFull", "NO_BODY"]
 
 
 class SpoolFull(OSError):
@@ -146,3 +146,37 @@ class RequestBody:
         if self._budgets is not None and self._on_disk:
             self._budgets.spool.give(self._on_disk)
         self._on_disk, self._reserved = 0, False
+
+
+class _NoBody:
+    """``wsgi.input`` of a request without a body: always at its end.
+    Read-only and stateless, so one serves every such request."""
+
+    __slots__ = ()
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> _NoBody:
+        return self
+
+    def __next__(self) -> bytes:
+        raise StopIteration
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        return None
+
+
+NO_BODY: IO[bytes] = _NoBody()  # type: ignore[assignment]

@@ -23,23 +23,19 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import IO
 
-from .body import RequestBody, SpoolFull
-from .budget import BodyBudgets
-from .clock import Clock
+from .body import NO_BODY, RequestBody, SpoolFull
+from .drive import DRAIN_QUIET_SECONDS, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError, ResponseError
-from .exchange import Exchange, ExchangeSettings
-from .output import ResponseOutput, SpoolSettings
+from .exchange import Exchange
+from .output import ResponseOutput
 from .protocol.events import Data, EndOfMessage, Framing, Request, RequestHead
 from .protocol.grammar import request_line
-from .protocol.parser import ParserLimits
 from .protocol.state import After, ConnectionState
-from .proxy import ProxyTrust
 from .transport import Peer, PlainHttpOnTls, Transport
 
-__all__ = ["Connection", "ConnectionSettings", "Http2Options", "Step", "HTTP2_PREFACE"]
+__all__ = ["Connection", "HTTP2_PREFACE", "h2c_settings"]
 
 log = logging.getLogger("wsgiserver")
 
@@ -51,11 +47,6 @@ _LINGER_SECONDS = 2.0
 _RETRY_AFTER = 5
 # The window a body's arrival rate is measured over (--min-body-rate).
 BODY_RATE_WINDOW = 20.0
-# While the server drains for shutdown, an idle keep-alive connection is
-# closed once it has been quiet this long: a client that just received a
-# response and sends its next request at once gets it answered (with
-# Connection: close) instead of finding the connection gone.
-DRAIN_QUIET_SECONDS = 0.25
 # Reads while a body arrives are larger than while a head does: fewer calls
 # for an upload, and a head never needs more than one read of this size.
 _HEAD_RECV = 64 * 1024
@@ -82,63 +73,6 @@ _PREFACE_LINE = HTTP2_PREFACE[:16]  # its request line: PRI * HTTP/2.0 CRLF
 _BROKEN_PREFACE_ANSWER = (b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
                           b"\x00\x00\x08\x07\x00\x00\x00\x00\x00"
                           b"\x00\x00\x00\x00\x00\x00\x00\x01")
-
-
-class Step(enum.Enum):
-    """What the connection needs next from the server."""
-
-    READ = "read"  # watch for bytes to read
-    WRITE = "write"  # watch for room to write
-    READ_WRITE = "read or write"  # watch for either (HTTP/2: frames both ways)
-    RUN = "run"  # a request is complete: run its exchange now
-    SWITCH = "switch"  # the connection now speaks HTTP/2: hand it over
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class Http2Options:
-    """How a listening socket offers HTTP/2 (h2connection.py serves it)."""
-
-    max_concurrent_streams: int = 100
-    # Cleartext HTTP/2, each way apart, from ``trust``'s peers only.
-    prior_knowledge: bool = False
-    upgrade: bool = False
-    trust: ProxyTrust | None = None
-
-    def cleartext_for(self, peer: Peer) -> bool:
-        """Whether h2c may be spoken with ``peer`` at all."""
-        return (self.prior_knowledge or self.upgrade) and self.trust is not None \
-            and self.trust.trusts(peer[0])
-
-
-@dataclass(frozen=True)
-class ConnectionSettings:
-    """What every connection of one listening socket shares."""
-
-    exchange: ExchangeSettings
-    limits: ParserLimits
-    keepalive_timeout: float
-    header_timeout: float
-    # A body: never body_timeout without a byte, at least min_body_rate bytes
-    # a second over any window, and max_body_seconds in all.
-    body_timeout: float
-    min_body_rate: int
-    write_timeout: float
-    body_memory_bytes: int
-    spool_dir: str | None
-    output_high_water: int
-    # What bodies share across connections (None: no limits beyond each body's).
-    body_budgets: BodyBudgets | None
-    # Past output_high_water, a streamed response's bytes wait in a spool file
-    # (None: its thread waits for the client); and how fast a client must read.
-    output_spool: SpoolSettings | None
-    min_response_rate: int
-    date: Callable[[], str] | None
-    server_name: str | None
-    draining: Callable[[], bool]
-    clock: Clock
-    http2: Http2Options | None = None  # None: HTTP/1.1 only
-    max_body_seconds: float = 7200.0
 
 
 class _Phase(enum.Enum):
@@ -655,40 +589,6 @@ def h2c_settings(request: Request) -> bytes | None:
     except ValueError:
         return None
     return payload if len(payload) % 6 == 0 else None
-
-
-class _NoBody:
-    """``wsgi.input`` of a request without a body: always at its end.
-    Read-only and stateless, so one serves every such request."""
-
-    __slots__ = ()
-
-    def read(self, size: int | None = -1) -> bytes:
-        return b""
-
-    def readline(self, size: int | None = -1) -> bytes:
-        return b""
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        return []
-
-    def __iter__(self) -> _NoBody:
-        return self
-
-    def __next__(self) -> bytes:
-        raise StopIteration
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return 0
-
-    def tell(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        return None
-
-
-NO_BODY: IO[bytes] = _NoBody()  # type: ignore[assignment]
 
 
 class _ExchangeIO:

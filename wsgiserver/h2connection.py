@@ -42,8 +42,8 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from . import system
-from .body import RequestBody
-from .connection import DRAIN_QUIET_SECONDS, NO_BODY, ConnectionSettings, Step
+from .body import NO_BODY, RequestBody
+from .drive import DRAIN_QUIET_SECONDS, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange
 from .output import FileRange

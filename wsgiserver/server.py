@@ -30,7 +30,8 @@ from .binding import Listener, open_listeners
 from .budget import BodyBudgets, Budget, FileCount
 from .clock import SYSTEM_CLOCK, Clock, HttpDate
 from .config import ServerConfig
-from .connection import Connection, ConnectionSettings, Http2Options, Step, h2c_settings
+from .connection import Connection, h2c_settings
+from .drive import ConnectionSettings, Http2Options, Step
 from .exchange import ExchangeSettings
 from .metrics import Board, Recorder, render
 from .output import SpoolSettings

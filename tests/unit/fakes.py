@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wsgiserver.clock import ManualClock
-from wsgiserver.connection import Connection, ConnectionSettings, Step
+from wsgiserver.connection import Connection
+from wsgiserver.drive import ConnectionSettings, Step
 from wsgiserver.errors import ClientDisconnected
 from wsgiserver.exchange import ExchangeSettings
 from wsgiserver.protocol import ParserLimits

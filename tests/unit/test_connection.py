@@ -10,7 +10,7 @@ import re
 import pytest
 
 from wsgiserver.accesslog import AccessLog
-from wsgiserver.connection import DRAIN_QUIET_SECONDS
+from wsgiserver.drive import DRAIN_QUIET_SECONDS
 
 from .fakes import Client
 

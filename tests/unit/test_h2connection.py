@@ -13,7 +13,7 @@ import h2.connection  # noqa: E402
 import h2.events  # noqa: E402
 import h2.settings  # noqa: E402
 
-from wsgiserver.connection import Http2Options  # noqa: E402
+from wsgiserver.drive import Http2Options  # noqa: E402
 from wsgiserver.h2connection import Http2Connection  # noqa: E402
 from wsgiserver.protocol.parser import ParserLimits  # noqa: E402
 

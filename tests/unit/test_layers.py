@@ -27,7 +27,9 @@ FORBIDDEN = {
     # HTTP/2: the h2 library here and nowhere else (but the server's check
     # that it is installed); no poller, no pool, no sockets of its own.
     "h2connection": {"socket", "select", "poller", "pool", "server", "runner", "supervisor",
-                     "wsgi"},
+                     "wsgi", "connection"},
+    # What both protocols' connections share: neither of them.
+    "drive": {"connection", "h2connection", "h2", "socket", "poller", "pool", "server"},
     "poller": {"protocol", "connection", "server", "socket", "h2"},
     "pool": {"socket", "select", "connection", "h2connection", "server", "protocol", "h2"},
     "server": {"runner", "supervisor", "cli", "signal"},
