@@ -17,14 +17,17 @@ __all__ = ["Budget", "BodyBudgets", "FileCount"]
 
 
 class Budget:
-    """``limit`` bytes, taken and given back from any thread."""
+    """``limit`` bytes, taken and given back from any thread; with a
+    ``parent``, each byte taken here is taken there too (a connection's
+    share of the server's budget)."""
 
-    __slots__ = ("limit", "_used", "_lock")
+    __slots__ = ("limit", "_used", "_lock", "_parent")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, parent: Budget | None = None) -> None:
         self.limit = limit
         self._used = 0
         self._lock = threading.Lock()
+        self._parent = parent
 
     @property
     def used(self) -> int:
@@ -32,9 +35,12 @@ class Budget:
         return self._used
 
     def take(self, count: int) -> bool:
-        """Take ``count`` bytes if they fit; False (nothing taken) if not."""
+        """Take ``count`` bytes if they fit here and in the parent; False
+        (nothing taken) if not."""
         with self._lock:
             if self._used + count > self.limit:
+                return False
+            if self._parent is not None and not self._parent.take(count):
                 return False
             self._used += count
             return True
@@ -43,6 +49,8 @@ class Budget:
         """Give back ``count`` bytes taken earlier."""
         with self._lock:
             self._used -= count
+        if self._parent is not None:
+            self._parent.give(count)
 
 
 class FileCount:

@@ -11,13 +11,21 @@ reads nothing, bodies that never end and windows held shut.
 
 Threads. The side the poller wakes (``on_ready``, ``expire``,
 ``begin_draining``, under ``lock``) reads and processes frames; each
-stream's application runs on a pool thread and writes its response. One
-lock (``_io``) guards the h2 state, the streams, the output queue and the
-socket. An application that must wait for its client (its buffer full, a
-window held shut) reads and processes the connection's frames itself while
-it waits, so no wait depends on another thread being free to do it: with
-``--threads 1`` that one thread is the one waiting. Lock order: ``lock``,
-then ``_io``, then the pool's; nothing waits while holding ``_io``.
+stream's application runs on a pool thread, queues its response and sends
+what the windows and the socket take at once (never blocking). One lock
+(``_io``) guards the h2 state, the streams, the output queue and the
+socket. An application that must wait for its client (its share of memory
+used, a window held shut) never reads the client's frames: it is detached
+from the pool like a long request (so ``--threads 1`` still serves) and
+waits on ``_moved``, which the poller's side signals as output leaves.
+Lock order: ``lock``, then ``_io``, then the pool's.
+
+Memory. What one connection may hold is bounded as for HTTP/1.1, however
+many streams it opens: request bodies share ``2 x --body-memory-bytes``
+in memory (past it, bodies go to their spool files), responses share
+``4 x --response-buffer-bytes`` waiting for windows (past it, a response's
+bytes go to a spool file of its own within the server's spool budget, or
+its application waits for its client).
 
 Knows nothing of the poller or the pool: the server gives it ``arm`` (watch
 my socket for this interest now) and ``submit`` (run this stream).
@@ -42,7 +50,8 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from . import system
-from .body import NO_BODY, RequestBody
+from .body import NO_BODY, RequestBody, SpoolFull
+from .budget import BodyBudgets, Budget, FileCount
 from .drive import DRAIN_QUIET_SECONDS, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange
@@ -58,7 +67,6 @@ from .protocol.http2 import (
 )
 from .protocol.parser import body_too_large
 from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
-from .system import Waker
 from .transport import Peer, Transport
 
 __all__ = ["Http2Connection", "Http2Stream"]
@@ -98,8 +106,17 @@ _RESETS_PER_STREAM_SLOT = 2
 # After the last GOAWAY, what the client still sends is read and dropped
 # this long, so that closing does not reset the connection under our answers.
 _LINGER_SECONDS = 2.0
-# How long an application's wait looks at the socket before it looks again.
+# How long an application's wait sleeps before it looks at its deadline again
+# (output that moves wakes it at once).
 _WAIT_SLICE = 1.0
+# One connection's share of memory, in units of one HTTP/1.1 connection's:
+# request bodies (--body-memory-bytes) and responses (--response-buffer-bytes).
+_BODY_MEMORY_SHARES = 2
+_OUTPUT_MEMORY_SHARES = 4
+
+
+def _never_long() -> None:
+    return None
 
 
 class _Phase(enum.Enum):
@@ -175,13 +192,27 @@ class Http2Connection:
         self._gone = False  # the client went away
         self._lingering = False
         self._closed = False
-        self._waiters = 0
-        self._waker: Waker | None = None
+        self._waiters = 0  # application threads waiting on _moved
+        self._moved = threading.Condition(self._io)  # output left, or a stream ended
+        self._body_budgets = self._connection_body_budgets(settings)
+        # Response bytes in memory across the streams, and their bound.
+        self.output_memory = 0
+        self.output_memory_limit = _OUTPUT_MEMORY_SHARES * settings.output_high_water
         self.received = 0
         self.sent = 0
         self._reported = (0, 0)
         self.deadline = now + settings.keepalive_timeout
         self._start(initial, upgrade)
+
+    @staticmethod
+    def _connection_body_budgets(settings: ConnectionSettings) -> BodyBudgets:
+        """The connection's share of body memory, drawn from the server's."""
+        shared = settings.body_budgets
+        limit = _BODY_MEMORY_SHARES * settings.body_memory_bytes
+        if shared is None:
+            unbounded = 1 << 62
+            return BodyBudgets(Budget(limit), Budget(unbounded), FileCount(unbounded))
+        return BodyBudgets(Budget(limit, parent=shared.memory), shared.spool, shared.files)
 
     # -- what the server reads -------------------------------------------------
 
@@ -416,7 +447,8 @@ class Http2Connection:
             return
         stream.request = request
         if not ended:
-            stream.spool = RequestBody(self.settings.body_memory_bytes, self.settings.spool_dir)
+            stream.spool = RequestBody(self.settings.body_memory_bytes, self.settings.spool_dir,
+                                       self._body_budgets)
             stream.body_started = stream.body_at = self.clock.monotonic()
             if request.expect_continue:
                 self._h2.send_headers(stream_id, [(b":status", b"100")])
@@ -454,6 +486,10 @@ class Http2Connection:
             return
         try:
             stream.spool.write(data)
+        except SpoolFull as error:
+            log.warning("%s: stream %d: %s", self._peer_text(), stream_id, error)
+            stream.refuse(503, "no room for the request body now; try again later",
+                          ended=False)
         except OSError as error:
             log.error("%s: request body could not be stored: %s", self._peer_text(), error)
             stream.refuse(503, "the request body could not be stored", ended=False)
@@ -511,8 +547,8 @@ class Http2Connection:
             self._flush()
             if not moved or self._out or self._gone:
                 break
-        if self._waiters and self._waker is not None:
-            self._waker.poke()
+        if self._waiters:
+            self._moved.notify_all()
 
     def _pump(self) -> bool:
         """Move queued response bytes into DATA frames, one frame per stream
@@ -645,8 +681,8 @@ class Http2Connection:
         self._out.clear()
         self._out_bytes = 0
         self.transport.close()
-        if self._waker is not None:
-            self._waker.poke()  # waiting applications see the end at once
+        if self._waiters:
+            self._moved.notify_all()  # waiting applications see the end at once
 
     def _count_transfer(self) -> None:
         metrics = self.settings.exchange.metrics
@@ -677,51 +713,32 @@ class Http2Connection:
             self._sending.append(stream)
 
     def _wait(self, stream: Http2Stream, satisfied: Callable[[], bool]) -> None:
-        """An application's thread waits for its client until ``satisfied``,
-        reading and handling the connection's frames itself meanwhile;
-        ClientDisconnected when the stream ends or nothing moves for
-        --write-timeout."""
+        """An application's thread waits for its client until ``satisfied``:
+        detached from the pool first (a long request's place, so the pool
+        keeps serving), then asleep until the poller's side says output
+        moved. ClientDisconnected when the stream ends, or when nothing of
+        it moved for --write-timeout (the stream is then reset)."""
+        stream.went_long()
         write_timeout = self.settings.write_timeout
-        while True:
-            ready: list[Http2Stream] = []
-            with self.lock:
-                with self._io:
-                    if not (self._closed or self._lingering):
-                        if not (self._fatal or self._gone):
-                            ready = self._read_some()
-                        self._send()
-                    done = satisfied()
-                    failed = stream.canceled or self._closed or self._fatal or self._gone
-                    deadline = stream.progress_at + write_timeout
-                    now = self.clock.monotonic()
-                    if not done and not failed and now >= deadline:
-                        log.debug("%s: stream %d: response not read in time",
-                                  self._peer_text(), stream.id)
-                        stream.reset(CANCEL)
-                        failed = True
-                    write = bool(self._out)
-                    if not done and not failed:
-                        self._waiters += 1
-                        if self._waker is None:
-                            self._waker = Waker()
-                    waker = self._waker
-                    need_arm = write or self._fatal or self._gone
-                if need_arm and not self._closed and not self._lingering:
-                    self._arm(self._interest() if not self._fatal else Step.WRITE)
-            for other in ready:
-                if not other.canceled:
-                    self._submit(other)
-            if done:
-                return
-            if failed:
-                raise ClientDisconnected("the stream was closed")
-            assert waker is not None
-            try:
-                self.transport.wait_for(min(deadline, now + _WAIT_SLICE), write, waker.fd)
-            finally:
-                with self._io:
+        with self._io:
+            while not satisfied():
+                if stream.canceled or self._closed or self._fatal or self._gone:
+                    raise ClientDisconnected("the stream was closed")
+                now = self.clock.monotonic()
+                deadline = stream.progress_at + write_timeout
+                if now >= deadline:
+                    log.debug("%s: stream %d: response not read in time",
+                              self._peer_text(), stream.id)
+                    stream.reset(CANCEL)
+                    self._send()
+                    raise ClientDisconnected("the stream was closed")
+                self._waiters += 1
+                stream.waiting = True
+                try:
+                    self._moved.wait(min(deadline - now, _WAIT_SLICE))
+                finally:
                     self._waiters -= 1
-                waker.drain()
+                    stream.waiting = False
 
 
 class Http2Stream:
@@ -753,7 +770,11 @@ class Http2Stream:
         self._end_sent = False
         self._queue: deque[memoryview | FileRange] = deque()
         self.queued = 0  # bytes in memory waiting for a window
+        self._spool: IO[bytes] | None = None  # where bytes past the memory share wait
+        self._spool_size = 0
         self.progress_at = connection.clock.monotonic()
+        self.waiting = False  # its application's thread waits for the client
+        self.went_long: Callable[[], None] = _never_long
         self._status = 0
         settings = connection.settings
         self._high_water = settings.output_high_water
@@ -862,6 +883,8 @@ class Http2Stream:
                 return 0
             item.offset += len(piece)
             item.count -= len(piece)
+            if item.spooled:
+                self._give_spool(len(piece))
             if not item.count:
                 os.close(item.fd)
                 queue.popleft()
@@ -873,6 +896,7 @@ class Http2Stream:
             else:
                 queue[0] = item[size:]
             self.queued -= len(piece)
+            self.connection.output_memory -= len(piece)
         last = self._end_queued and not queue
         h2conn.send_data(self.id, piece, end_stream=last)
         if last:
@@ -891,14 +915,84 @@ class Http2Stream:
             if self.phase is not _Phase.RUNNING:
                 self.phase = _Phase.DONE
                 self._release_body()
+                self._close_spool()
                 self.connection._stream_done(self, completed=True)
 
     def _drop_queue(self) -> None:
         for item in self._queue:
             if type(item) is FileRange:
                 os.close(item.fd)
+                if item.spooled:
+                    self._give_spool(item.count)
         self._queue.clear()
+        self.connection.output_memory -= self.queued
         self.queued = 0
+        self._close_spool()
+
+    def _spool_bytes(self, data: bytes) -> bool:
+        """Past the connection's memory share: ``data`` to this response's
+        spool file (within its share and the server's budget); False when
+        there is no room (the application then waits for its client)."""
+        spool = self.connection.settings.output_spool
+        if spool is None or self._spool_size + len(data) > spool.per_response:
+            return False
+        if not spool.budget.take(len(data)):
+            return False
+        if self._spool is None and not self._open_spool(spool.directory, spool.files):
+            spool.budget.give(len(data))
+            return False
+        assert self._spool is not None
+        try:
+            self._spool.write(data)
+        except OSError:
+            spool.budget.give(len(data))
+            return False
+        offset, self._spool_size = self._spool_size, self._spool_size + len(data)
+        last = self._queue[-1] if self._queue else None
+        if type(last) is FileRange and last.spooled and last.offset + last.count == offset:
+            last.count += len(data)
+        else:
+            self._queue.append(FileRange(os.dup(self._spool.fileno()), offset, len(data),
+                                         spooled=True))
+        return True
+
+    def _open_spool(self, directory: str | None, files: FileCount | None) -> bool:
+        import tempfile  # a megabyte of modules: only once a response needs it
+
+        if files is not None and not files.take(1):
+            return False
+        try:
+            self._spool = tempfile.TemporaryFile(dir=directory, buffering=0)
+        except OSError as error:
+            if files is not None:
+                files.give(1)
+            log.error("a response could not be spooled: %s", error)
+            return False
+        return True
+
+    def _give_spool(self, count: int) -> None:
+        spool = self.connection.settings.output_spool
+        if spool is not None:
+            spool.budget.give(count)
+
+    def _close_spool(self) -> None:
+        if self._spool is None:
+            return
+        try:
+            self._spool.close()
+        except OSError:
+            pass
+        self._spool = None
+        spool = self.connection.settings.output_spool
+        if spool is not None and spool.files is not None:
+            spool.files.give(1)
+
+    def stalled(self) -> float:
+        """From another thread: seconds its application has waited for the
+        client (0 while it works): what the pool's cap on long requests weighs."""
+        if not self.waiting:
+            return 0.0
+        return max(self.connection.clock.monotonic() - self.progress_at, 0.0)
 
     def _release_body(self) -> None:
         if self.spool is not None:
@@ -909,8 +1003,11 @@ class Http2Stream:
 
     # -- the application's thread ----------------------------------------------
 
-    def run(self, detach: Callable[[], None] | None = None) -> None:
-        """Run the exchange (on a pool thread)."""
+    def run(self, went_long: Callable[[], None] | None = None) -> None:
+        """Run the exchange (on a pool thread). ``went_long``: the pool's
+        way to detach this thread when it must wait for its client."""
+        if went_long is not None:
+            self.went_long = went_long
         connection = self.connection
         with connection._io:
             if self.canceled or self.phase is not _Phase.QUEUED or self.request is None:
@@ -929,6 +1026,7 @@ class Http2Stream:
             self._release_body()
             if self.canceled:
                 self.phase = _Phase.DONE
+                self._close_spool()
                 connection._stream_done(self, completed=False)
             elif not self._end_queued:
                 # The application failed after its head, or fell short of its
@@ -975,10 +1073,18 @@ class Http2Stream:
         framer = self._framer
         assert framer is not None
         framed = framer.frame(data)
-        if framed and not self._end_sent:
-            self._queue.append(memoryview(framed))
-            self.queued += len(framed)
-            self.connection._want_send(self)
+        if not framed or self._end_sent:
+            return
+        connection = self.connection
+        over = self.queued + len(framed) > self._high_water or \
+            connection.output_memory + len(framed) > connection.output_memory_limit
+        if over and self._spool_bytes(framed):
+            connection._want_send(self)
+            return
+        self._queue.append(memoryview(framed))
+        self.queued += len(framed)
+        connection.output_memory += len(framed)
+        connection._want_send(self)
 
     def _end(self) -> None:
         framer = self._framer
@@ -1008,13 +1114,22 @@ class Http2Stream:
                 raise ClientDisconnected("the stream was closed") from None
             connection._send()
             arm = bool(connection._out) or connection._fatal or connection._gone
-            over = wait and self.queued > self._high_water
+            over = not self._has_room(wait, self._high_water)
         if arm:
             connection.arm_for_output()
         if over:
-            connection._wait(self, lambda: self.queued <= self._low_water)
+            connection._wait(self, lambda: self._has_room(wait, self._low_water))
         if self.canceled:
             raise ClientDisconnected("the stream was closed")
+
+    def _has_room(self, producing: bool, mark: int) -> bool:
+        """Whether the application may go on: a producing one while its
+        memory queue is within ``mark``, and any while the connection's
+        memory is within its share (or none of it is this stream's)."""
+        if producing and self.queued > mark:
+            return False
+        connection = self.connection
+        return connection.output_memory <= connection.output_memory_limit or not self.queued
 
     def _queue_file(self, fd: int, offset: int, available: int) -> None:
         framer = self._framer

@@ -463,6 +463,12 @@ class WorkerPool:
                 self._leader = None
                 self._cond.notify()
 
+    def went_long(self, worker: Worker) -> None:
+        """``worker``'s request must wait for its client now (an HTTP/2
+        window held shut): treat it as long at once, so a replacement takes
+        its place, or over the cap the least progressing one is cut."""
+        self._went_long(worker)
+
     def _went_long(self, worker: Worker) -> None:
         """``worker``'s request went long: a replacement takes its place;
         over the cap, the request making the least progress on its client is

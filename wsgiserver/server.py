@@ -444,9 +444,9 @@ class Server:
         """An HTTP/2 stream's exchange, on a pool thread (as a task)."""
         pool = self._pool
         assert pool is not None
-        pool.begin(worker, stream.cut)
+        pool.begin(worker, stream.cut, stream.stalled)
         try:
-            stream.run(worker.detach)
+            stream.run(functools.partial(pool.went_long, worker))
         except BaseException:  # a bug of ours: never let it kill a worker
             log.exception("unexpected error on an HTTP/2 stream")
         finally:

@@ -50,3 +50,16 @@ def h2spec_app(environ, start_response):
     body = b"Hello from h2spec's server\n"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def h2_memory_app(environ, start_response):
+    """For the HTTP/2 memory tests: a POST's body read whole and counted; a
+    GET of /big a 2 MiB body made in full (a fresh object per request)."""
+    if environ["REQUEST_METHOD"] == "POST":
+        body = b"%d" % len(environ["wsgi.input"].read())
+    elif environ["PATH_INFO"] == "/big":
+        body = b"x" * (2 << 20)
+    else:
+        body = b"ok"
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [body]

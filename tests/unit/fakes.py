@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class FakeTransport:
         self.on_wait: Callable[[], None] | None = None
         self._arrivals: deque[_Arrival] = deque()
         self.sent = bytearray()
+        self._sent_total = 0
+        # Sends may come from a stream's thread while the test takes them.
+        self._sent_lock = threading.Lock()
         # How many more bytes the client takes; None: everything.
         self.reads = reads
         self.closed = self.aborted = self.write_shut = self.shut = False
@@ -64,9 +68,14 @@ class FakeTransport:
 
     def take_sent(self) -> bytes:
         """What the server sent since the last call."""
-        data = bytes(self.sent)
-        self.sent.clear()
+        with self._sent_lock:
+            data = bytes(self.sent)
+            self.sent.clear()
         return data
+
+    def sent_count(self) -> int:
+        """Bytes sent since the start."""
+        return self._sent_total
 
     # -- the Transport interface ----------------------------------------
 
@@ -106,7 +115,9 @@ class FakeTransport:
         if self.closed or self.shut:
             raise ClientDisconnected("closed")
         count = len(data) if self.reads is None else min(len(data), self.reads)
-        self.sent += bytes(data[:count])
+        with self._sent_lock:
+            self.sent += bytes(data[:count])
+            self._sent_total += count
         if self.reads is not None:
             self.reads -= count
         return count

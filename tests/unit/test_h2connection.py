@@ -4,6 +4,9 @@ against floods, and every timeout, without sleeping."""
 
 from __future__ import annotations
 
+import functools
+import threading
+
 import pytest
 
 pytest.importorskip("h2", reason="HTTP/2 needs h2: pip install 'wsgiserver[http2]'")
@@ -13,11 +16,23 @@ import h2.connection  # noqa: E402
 import h2.events  # noqa: E402
 import h2.settings  # noqa: E402
 
+from wsgiserver.budget import BodyBudgets, Budget, FileCount  # noqa: E402
 from wsgiserver.drive import Http2Options  # noqa: E402
 from wsgiserver.h2connection import Http2Connection  # noqa: E402
+from wsgiserver.output import SpoolSettings  # noqa: E402
 from wsgiserver.protocol.parser import ParserLimits  # noqa: E402
 
 from .fakes import FakeTransport, ManualClock, settings_for  # noqa: E402
+
+_clients: list = []
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left():
+    """Every stream thread a test started ends with it."""
+    yield
+    while _clients:
+        _clients.pop().close()
 
 
 def hello(environ, start_response):
@@ -42,7 +57,10 @@ class Client:
             self.h2.local_settings = h2.settings.Settings(client=True,
                                                          initial_values=client_settings)
         self.h2.initiate_connection()
+        _clients.append(self)
         self.submitted = []
+        self.threads: list[threading.Thread] = []
+        self.went_long: list = []  # streams whose thread was detached to wait
         self.armed = []
         self.run_streams = run_streams
         self.events: list = []
@@ -77,13 +95,26 @@ class Client:
         self.submitted.append(stream)
 
     def run_submitted(self) -> None:
+        """Each stream on a thread of its own, as the pool runs them; the
+        test's thread waits until it ends or waits for its client (it then
+        goes on in the background while the test's thread plays the poller)."""
         while self.submitted:
-            self.submitted.pop(0).run()
+            stream = self.submitted.pop(0)
+            thread = threading.Thread(target=stream.run,
+                                      args=(functools.partial(self.went_long.append, stream),))
+            thread.start()
+            for _ in range(2000):
+                thread.join(0.005)
+                if not thread.is_alive() or stream.waiting:
+                    break
+            if thread.is_alive():
+                self.threads.append(thread)
 
     def exchange(self) -> list:
-        """Deliver what each side has for the other until both are quiet."""
+        """Deliver what each side has for the other until both are quiet
+        (and every stream's thread has ended, or waits for what never comes)."""
         new = []
-        for _ in range(1000):
+        for _ in range(2000):
             if self.run_streams:
                 self.run_submitted()
             sent, outgoing, events = self._client_reads_and_answers()
@@ -93,10 +124,27 @@ class Client:
             if self.transport.readable() or (self.submitted and self.run_streams):
                 self.step = self.connection.on_ready()
                 continue
-            if not sent and not outgoing:
+            if not sent and not outgoing and not self._threads_moving():
                 break
         self.events += new
         return new
+
+    def _threads_moving(self) -> bool:
+        """Let the streams' threads run a moment: True if one sent since."""
+        self.threads = [thread for thread in self.threads if thread.is_alive()]
+        if not self.threads:
+            return False
+        before = self.transport.sent_count()
+        self.threads[0].join(0.01)
+        return self.transport.sent_count() != before or \
+            not all(thread.is_alive() for thread in self.threads)
+
+    def close(self) -> None:
+        """End what still runs: the connection's close fails waiting streams."""
+        self.connection.close()
+        for thread in self.threads:
+            thread.join(5.0)
+            assert not thread.is_alive(), "a stream's thread outlived its connection"
 
     auto_ack = True
 
@@ -321,7 +369,7 @@ def test_a_window_held_shut_resets_the_stream_after_the_write_timeout():
     client.exchange()
 
 
-def test_a_producing_app_waits_for_credit_and_reads_the_frames_itself():
+def test_a_producing_app_waits_for_credit_detached_and_never_reads_frames():
     pieces = [b"p" * 50_000 for _ in range(8)]
 
     def app(environ, start_response):
@@ -329,11 +377,13 @@ def test_a_producing_app_waits_for_credit_and_reads_the_frames_itself():
         return iter(pieces)
 
     client = Client(app, output_high_water=60_000)
+    client.transport.on_wait = None
     stream = client.request("/")
-    # The app runs here, on the test's thread, and must wait for the client's
-    # WINDOW_UPDATEs; the fake transport delivers them as it waits.
+    # The app waits for the client's WINDOW_UPDATEs on its thread; the
+    # test's thread, as the poller's side, reads them and wakes it.
     client.exchange()
     assert client.response(stream)[1:] == (b"".join(pieces), True)
+    assert {s.id for s in client.went_long} == {stream}  # detached from the pool to wait
 
 
 def test_an_idle_connection_says_goaway_and_closes():
@@ -411,3 +461,96 @@ def test_pings_at_a_human_rate_are_answered():
         client.clock.advance(0.5)
     assert len(client.of_type(h2.events.PingAckReceived)) == 50
     assert not client.of_type(h2.events.ConnectionTerminated)
+
+
+MiB = 1 << 20
+
+
+def test_bodies_of_many_streams_share_one_connections_memory_then_spool():
+    server_memory = Budget(64 * MiB)
+    budgets = BodyBudgets(server_memory, Budget(1 << 30), FileCount(10_000))
+    received = {}
+
+    def app(environ, start_response):
+        received[environ["PATH_INFO"]] = len(environ["wsgi.input"].read())
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    client = Client(app, body_budgets=budgets, body_memory_bytes=64 * 1024,
+                    http2=Http2Options(max_concurrent_streams=100))
+    streams = [client.request(f"/{n}", method="POST", body=b"b" * 100_000, end=False)
+               for n in range(50)]
+    client.exchange()
+    # 50 bodies of 100 kB arrived, none ended: the connection keeps 2 x 64 KiB
+    # of them in memory, the rest waits on disk.
+    assert server_memory.used <= 2 * 64 * 1024
+    assert budgets.spool.used >= 50 * 100_000 - 2 * 64 * 1024
+    for stream in streams:
+        client.h2.end_stream(stream)
+    client.exchange()
+    assert all(client.response(stream)[1] == b"ok" for stream in streams)
+    assert set(received.values()) == {100_000}
+    assert server_memory.used == 0 and budgets.spool.used == 0
+
+
+def windows_shut(client_settings=None):
+    return {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+
+
+def test_responses_waiting_for_shut_windows_spool_past_the_connections_share():
+    body = b"r" * (1 * MiB)
+    spool = SpoolSettings(None, per_response=2 * MiB, budget=Budget(100 * MiB))
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        if environ["PATH_INFO"].startswith("/gen"):
+            return (body[i:i + 65536] for i in range(0, len(body), 65536))
+        return [body]
+
+    client = Client(app, output_high_water=64 * 1024, output_spool=spool,
+                    http2=Http2Options(max_concurrent_streams=100),
+                    client_settings=windows_shut())
+    streams = [client.request(f"/list{n}") for n in range(10)] + \
+        [client.request(f"/gen{n}") for n in range(10)]
+    client.exchange()
+    connection = client.connection
+    # 20 MiB of responses made, the windows shut: the connection holds its
+    # share in memory (4 x 64 KiB), the rest is spooled, and no application
+    # waits: they all returned (streamed ones too).
+    assert connection.output_memory <= connection.output_memory_limit == 256 * 1024
+    assert spool.budget.used >= 20 * MiB - 256 * 1024
+    assert not connection.busy and not client.went_long
+    client.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    client.h2.increment_flow_control_window(1 << 30)
+    client.exchange()
+    for stream in streams:
+        assert client.response(stream)[1:] == (body, True)
+    assert spool.budget.used == 0 and connection.output_memory == 0
+
+
+def test_without_spool_room_producing_apps_wait_detached_within_the_share():
+    piece = b"w" * 65536
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return (piece for _ in range(16))
+
+    client = Client(app, output_high_water=64 * 1024, write_timeout=30.0,
+                    output_spool=SpoolSettings(None, per_response=0, budget=Budget(0)),
+                    http2=Http2Options(max_concurrent_streams=100),
+                    client_settings=windows_shut())
+    streams = [client.request(f"/{n}") for n in range(8)]
+    client.exchange()
+    connection = client.connection
+    # No spool: each application waits (detached from the pool) once the
+    # connection's memory share is used; what is queued stays near it.
+    assert {s.id for s in client.went_long} == set(streams)
+    assert connection.output_memory <= connection.output_memory_limit + 8 * len(piece)
+    client.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    client.h2.increment_flow_control_window(1 << 30)
+    for _ in range(50):
+        client.exchange()
+        if all(client.response(stream)[2] for stream in streams):
+            break
+    for stream in streams:
+        assert client.response(stream)[1:] == (piece * 16, True)

@@ -148,6 +148,26 @@ def test_a_websocket_detaches_at_once(pool_of):
     assert wait_until(lambda: pool.websockets == 0 and pool.threads == 1)
 
 
+def test_a_request_that_must_wait_for_its_client_goes_long_at_once(pool_of):
+    # The clock stands still: only went_long can make it long (an HTTP/2
+    # stream whose window is shut), and the one regular thread is replaced.
+    pool, server = pool_of(1, clock=ManualClock())
+    release = threading.Event()
+
+    def waiting(worker: Worker) -> None:
+        pool.went_long(worker)
+        pool.went_long(worker)  # again while waiting: nothing more happens
+        release.wait(5)
+
+    server.requests.put(waiting)
+    assert wait_until(lambda: pool.long_requests == 1 and pool.threads == 2)
+    served = threading.Event()
+    server.requests.put(lambda worker: served.set())
+    assert served.wait(5)
+    release.set()
+    assert wait_until(lambda: pool.long_requests == 0 and pool.threads == 1)
+
+
 def test_stop_ends_every_thread(pool_of):
     pool, server = pool_of(3)
     pool.stop(5.0)
