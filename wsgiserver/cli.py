@@ -13,13 +13,12 @@ import argparse
 import difflib
 import logging
 import os
-import platform
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, build
 from .appspec import AppSpecError, load_app, load_hook, parse_spec
 from .hooks import WorkerHooks
 from .options import BY_NAME, OPTIONS, Kind, Option, Where, show_default
@@ -117,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="print the settings, each with where it came from, and exit")
 
     program.add_argument("--version", action="version",
-                         version=f"wsgiserver {__version__} (Python {platform.python_version()})")
+                         version=f"wsgiserver {__version__} ({build.describe()})")
     return parser
 
 
@@ -281,7 +280,7 @@ def _startup_line(spec: str, config: Any, settings: Mapping[str, Setting]) -> st
         protocols.append("h2c")
     files = sorted({setting.source for setting in settings.values()
                     if setting.source.endswith(".toml")})
-    line = (f"wsgiserver {__version__} on Python {platform.python_version()}: {spec}, "
+    line = (f"wsgiserver {__version__} ({build.describe()}): {spec}, "
             f"{', '.join(protocols)}")
     return line + (f"; settings from {', '.join(files)}" if files else "")
 

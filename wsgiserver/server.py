@@ -601,15 +601,18 @@ class Server:
             if not connection.lock.acquire(blocking=False):
                 continue
             try:
-                if connection.closed:
-                    self._forget(connection)  # closed on its own: an HTTP/2 connection's end
-                    continue
-                if drain:
-                    connection.begin_draining()
-                if connection.deadline < now and connection.expire():
-                    self._forget(connection)
+                self._expire_one(connection, drain, now)
             finally:
                 connection.lock.release()
+
+    def _expire_one(self, connection: AnyConnection, drain: bool, now: float) -> None:
+        if connection.closed:
+            self._forget(connection)  # closed on its own: an HTTP/2 connection's end
+            return
+        if drain:
+            connection.begin_draining()
+        if connection.deadline < now and connection.expire():
+            self._forget(connection)
 
     def _stop_accepting(self) -> None:
         poller = self._poller

@@ -63,7 +63,7 @@ class Transport(Protocol):
         """Advance a TLS handshake: True once done; OSError when it failed."""
         ...
 
-    def recv(self, max_bytes: int = ...) -> bytes | None:
+    def recv(self, max_bytes: int = _RECV_SIZE) -> bytes | None:
         """What arrived: None when nothing has, b"" when the client is gone."""
         ...
 
@@ -121,10 +121,10 @@ class SocketTransport:
 
     can_sendfile = system.HAS_SENDFILE
     direct_reads = True
-    alpn: str | None = None
     handshake_writing = False
 
     def __init__(self, sock: socket.socket, peer: Peer, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.alpn: str | None = None  # the protocol TLS agreed on (ALPN)
         self.sock = sock
         self.fd = sock.fileno()
         self.peer = peer

@@ -208,6 +208,12 @@ def test_busy_port_is_one_line_error():
     assert "Traceback" not in result.stderr
 
 
+# What the command must call this copy: a built extension of the parser
+# beside its source means the compiled build.
+BUILD = "compiled with mypyc" if any((ROOT / "wsgiserver" / "protocol").glob("parser.*.so")) \
+    else "pure Python"
+
+
 def test_version_flag():
     import platform
 
@@ -216,7 +222,7 @@ def test_version_flag():
     from wsgiserver import __version__
 
     assert result.stdout.strip() == (
-        f"wsgiserver {__version__} (Python {platform.python_version()})")
+        f"wsgiserver {__version__} (Python {platform.python_version()}, {BUILD})")
 
 
 def test_the_startup_line_names_version_app_protocols_and_settings_file(start_cli, tmp_path):
@@ -229,7 +235,7 @@ def test_the_startup_line_names_version_app_protocols_and_settings_file(start_cl
     process, _ = start_cli("examples.hello:app", "--config", str(config))
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
-    assert (f"wsgiserver {__version__} on Python {platform.python_version()}: "
+    assert (f"wsgiserver {__version__} (Python {platform.python_version()}, {BUILD}): "
             f"examples.hello:app, HTTP/1.1; settings from {config}") in stderr
 
 
