@@ -92,8 +92,10 @@ def drive(port: int, request: bytes, keep_alive: bool, count: int) -> None:
             read_response(sock, bytearray())
 
 
-def instructions(tree: Path, app: str, request: bytes, keep_alive: bool, count: int) -> int:
-    """Instructions the server process ran to serve ``count`` requests."""
+def instructions(tree: Path, app: str, request: bytes, keep_alive: bool, count: int,
+                 keep: Path | None = None) -> int:
+    """Instructions the server process ran to serve ``count`` requests;
+    ``keep``: where to copy callgrind's output (for callgrind_annotate)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "callgrind.out"
@@ -116,6 +118,8 @@ def instructions(tree: Path, app: str, request: bytes, keep_alive: bool, count: 
         finally:
             server.terminate()
             server.wait(120)
+        if keep is not None:
+            shutil.copyfile(out, keep)
         match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
         if match is None:
             raise SystemExit("callgrind wrote no total")
@@ -127,6 +131,8 @@ def main() -> int:
     parser.add_argument("--tree", type=Path, default=HERE, help="the checkout to run")
     parser.add_argument("--scenarios", default="hello,close,upload,flask")
     parser.add_argument("-n", type=int, default=300, help="requests of the short run")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each scenario's longer callgrind output in DIR")
     args = parser.parse_args()
     build = subprocess.run([sys.executable, "-m", "wsgiserver", "--version"], cwd=args.tree,
                            capture_output=True, text=True).stdout.strip()
@@ -139,7 +145,8 @@ def main() -> int:
             print(f"  {name:8} skipped: pip install flask")
             continue
         short = instructions(args.tree, app, request, keep_alive, args.n)
-        long = instructions(args.tree, app, request, keep_alive, 3 * args.n)
+        keep = args.keep / f"callgrind.{name}.out" if args.keep else None
+        long = instructions(args.tree, app, request, keep_alive, 3 * args.n, keep)
         print(f"  {name:8} {(long - short) / (2 * args.n):>10,.0f}")
     return 0
 

@@ -890,6 +890,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--baseline", metavar="DIR",
                    help="also run wsgiserver as checked out in DIR (git worktree add DIR REV) "
                         "as 'wsgiserver-base', for before/after figures in one run")
+    p.add_argument("--compiled", metavar="DIR",
+                   help="also run wsgiserver from DIR, a tree built with WSGISERVER_COMPILE=1 "
+                        "python setup.py build_ext --inplace, as 'wsgiserver-compiled'")
     p.add_argument("--probes", type=int, default=20,
                    help="slow scenarios: GET / timed one after another (20)")
     p.add_argument("--probe-timeout", type=float, default=10,
@@ -911,6 +914,12 @@ def parse_args(argv: list[str] | None = None):
         add_baseline(os.path.abspath(args.baseline))
         if args.servers is not None and "wsgiserver-base" not in args.servers:
             args.servers.append("wsgiserver-base")
+    if args.compiled:
+        if not os.path.isdir(os.path.join(args.compiled, "wsgiserver")):
+            p.error(f"--compiled {args.compiled}: no wsgiserver package there")
+        add_baseline(os.path.abspath(args.compiled), name="wsgiserver-compiled")
+        if args.servers is not None and "wsgiserver-compiled" not in args.servers:
+            args.servers.append("wsgiserver-compiled")
     if args.repeat < 1 or args.duration < 1:
         p.error("--repeat and --duration must be at least 1")
     if args.probes < 1 or args.probe_timeout <= 0:
@@ -918,10 +927,14 @@ def parse_args(argv: list[str] | None = None):
     return args
 
 
-def add_baseline(directory: str, describe: bool = True) -> None:
-    """Register 'wsgiserver-base' (the checkout in directory) as one more server;
+def add_baseline(directory: str, describe: bool = True, name: str = "wsgiserver-base") -> None:
+    """Register ``name`` (the checkout in directory) as one more server;
     describe: add its commit now to the settings printed (not for --from-json)."""
-    base = servers.baseline(directory)
+    base = servers.baseline(directory, name)
+    if name == "wsgiserver-compiled":
+        build = run_quiet([sys.executable, "-c", f"import sys; sys.path.insert(0, {directory!r}); "
+                           "from wsgiserver import build; print(build.describe())"])
+        base.settings += f", {build}"
     # Which code the row ran: the other checkout may be mid-work.
     commit = run_quiet(["git", "-C", directory, "rev-parse", "--short", "HEAD"]) if describe else ""
     if commit and " " not in commit:
@@ -969,6 +982,9 @@ def redraw(args) -> int:
     base = meta["args"].get("baseline")
     if base and "wsgiserver-base" not in servers.BY_NAME:
         add_baseline(os.path.abspath(base), describe=False)
+    compiled = meta["args"].get("compiled")
+    if compiled and "wsgiserver-compiled" not in servers.BY_NAME:
+        add_baseline(os.path.abspath(compiled), describe=False, name="wsgiserver-compiled")
     rows = [result_from(r) for r in data["rows"]]
     print(report(rows, meta, args.markdown))
     if args.chart:

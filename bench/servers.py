@@ -85,7 +85,7 @@ def wsgiserver(workers: int, threads: int = 8,
     return build
 
 
-def baseline(directory: str) -> Server:
+def baseline(directory: str, name: str = "wsgiserver-base") -> Server:
     """wsgiserver as checked out in ``directory`` (another commit), for a
     before/after comparison in one run: compared with the current wsgiserver.
 
@@ -102,7 +102,7 @@ def baseline(directory: str) -> Server:
         return [PY, "-c", code, ctx.app, "--host", HOST, "--port", str(port), "--threads", "8",
                 "--keepalive-timeout", "30"]
 
-    return Server("wsgiserver-base", f"wsgiserver from {directory} (--threads 8)", build)
+    return Server(name, f"wsgiserver from {directory} (--threads 8)", build)
 
 
 def waitress(port: int, ctx: Context) -> list[str]:

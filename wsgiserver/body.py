@@ -16,13 +16,9 @@ import io
 from typing import IO
 
 from .budget import BodyBudgets
+from .errors import SpoolFull
 
 __all__ = ["RequestBody", "SpoolFull", "NO_BODY"]
-
-
-class SpoolFull(OSError):
-    """The server's spool (or its descriptors) has no room for this body now:
-    answered 503 with Retry-After, before more of its bytes are taken."""
 
 
 class RequestBody:

@@ -14,8 +14,8 @@ import platform
 __all__ = ["COMPILED_MODULES", "compiled", "describe"]
 
 # The hot path of one request, from bytes in to bytes out. Not here: what
-# runs once (the command line, settings), what mypyc does not take as it is
-# (body.py's SpoolFull subclasses OSError), the HTTP/2 connection (built on
+# runs once (the command line, settings), errors.py (its exceptions subclass
+# OSError, which a compiled class may not), the HTTP/2 connection (built on
 # the h2 library's Python classes) and microapp.
 COMPILED_MODULES = (
     "wsgiserver/protocol/grammar.py",
@@ -26,6 +26,11 @@ COMPILED_MODULES = (
     "wsgiserver/wsgi.py",
     "wsgiserver/exchange.py",
     "wsgiserver/drive.py",
+    "wsgiserver/clock.py",
+    "wsgiserver/proxy.py",
+    "wsgiserver/budget.py",
+    "wsgiserver/body.py",
+    "wsgiserver/poller.py",
     "wsgiserver/connection.py",
     "wsgiserver/transport.py",
     "wsgiserver/output.py",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .protocol.events import RequestHead
 
-__all__ = ["ProtocolError", "ResponseError", "ClientDisconnected"]
+__all__ = ["ProtocolError", "ResponseError", "ClientDisconnected", "SpoolFull"]
 
 
 class ProtocolError(Exception):
@@ -36,3 +36,8 @@ class ResponseError(Exception):
 class ClientDisconnected(ConnectionError):
     """A response could not be written: the client went away or stopped
     reading past the write timeout. Never logged as an application error."""
+
+
+class SpoolFull(OSError):
+    """The server's spool (or its descriptors) has no room for this body now:
+    answered 503 with Retry-After, before more of its bytes are taken."""

@@ -89,7 +89,7 @@ class ProxyTrust:
 
     def __init__(self, allowed: Iterable[str]) -> None:
         self._any = False
-        self._unix = False
+        self._trust_unix = False
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         # Parsing an address costs microseconds; peers repeat. Bounded, so a
         # flood of forged chains cannot grow it.
@@ -102,7 +102,7 @@ class ProxyTrust:
         if text == "*":
             self._any = True
         elif text.lower() == "unix":
-            self._unix = True
+            self._trust_unix = True
         else:
             try:
                 # strict: "10.0.0.1/8" is more likely a typo than a wish.
@@ -116,7 +116,7 @@ class ProxyTrust:
         if self._any:
             return True
         if address == "":
-            return self._unix
+            return self._trust_unix
         answer = self._answers.get(address)
         if answer is None:
             answer = self._contains(address)
