@@ -250,10 +250,41 @@ def _standard_streams() -> tuple[object, ...]:
     return (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
 
 
+# The --access-log target that hands each line to the "wsgiserver.access"
+# logger (configured by --log-config) instead of writing it.
+LOGGING_TARGET = "logging"
+
+
+class _LoggerStream:
+    """A stream whose every line is a record of the "wsgiserver.access"
+    logger at INFO: where it goes is the logging configuration's."""
+
+    name = LOGGING_TARGET
+
+    def __init__(self) -> None:
+        import logging
+
+        self._logger = logging.getLogger("wsgiserver.access")
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            self._logger.info(line)
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 def open_access_log(target: str) -> TextIO:
-    """``-``/``stderr``, ``stdout``, or a file opened for append, line-buffered."""
+    """``-``/``stderr``, ``stdout``, ``logging`` (the ``wsgiserver.access``
+    logger), or a file opened for append, line-buffered."""
     if target in ("-", "stderr"):
         return sys.stderr
+    if target == LOGGING_TARGET:
+        return _LoggerStream()  # type: ignore[return-value]
     if target == "stdout":
         return sys.stdout
     try:

@@ -10,6 +10,7 @@ where values come from, settings.py's; loading the application, appspec.py's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import logging
 import os
@@ -19,13 +20,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__, build
+from .accesslog import LOGGING_TARGET
 from .appspec import AppSpecError, load_app, load_hook, parse_spec
 from .hooks import WorkerHooks
 from .options import BY_NAME, OPTIONS, Kind, Option, Where, show_default
 from .reload import CHILD_VARIABLE
-from .runner import configure_logging, serve, supervised
+from .runner import apply_log_config, configure_logging, serve, supervised
 from .settings import (
     COMMAND_LINE,
+    DEFAULT,
     Setting,
     SettingsError,
     from_environment,
@@ -231,6 +234,11 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
             raise UsageError("no application: give MODULE:APP (or WSGISERVER_APP, or app in "
                              "the config file); see --help")
         configure_logging(settings["log-level"].value, config.workers)
+        log_config = settings["log-config"].value
+        if log_config is not None and apply_log_config(log_config) and \
+                settings["access-log"].source == DEFAULT:
+            # The file routes access lines somewhere: they are on, through it.
+            config = dataclasses.replace(config, access_log=LOGGING_TARGET)
         hooks = _worker_hooks(spec, config, settings)
         # With --worker-import under the supervisor, the workers import it.
         app = load_app(spec) if hooks.load is None or settings["check-config"].value else None

@@ -161,7 +161,7 @@ class ServerConfig:
     # CIDR ranges, "unix" or "*". Empty: nobody, and those fields are removed.
     forwarded_allow_ips: tuple[str, ...] = ()
     # HTTP/2 (RFC 9113), which needs the h2 package (pip install
-    # 'wsgiserver[http2]'). http2: offered by ALPN on TLS listeners, h2
+    # '.[http2]'). http2: offered by ALPN on TLS listeners, h2
     # before http/1.1. Cleartext HTTP/2 (h2c) is for a proxy in front, so
     # each way of it is turned on apart and taken only from peers in
     # forwarded_allow_ips (others are served HTTP/1.1): by prior knowledge

@@ -406,7 +406,7 @@ OPTIONS: tuple[Option, ...] = (
             "repeatable", _PROXY_TLS, kind=Kind.LIST, metavar="LIST", shown_default="nobody"),
 
     _server("http2", parse_bool, "offer HTTP/2 on TLS listeners (ALPN h2; needs "
-            "pip install 'wsgiserver[http2]')", _HTTP2, kind=Kind.FLAG),
+            "pip install 'h2>=4.1,<5')", _HTTP2, kind=Kind.FLAG),
     _server("h2c-prior-knowledge", parse_bool, "cleartext HTTP/2 on connections that open with "
             "its preface, from --forwarded-allow-ips peers only", _HTTP2, kind=Kind.FLAG),
     _server("h2c-upgrade", parse_bool, "cleartext HTTP/2 after 'Upgrade: h2c', from "
@@ -431,6 +431,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("log-level", _choice("debug", "info", "warning", "error", "critical"),
            "the server's log: debug shows every refused request", _LOGS, default="info",
            metavar="{debug,info,warning,error,critical}", where=_PROGRAM),
+    Option("log-config", _file, "a logging.config.dictConfig in a .toml or .json FILE, "
+           "applied after --log-level: the server's logger is 'wsgiserver', and a "
+           "'wsgiserver.access' logger there receives the access log", _LOGS, metavar="FILE",
+           shown_default="none", where=_PROGRAM),
 
     Option("worker-import", parse_bool, "import the application in each worker process after "
            "the fork, not once before it (gunicorn without --preload); with one process "

@@ -1,4 +1,4 @@
-"""PasteDeploy's server runner: ``use = egg:wsgiserver`` in a ``[server:main]`` section.
+"""PasteDeploy's server runner: ``use = egg:wsgiserver-microapp`` in a ``[server:main]`` section.
 
 Owns turning the section's text values into a ServerConfig, through the
 same converters as variables and files, and serving with it; a mistake is

@@ -49,6 +49,39 @@ def configure_logging(level: str, workers: int = 1) -> None:
     log.propagate = False
 
 
+ACCESS_LOGGER = "wsgiserver.access"
+
+
+def apply_log_config(path: str) -> bool:
+    """Apply the ``logging.config.dictConfig`` in ``path`` (TOML or JSON);
+    True when it configures the access logger (``wsgiserver.access``).
+
+    Loggers that exist already stay enabled unless the file says otherwise
+    (``disable_existing_loggers``): the application's, imported or not, are
+    its own. ValueError, naming the file, for a file that is not such a
+    configuration or that ``dictConfig`` refuses.
+    """
+    import json
+    import logging.config
+    import tomllib
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+        loaded = tomllib.loads(data.decode()) if path.endswith(".toml") else json.loads(data)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--log-config {path}: {error}") from None
+    if not isinstance(loaded, dict) or loaded.get("version") != 1:
+        raise ValueError(f"--log-config {path}: not a logging dictConfig (it needs version = 1)")
+    loaded.setdefault("disable_existing_loggers", False)
+    try:
+        logging.config.dictConfig(loaded)
+    except (ValueError, TypeError, AttributeError, ImportError) as error:
+        raise ValueError(f"--log-config {path}: {error}") from None
+    loggers = loaded.get("loggers")
+    return isinstance(loggers, dict) and ACCESS_LOGGER in loggers
+
+
 def supervised(config: ServerConfig) -> bool:
     """Whether worker processes run under the supervisor: several of them,
     or one that it replaces after --max-requests or when stuck."""

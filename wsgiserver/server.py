@@ -654,7 +654,7 @@ def _require_h2() -> None:
     try:
         import h2.connection  # noqa: F401
     except ImportError:
-        raise ValueError("HTTP/2 needs the h2 package: pip install 'wsgiserver[http2]'") \
+        raise ValueError("HTTP/2 needs the h2 package: pip install 'h2>=4.1,<5'") \
             from None
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("h2", reason="HTTP/2 needs h2: pip install 'wsgiserver[http2]'")
+pytest.importorskip("h2", reason="HTTP/2 needs h2: pip install '.[http2]'")
 
 import h2.events  # noqa: E402
 import h2.settings  # noqa: E402

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-pytest.importorskip("h2", reason="HTTP/2 needs h2: pip install 'wsgiserver[http2]'")
+pytest.importorskip("h2", reason="HTTP/2 needs h2: pip install '.[http2]'")
 
 import h2.events  # noqa: E402
 import h2.exceptions  # noqa: E402
@@ -504,7 +504,7 @@ def test_http2_without_h2_installed_is_one_line_saying_what_to_install():
                      block_h2=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "wsgiserver: error: HTTP/2 needs the h2 package: pip install 'wsgiserver[http2]'"]
+        "wsgiserver: error: HTTP/2 needs the h2 package: pip install 'h2>=4.1,<5'"]
 
 
 @pytest.mark.parametrize("args, needs", [(("--http2",), "--certfile"),

@@ -1,4 +1,4 @@
-"""PasteDeploy: ``use = egg:wsgiserver`` in an ini file serves a Pyramid app
+"""PasteDeploy: ``use = egg:wsgiserver-microapp`` in an ini file serves a Pyramid app
 (through pserve, as its users run it), and a bad key is one line."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ use = call:tests.functional.pyramid_app:main
 greeting = ini
 
 [server:main]
-use = egg:wsgiserver
+use = egg:wsgiserver-microapp
 host = 127.0.0.1
 port = {port}
 threads = 2

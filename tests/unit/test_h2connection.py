@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-pytest.importorskip("h2", reason="HTTP/2 needs h2: pip install 'wsgiserver[http2]'")
+pytest.importorskip("h2", reason="HTTP/2 needs h2: pip install '.[http2]'")
 
 import h2.config  # noqa: E402
 import h2.connection  # noqa: E402
