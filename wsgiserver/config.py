@@ -246,19 +246,33 @@ class ServerConfig:
         self._check_needs()
 
     def _check_needs(self) -> None:
-        """Settings that mean nothing without another."""
+        """The one setting refused for lack of another: client certificates
+        that cannot be checked would let every client in, a protection asked
+        for and not given. Others that do nothing without another are
+        warned about (``without_effect``), not refused."""
         if self.client_certs != "none" and not self.ca_certs:
             raise SettingError("client_certs", "client certificates need ca_certs", "ca_certs")
-        for name in ("keyfile", "ca_certs"):
+
+    def without_effect(self) -> list[tuple[str, str]]:
+        """(field, what it needs) for each setting given that does nothing
+        in this configuration: the command line warns about each."""
+        found: list[tuple[str, str]] = []
+        for name in ("keyfile", "ca_certs", "http2"):
             if getattr(self, name) and not self.certfile:
-                raise SettingError(name, f"{name} needs certfile", "certfile")
-        if self.http2 and not self.certfile:
-            raise SettingError("http2", "http2 is offered on TLS listeners and needs certfile "
-                               "(cleartext HTTP/2: h2c_prior_knowledge, h2c_upgrade)", "certfile")
+                found.append((name, "certfile"))
         for name in ("h2c_prior_knowledge", "h2c_upgrade"):
             if getattr(self, name) and not self.forwarded_allow_ips:
-                raise SettingError(name, f"{name} is taken only from trusted proxies and needs "
-                                   "forwarded_allow_ips", "forwarded_allow_ips")
+                found.append((name, "forwarded_allow_ips"))
+        http2 = self.http2 and self.certfile or (self.h2c_prior_knowledge or self.h2c_upgrade) \
+            and self.forwarded_allow_ips
+        if self.http2_max_concurrent_streams != 100 and not http2:
+            found.append(("http2_max_concurrent_streams", "http2"))
         if self.max_requests_jitter and not self.max_requests:
-            raise SettingError("max_requests_jitter", "max_requests_jitter needs max_requests",
-                               "max_requests")
+            found.append(("max_requests_jitter", "max_requests"))
+        if self.unix_socket_mode is not None and \
+                not any(bind.startswith("unix:") for bind in self.binds):
+            found.append(("unix_socket_mode", "binds"))
+        for name in ("access_log_format", "access_log_json"):
+            if getattr(self, name) and self.access_log is None:
+                found.append((name, "access_log"))
+        return found

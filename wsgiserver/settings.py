@@ -223,6 +223,20 @@ def _conflict(error: SettingError, settings: Mapping[str, Setting]) -> str:
     return f"{where}{option.flag}: {error}"
 
 
+def without_effect(config: ServerConfig, settings: Mapping[str, Setting]) -> list[str]:
+    """One line for each setting given that does nothing in ``config``,
+    naming where it came from and what it needs (``--unix-socket-mode has
+    no effect without a unix: --bind``)."""
+    lines = []
+    for field, needs in config.without_effect():
+        option, needed = BY_FIELD[field], BY_FIELD[needs]
+        source = settings[option.name].source
+        where = "" if source == COMMAND_LINE else f"{source}: "
+        what = "a unix: --bind" if needs == "binds" else needed.flag
+        lines.append(f"{where}{option.flag} has no effect without {what}")
+    return lines
+
+
 def render(settings: Mapping[str, Setting]) -> str:
     """The settings as a TOML file (--config takes it back), each value's
     source in a comment."""

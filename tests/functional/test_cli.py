@@ -69,12 +69,8 @@ def test_factory_call_and_directory_option(start_cli, tmp_path):
          "argument --port: must be a port number from 0 to 65535, not '-1'"),
         (["examples.hello:app", "--bind", "8000"],
          "did you mean 127.0.0.1:8000? (0.0.0.0:8000 listens on every interface)"),
-        (["examples.hello:app", "--keyfile", "setup.cfg"], "error: --keyfile needs --certfile"),
-        (["examples.hello:app", "--ca-certs", "setup.cfg"], "error: --ca-certs needs --certfile"),
         (["examples.hello:app", "--client-certs", "required"],
          "error: --client-certs needs --ca-certs"),
-        (["examples.hello:app", "--max-requests-jitter", "9"],
-         "error: --max-requests-jitter needs --max-requests"),
         (["tests.functional.cli_apps:create_app"],
          "call it: 'tests.functional.cli_apps:create_app()'"),
         (["tests.functional.cli_apps:create_named(name)"], "factory arguments must be literals"),
@@ -107,13 +103,31 @@ def test_user_errors_are_one_line_without_traceback(args, message):
                                       "1, not '0'"),
         ({"WSGISERVER_THRADS": "4"}, "wsgiserver: error: WSGISERVER_THRADS: unknown variable "
                                      "(did you mean 'WSGISERVER_THREADS'?)"),
-        ({"WSGISERVER_KEYFILE": "setup.cfg"}, "wsgiserver: error: WSGISERVER_KEYFILE: "
-                                              "--keyfile needs --certfile"),
+        ({"WSGISERVER_CLIENT_CERTS": "required"}, "wsgiserver: error: WSGISERVER_CLIENT_CERTS: "
+                                                   "--client-certs needs --ca-certs"),
     ],
 )
 def test_environment_mistakes_are_one_line_naming_the_variable(env, message):
     result = run_cli("examples.hello:app", env=env)
     assert (result.returncode, result.stderr) == (2, message + "\n")
+
+
+def test_options_without_effect_are_a_warning_line_each_and_the_server_runs():
+    result = run_cli("examples.hello:app", "--keyfile", "setup.cfg", "--max-requests-jitter",
+                     "9", "--unix-socket-mode", "600", "--access-log-json", "--worker-import",
+                     "--check-config", env={"WSGISERVER_CA_CERTS": "setup.cfg"})
+    assert result.returncode == 0, result.stderr
+    warnings = [line.split(" WARNING ", 1)[1] for line in result.stderr.splitlines()
+                if " WARNING " in line]
+    assert warnings == [
+        "--keyfile has no effect without --certfile",
+        "WSGISERVER_CA_CERTS: --ca-certs has no effect without --certfile",
+        "--max-requests-jitter has no effect without --max-requests",
+        "--unix-socket-mode has no effect without a unix: --bind",
+        "--access-log-json has no effect without --access-log",
+        "--worker-import has no effect without worker processes (--workers 2 or more, "
+        "--max-requests, --worker-timeout)",
+    ]
 
 
 def test_file_mistakes_are_one_line_naming_the_file(tmp_path):

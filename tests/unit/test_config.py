@@ -30,9 +30,6 @@ def test_worker_settings_are_kept():
         ({"worker_timeout": float("nan")}, "worker_timeout", None),
         ({"worker_timeout": float("inf")}, "worker_timeout", None),
         ({"threads": 0}, "threads", None),
-        ({"max_requests_jitter": 5}, "max_requests_jitter", "max_requests"),
-        ({"keyfile": "/k.pem"}, "keyfile", "certfile"),
-        ({"ca_certs": "/ca.pem"}, "ca_certs", "certfile"),
         ({"client_certs": "required"}, "client_certs", "ca_certs"),
     ],
 )
@@ -60,3 +57,28 @@ def test_the_bundled_app_asks_for_its_upload_limit():
     from wsgiserver.config import ServerConfig
 
     assert ServerConfig().body_limit_for(create_app(max_upload_bytes=5 << 30)) == 5 << 30
+
+
+@pytest.mark.parametrize(
+    ("settings", "idle"),
+    [
+        ({"keyfile": "/k.pem"}, [("keyfile", "certfile")]),
+        ({"ca_certs": "/ca.pem", "client_certs": "optional"}, [("ca_certs", "certfile")]),
+        ({"http2": True}, [("http2", "certfile")]),
+        ({"h2c_upgrade": True}, [("h2c_upgrade", "forwarded_allow_ips")]),
+        ({"http2_max_concurrent_streams": 10}, [("http2_max_concurrent_streams", "http2")]),
+        ({"max_requests_jitter": 5}, [("max_requests_jitter", "max_requests")]),
+        ({"unix_socket_mode": 0o660, "binds": ("127.0.0.1:8000",)},
+         [("unix_socket_mode", "binds")]),
+        ({"access_log_json": True}, [("access_log_json", "access_log")]),
+        ({"access_log_format": "{status}"}, [("access_log_format", "access_log")]),
+        # In effect: nothing to say.
+        ({"unix_socket_mode": 0o660, "binds": ("unix:/run/a.sock",)}, []),
+        ({"h2c_upgrade": True, "http2_max_concurrent_streams": 10,
+          "forwarded_allow_ips": ("127.0.0.1",)}, []),
+        ({"max_requests": 100, "max_requests_jitter": 5}, []),
+        ({"access_log": "-", "access_log_json": True}, []),
+    ],
+)
+def test_settings_without_effect_are_named_with_what_they_need(settings, idle):
+    assert ServerConfig(**settings).without_effect() == idle

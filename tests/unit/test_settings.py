@@ -18,6 +18,7 @@ from wsgiserver.settings import (
     render,
     resolve,
     server_config,
+    without_effect,
 )
 
 
@@ -186,17 +187,31 @@ def test_server_config_takes_every_setting():
 @pytest.mark.parametrize(
     ("layer", "message"),
     [
-        ({"keyfile": Setting("/k.pem", COMMAND_LINE)}, "--keyfile needs --certfile"),
-        ({"ca-certs": Setting("/ca.pem", COMMAND_LINE)}, "--ca-certs needs --certfile"),
         ({"client-certs": Setting("required", COMMAND_LINE)}, "--client-certs needs --ca-certs"),
-        ({"keyfile": Setting("/k.pem", "WSGISERVER_KEYFILE")},
-         "WSGISERVER_KEYFILE: --keyfile needs --certfile"),
-        ({"max-requests-jitter": Setting(5, "w.toml")},
-         "w.toml: --max-requests-jitter needs --max-requests"),
+        ({"client-certs": Setting("required", "w.toml")},
+         "w.toml: --client-certs needs --ca-certs"),
     ],
 )
 def test_a_setting_that_needs_another_names_the_options(layer, message):
     assert error_of(server_config, resolve(layer)) == message
+
+
+@pytest.mark.parametrize(
+    ("layer", "lines"),
+    [
+        ({"keyfile": Setting("/k.pem", COMMAND_LINE)}, ["--keyfile has no effect without --certfile"]),
+        ({"keyfile": Setting("/k.pem", "WSGISERVER_KEYFILE")},
+         ["WSGISERVER_KEYFILE: --keyfile has no effect without --certfile"]),
+        ({"max-requests-jitter": Setting(5, "w.toml")},
+         ["w.toml: --max-requests-jitter has no effect without --max-requests"]),
+        ({"unix-socket-mode": Setting(0o600, COMMAND_LINE)},
+         ["--unix-socket-mode has no effect without a unix: --bind"]),
+        ({"threads": Setting(3, COMMAND_LINE)}, []),
+    ],
+)
+def test_a_setting_without_effect_is_a_line_naming_what_it_needs(layer, lines):
+    settings = resolve(layer)
+    assert without_effect(server_config(settings), settings) == lines
 
 
 def test_render_says_where_each_value_came_from_and_reads_back(tmp_path, monkeypatch):
