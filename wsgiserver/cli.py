@@ -243,14 +243,18 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
         for line in _without_effect(config, settings):
             log.warning("%s", line)
         hooks = _worker_hooks(spec, config, settings)
+        if settings["reload"].value and not os.environ.get(CHILD_VARIABLE) and \
+                not settings["check-config"].value:
+            # The child imports the app: one broken now is watched until it
+            # is fixed (the child fails, the next change restarts it).
+            parse_spec(spec)  # a spec that cannot even be read is one line now
+            return 0 if signals.requested else _run_reloading(spec, argv)
         # With --worker-import under the supervisor, the workers import it.
         app = load_app(spec) if hooks.load is None or settings["check-config"].value else None
         if settings["check-config"].value:
             print(f"wsgiserver: configuration OK: {spec} loaded, {len(settings)} settings "
                   f"resolved", file=sys.stderr)
             return 0
-        if settings["reload"].value and not os.environ.get(CHILD_VARIABLE):
-            return 0 if signals.requested else _run_reloading(spec, argv)
         return serve(app, config, signals=signals, pid_file=settings["pid"].value,
                      announce=_startup_line(spec, config, settings), hooks=hooks)
     except AppSpecError as error:
@@ -311,7 +315,10 @@ def _run_reloading(spec: str, argv: Sequence[str] | None) -> int:
 
     from .reload import run_with_reloader
 
-    module = find_spec(spec.partition(":")[0])
+    try:
+        module = find_spec(spec.partition(":")[0])
+    except Exception:  # noqa: BLE001  a parent package that fails to import: the cwd
+        module = None
     origin = module.origin if module is not None and module.origin else None
     # The folder of the app's module (of the package, for a package).
     root = os.path.dirname(origin) if origin else os.getcwd()

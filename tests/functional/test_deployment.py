@@ -655,6 +655,37 @@ def test_reload_restarts_on_change_and_sigterm_stops_everything(processes, tmp_p
     assert not os.path.lexists(path)
 
 
+def test_reload_keeps_watching_an_app_broken_at_launch_and_serves_once_fixed(
+        processes, tmp_path, sock_dir):
+    module = tmp_path / "reload_broken.py"
+    module.write_text("raise RuntimeError('not ready yet')\n")
+    path = os.path.join(sock_dir, "broken.sock")
+    log_path = tmp_path / "stderr.log"
+    with open(log_path, "w") as log_file:
+        reloader = subprocess.Popen(
+            [sys.executable, "-m", "wsgiserver", "reload_broken:app", "--reload",
+             "--bind", "unix:" + path, "--shutdown-timeout", "5"],
+            cwd=tmp_path, env=_environment(), stdout=subprocess.DEVNULL, stderr=log_file)
+    processes.append(reloader)
+    assert wait_for(lambda: "restarting after the next change" in log_path.read_text(), 20), \
+        log_path.read_text()
+    assert reloader.poll() is None  # still watching
+    assert "not ready yet" in log_path.read_text()  # the child said why
+    module.write_text(textwrap.dedent("""\
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"fixed"]
+        """))
+    later = time.time() + 10
+    os.utime(module, (later, later))
+    assert wait_for(lambda: _try(lambda: UnixHTTPConnection(path, timeout=2)) == b"fixed", 20), \
+        log_path.read_text()
+    assert wait_for(lambda: "serving on" in log_path.read_text(), 15)
+    reloader.send_signal(signal.SIGTERM)
+    reloader.wait(timeout=20)
+    assert reloader.returncode == 0, log_path.read_text()
+
+
 def _listening_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
