@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -69,7 +70,7 @@ def exec_form(arguments: str) -> list[str] | None:
         value = json.loads(arguments)
     except ValueError:
         return None
-    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return value
     return None
 
@@ -119,6 +120,23 @@ def image_command(dockerfile: list[Instruction]) -> list[str]:
     command = exec_form(only(dockerfile, "CMD"))
     assert entrypoint is not None and command is not None, "shell form"
     return entrypoint + command
+
+
+def image_environment(dockerfile: list[Instruction]) -> dict[str, str]:
+    """The variables the image's ENV instructions set (KEY=VALUE form)."""
+    found: dict[str, str] = {}
+    for item in dockerfile:
+        if item.keyword == "ENV":
+            for word in shlex.split(item.arguments):
+                key, equals, value = word.partition("=")
+                assert equals, f"ENV {word}: only the KEY=VALUE form is read here"
+                found[key] = value
+    return found
+
+
+def server_environment(dockerfile: list[Instruction]) -> dict[str, str]:
+    return {key: value for key, value in image_environment(dockerfile).items()
+            if key.startswith("WSGISERVER_")}
 
 
 def image_uid(dockerfile: list[Instruction]) -> int:
@@ -176,17 +194,33 @@ def test_image_runs_as_a_numeric_user_that_is_not_root(dockerfile):
 
 
 def test_image_command_parses_and_binds_every_interface_on_the_exposed_port(dockerfile):
-    config = config_of(image_command(dockerfile)[1:])
+    config = config_of(image_command(dockerfile)[1:], server_environment(dockerfile))
     assert config.binds == (f"0.0.0.0:{only(dockerfile, 'EXPOSE')}",)
+
+
+def test_arguments_to_docker_run_add_to_the_images_settings(dockerfile):
+    # docker run IMAGE --workers 4: the arguments replace CMD; the app, the
+    # bind and the rest come from the image's variables and stay.
+    assert image_command(dockerfile) == ["wsgiserver"]
+    environment = server_environment(dockerfile)
+    settings, _ = read_settings(["--workers", "4"], environ=environment)
+    config = server_config(settings)
+    assert settings["app"].value == "app:app" and config.workers == 4
+    assert config.binds == (f"0.0.0.0:{only(dockerfile, 'EXPOSE')}",)
+    assert config.shutdown_timeout == 30 and config.access_log == "-"
+    moved = dict(environment, WSGISERVER_BIND="0.0.0.0:9000")
+    assert config_of([], moved).binds == ("0.0.0.0:9000",)
 
 
 def test_healthcheck_is_python_in_exec_form_on_a_route_the_app_answers(dockerfile):
     flags, _, command = only(dockerfile, "HEALTHCHECK").partition(" CMD ")
     program = exec_form(command)
     assert program is not None and program[0] == "python"
-    url = re.search(r"http://127\.0\.0\.1:(\d+)(/\S*?)'", program[-1])
-    assert url and url[1] == only(dockerfile, "EXPOSE")
-    assert app_answers(url[2]) == "200 OK"
+    # It follows the configured port: read from WSGISERVER_BIND.
+    assert "os.environ['WSGISERVER_BIND']" in program[-1]
+    url = re.search(r"http://127\.0\.0\.1:\{port\}(/\S*?)'", program[-1])
+    assert url
+    assert app_answers(url[1]) == "200 OK"
 
 
 def test_every_copied_file_exists_and_passes_the_ignore_file(dockerfile):
@@ -211,18 +245,19 @@ def free_port() -> int:
 
 def test_image_command_serves_its_health_check_and_stops_on_sigterm(dockerfile, tmp_path):
     # What the container would run, outside one: loopback and a free port.
-    exposed, port = only(dockerfile, "EXPOSE"), str(free_port())
+    port = str(free_port())
     shutil.copy(DEPLOY / "app.py", tmp_path / "app.py")
-    command = [arg.replace(f"0.0.0.0:{exposed}", f"127.0.0.1:{port}")
-               for arg in image_command(dockerfile)[1:]]
-    check = [sys.executable if arg == "python" else arg.replace(f":{exposed}/", f":{port}/")
+    command = image_command(dockerfile)[1:]
+    check = [sys.executable if arg == "python" else arg
              for arg in exec_form(only(dockerfile, "HEALTHCHECK").partition(" CMD ")[2])]
     # urllib would send even 127.0.0.1 to a proxy named in the environment.
+    # The image's variables, with the port moved (the health check follows).
     environment = {name: value for name, value in os.environ.items()
-                   if not name.lower().endswith("_proxy")}
+                   if not name.lower().endswith("_proxy") and not name.startswith("WSGISERVER_")}
+    environment.update(server_environment(dockerfile), WSGISERVER_BIND=f"127.0.0.1:{port}")
     with open(tmp_path / "server.log", "wb") as log:
         server = subprocess.Popen([sys.executable, "-m", "wsgiserver", *command],
-                                  cwd=tmp_path, stdout=log, stderr=log)
+                                  cwd=tmp_path, stdout=log, stderr=log, env=environment)
         try:
             deadline = time.monotonic() + 15
             while subprocess.run(check, capture_output=True, env=environment).returncode:
@@ -248,18 +283,27 @@ def test_service_selects_the_deployments_pods_on_the_container_port(manifests, c
     assert {port["targetPort"] for port in service["spec"]["ports"]} <= port_names
 
 
-def config_of(arguments: list[str]):
-    """The ServerConfig a command line makes (no environment, no file read)."""
-    settings, _ = read_settings(arguments, environ={})
+def config_of(arguments: list[str], environ: dict[str, str] | None = None):
+    """The ServerConfig a command line makes with ``environ`` (no file read)."""
+    settings, _ = read_settings(arguments, environ=environ or {})
     return server_config(settings)
 
 
+@pytest.fixture(scope="module")
+def pod_config(container, dockerfile):
+    """The server's settings in the pod: the image's variables, the container's
+    env (none here) and its arguments."""
+    environment = server_environment(dockerfile)
+    environment.update({item["name"]: item["value"] for item in container.get("env", [])})
+    return config_of(container["args"], environment)
+
+
 @pytest.mark.parametrize("probe", ["readinessProbe", "livenessProbe"])
-def test_probes_get_a_route_the_app_answers_on_the_bound_port(container, probe):
+def test_probes_get_a_route_the_app_answers_on_the_bound_port(container, probe, pod_config):
     check = container[probe]["httpGet"]
     (port,) = [port for port in container["ports"] if check["port"] in (port["name"],
                                                                       port["containerPort"])]
-    binds = config_of(container["args"]).binds
+    binds = pod_config.binds
     assert binds == (f"0.0.0.0:{port['containerPort']}",)
     assert app_answers(check["path"]) == "200 OK"
 
@@ -281,9 +325,10 @@ def prestop_seconds(container: dict) -> int:
     return int(seconds)
 
 
-def test_grace_period_outlasts_prestop_and_shutdown_timeout_with_room_to_exit(manifests, container):
+def test_grace_period_outlasts_prestop_and_shutdown_timeout_with_room_to_exit(manifests, container,
+                                                                             pod_config):
     grace = manifests["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    shutdown_timeout = config_of(container["args"]).shutdown_timeout
+    shutdown_timeout = pod_config.shutdown_timeout
     assert prestop_seconds(container) >= 5
     # The supervisor waits --shutdown-timeout + 5 s before it kills a worker.
     assert grace >= prestop_seconds(container) + shutdown_timeout + 10
@@ -303,8 +348,46 @@ def test_container_asks_for_cpu_and_memory_and_caps_memory(container):
     assert "memory" in resources["limits"]
 
 
-def test_container_args_are_the_images_command(container, dockerfile):
-    assert container["args"] == image_command(dockerfile)[1:]
+def quantity(text: str) -> int:
+    """A Kubernetes byte quantity (2Gi, 512Mi, 1G) in bytes."""
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
+             "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    number, unit = re.fullmatch(r"(\d+)([KMGT]i?)?", text).groups()
+    return int(number) * (units[unit] if unit else 1)
+
+
+def test_spooled_bytes_fit_the_spool_volume(manifests, container, pod_config):
+    # Two 1 GiB uploads used to fill a 2 Gi emptyDir and get the pod evicted:
+    # every spooled byte of the process stays within the volume, and one
+    # upload within that.
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] in ("/tmp", "/var/tmp")]
+    (volume,) = [v for v in manifests["Deployment"]["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] == mount["name"]]
+    size_limit = quantity(volume["emptyDir"]["sizeLimit"])
+    assert "--max-spool-bytes" in container["args"] and "--max-body-bytes" in container["args"]
+    assert pod_config.max_spool_bytes < size_limit
+    assert pod_config.max_body_bytes <= pod_config.max_spool_bytes
+
+
+def test_metrics_are_on_their_own_port_with_scrape_annotations(manifests, container, pod_config):
+    metrics_port = pod_config.metrics_bind.rsplit(":", 1)[1]
+    (port,) = [p for p in container["ports"] if str(p["containerPort"]) == metrics_port]
+    assert pod_config.binds != (pod_config.metrics_bind,)
+    annotations = manifests["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == metrics_port
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_a_disruption_budget_keeps_all_but_one_pod_serving(manifests):
+    budget = manifests["PodDisruptionBudget"]
+    labels = manifests["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    replicas = manifests["Deployment"]["spec"]["replicas"]
+    if "maxUnavailable" in budget["spec"]:
+        assert 1 <= budget["spec"]["maxUnavailable"] < replicas
+    else:
+        assert 0 < budget["spec"]["minAvailable"] < replicas
 
 
 # Options named anywhere in the guide.
