@@ -252,6 +252,10 @@ class ServerConfig:
         warned about (``without_effect``), not refused."""
         if self.client_certs != "none" and not self.ca_certs:
             raise SettingError("client_certs", "client certificates need ca_certs", "ca_certs")
+        if self.metrics_bind and _same_address(self.metrics_bind, self.binds or
+                                               (f"{self.host}:{self.port}",)):
+            raise SettingError("metrics_bind", f"{self.metrics_bind} is the application's own "
+                               "address: give the metrics a port of their own")
 
     def without_effect(self) -> list[tuple[str, str]]:
         """(field, what it needs) for each setting given that does nothing
@@ -276,3 +280,20 @@ class ServerConfig:
             if getattr(self, name) and self.access_log is None:
                 found.append((name, "access_log"))
         return found
+
+
+def _same_address(spec: str, binds: tuple[str, ...]) -> bool:
+    """Whether ``spec`` (HOST:PORT or unix:PATH) would listen where one of
+    ``binds`` does: the same socket path, or the same TCP port on the same
+    host or on every interface (port 0 is a new port each time)."""
+    if spec.startswith("unix:"):
+        return spec in binds
+    host, _, port = spec.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return False
+    every = {"", "0.0.0.0", "[::]", "::", "*"}
+    for bind in binds:
+        other_host, _, other_port = bind.rpartition(":")
+        if other_port == port and (host == other_host or host in every or other_host in every):
+            return True
+    return False

@@ -36,7 +36,9 @@ class _Layout:
                          + ["duration_us", "received_bytes", "sent_bytes", "worker_restarts",
                             "websocket_timeouts"]
                          + [f"refused_{status}" for status in REFUSED])
-        names += self.gauges + self.counters
+        # This process's own figures, rendered per worker, never summed.
+        self.process = ["rss_bytes", "open_fds", "cpu_ms", "start_time_ms"]
+        names += self.gauges + self.counters + self.process
         self.index = {name: number for number, name in enumerate(names)}
         self.size = len(names)
 
@@ -76,6 +78,14 @@ class Board:
     def count_restart(self) -> None:
         """The supervisor replaced a worker."""
         self.slot(0)[LAYOUT.index["worker_restarts"]] += 1
+
+    def workers(self) -> list[tuple[int, dict[str, int]]]:
+        """(slot, its process figures) of each live worker process."""
+        found = []
+        for number in range(1, self.slots):
+            if self.get(number, "pid"):
+                found.append((number, {name: self.get(number, name) for name in LAYOUT.process}))
+        return found
 
     def totals(self) -> dict[str, int]:
         """Every number summed over the slots."""
@@ -132,6 +142,15 @@ class Recorder:
             self._slot[self._received] += received
             self._slot[self._sent] += sent
 
+    def process(self, rss: int, fds: int, cpu_seconds: float, started: float) -> None:
+        """This process's resident memory, descriptors, CPU time and start
+        (Unix time): the standard process metrics, per worker."""
+        slot, index = self._slot, LAYOUT.index
+        slot[index["rss_bytes"]] = rss
+        slot[index["open_fds"]] = fds
+        slot[index["cpu_ms"]] = int(cpu_seconds * 1000)
+        slot[index["start_time_ms"]] = int(started * 1000)
+
     def gauges(self, values: dict[str, int], free_at: float | None) -> None:
         """Set the gauges, and the worker's heartbeat: when its loop that
         takes new work last turned (monotonic s; see WorkerPool.turned_at)."""
@@ -149,8 +168,11 @@ class _Family:
     help: str
 
 
-def render(totals: dict[str, int]) -> str:
-    """The Prometheus text exposition format (version 0.0.4) of ``totals``."""
+def render(totals: dict[str, int],
+           workers: Sequence[tuple[int, dict[str, int]]] = ()) -> str:
+    """The Prometheus text exposition format (version 0.0.4) of ``totals``,
+    and the standard process families of each of ``workers`` (slot, figures),
+    labelled ``worker``."""
     lines: list[str] = []
 
     def family(name: str, kind: str, text: str, samples: Sequence[tuple[str, float]]) -> None:
@@ -191,7 +213,25 @@ def render(totals: dict[str, int]) -> str:
            "timeout (1001).", [("", totals["websocket_timeouts"])])
     family("wsgiserver_worker_restarts_total", "counter", "Worker processes replaced.",
            [("", totals["worker_restarts"])])
+    for name, kind, text, key, scale in _PROCESS_FAMILIES:
+        samples = [(f'{{worker="{number}"}}', figures[key] / scale)
+                   for number, figures in workers if figures[key] >= 0 and figures["start_time_ms"]]
+        if samples:
+            family(name, kind, text, samples)
     return "\n".join(lines) + "\n"
+
+
+# The process families every Prometheus client library exports, here per
+# worker process: (name, type, help, figure, divisor).
+_PROCESS_FAMILIES = (
+    ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+     "rss_bytes", 1),
+    ("process_open_fds", "gauge", "Number of open file descriptors.", "open_fds", 1),
+    ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+     "cpu_ms", 1000),
+    ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in "
+     "seconds.", "start_time_ms", 1000),
+)
 
 
 def _histogram(totals: dict[str, int]) -> list[tuple[str, float]]:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
+from . import system
 from .binding import Listener, open_listeners
 from .budget import BodyBudgets, Budget, FileCount
 from .clock import SYSTEM_CLOCK, Clock, HttpDate
@@ -55,6 +56,8 @@ log = logging.getLogger("wsgiserver")
 
 # How often the reaper looks for connections past their deadline.
 _REAP_INTERVAL = 0.25
+# How often a worker's memory, descriptors and CPU time are read for /metrics.
+_PROCESS_FIGURES_INTERVAL = 2.0
 # How often a stopping server looks at what is left to drain.
 _DRAIN_INTERVAL = 0.02
 # File descriptors kept free for the application (logs, files, databases).
@@ -102,6 +105,8 @@ class Server:
             board = Board(1)
         self.board = board
         self._recorder = Recorder(board, slot, os.getpid()) if board is not None else None
+        self._started_at = time.time()  # this process's start, for /metrics
+        self._process_figures_at = 0.0
         self._multiprocess = self.config.workers > 1 if multiprocess is None else multiprocess
         self._poller: Poller | None = None
         self._by_fd: dict[int, tuple[Listener, ConnectionSettings]] = {}
@@ -592,6 +597,13 @@ class Server:
             "body_memory_bytes": self._body_memory.used,
             "spool_files": self._spool_files.open,
         }, free_at=pool.turned_at())
+        now = self.clock.monotonic()
+        if now >= self._process_figures_at:
+            # Listing the descriptors costs more than the rest: every few seconds.
+            self._process_figures_at = now + _PROCESS_FIGURES_INTERVAL
+            rss, fds = system.process_figures()
+            times = os.times()
+            recorder.process(rss, fds, times.user + times.system, self._started_at)
 
     def _expire_due(self, drain: bool) -> None:
         """Expire every connection past its deadline that no worker holds;
@@ -672,7 +684,7 @@ def metrics_app(board: Board) -> WSGIApp:
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
             return [b""]
-        body = render(board.totals()).encode()
+        body = render(board.totals(), board.workers()).encode()
         start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
                                   ("Content-Length", str(len(body)))])
         return [body]

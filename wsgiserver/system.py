@@ -21,7 +21,7 @@ __all__ = [
     "SYSTEM", "WINDOWS", "HAS_EPOLL", "HAS_POLL", "HAS_FORK", "HAS_SENDFILE",
     "HAS_UNIX_SOCKETS", "HAS_FD_SOCKETS", "SIGHUP", "SIGUSR1", "WORKER_COUNT_SIGNALS",
     "STOP_SIGNALS", "SELECT_LIMIT",
-    "pread", "Waker", "unavailable",
+    "pread", "Waker", "unavailable", "process_figures",
 ]
 
 SYSTEM = sys.platform  # "linux", "darwin", "win32", "freebsd14", ...
@@ -124,3 +124,28 @@ class Waker:
         else:
             os.close(self.fd)
             os.close(self._write_fd)
+
+
+def process_figures() -> tuple[int, int]:
+    """(resident memory in bytes, open descriptors) of this process, -1 for
+    what the system does not tell: /proc where there is one (Linux), else
+    the peak resident size from getrusage and the descriptors in /dev/fd."""
+    rss = fds = -1
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        try:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            rss = peak if sys.platform == "darwin" else peak * 1024  # bytes there, KiB here
+        except (ImportError, OSError):
+            pass
+    for directory in ("/proc/self/fd", "/dev/fd"):
+        try:
+            fds = len(os.listdir(directory)) - 1  # less the one listdir held open
+            break
+        except OSError:
+            continue
+    return rss, fds

@@ -119,3 +119,41 @@ def test_workers_are_summed_ended_ones_included(start_cli):
     assert samples["wsgiserver_worker_restarts_total"] >= 1
     process.send_signal(signal.SIGTERM)
     assert process.wait(20) == 0
+
+
+def test_each_worker_has_the_standard_process_families(start_cli):
+    metrics_port = free_port()
+    process, port = start_cli("tests.functional.cli_apps:pid_app", "--workers", "2",
+                              "--metrics-bind", f"127.0.0.1:{metrics_port}")
+    before = time.time()
+    samples: dict[str, float] = {}
+    for _ in range(100):  # bounded: the workers report within a few seconds
+        samples = scrape(metrics_port)
+        if all(f'process_resident_memory_bytes{{worker="{n}"}}' in samples for n in (1, 2)):
+            break
+        time.sleep(0.1)
+    for worker in ("1", "2"):
+        label = f'{{worker="{worker}"}}'
+        # A Python process serving: several MiB resident, a few descriptors
+        # (listener, poller, pipes), some CPU spent, started within the test.
+        assert 4 << 20 < samples[f"process_resident_memory_bytes{label}"] < 2 << 30
+        assert 3 <= samples[f"process_open_fds{label}"] < 1000
+        assert 0 <= samples[f"process_cpu_seconds_total{label}"] < 60  # a fork starts at 0
+        assert before - 30 < samples[f"process_start_time_seconds{label}"] <= time.time()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 0
+
+
+def test_metrics_on_the_applications_own_address_is_one_clear_error(start_cli):
+    import subprocess
+    import sys
+
+    from tests.functional.conftest import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "wsgiserver", "examples.hello:app",
+                             "--port", "8123", "--metrics-bind", "0.0.0.0:8123"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "wsgiserver: error: --metrics-bind: 0.0.0.0:8123 is the application's own address: "
+        "give the metrics a port of their own"]
