@@ -34,5 +34,5 @@ def test_without_a_compiler_the_build_says_so_and_stays_pure(tmp_path):
     result = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, env=environ,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "wsgiserver"
+    assert result.stdout.strip().splitlines()[-1] == "wsgiserver-microapp"
     assert "no C compiler" in result.stderr and "pure Python" in result.stderr
