@@ -184,6 +184,9 @@ class ServerConfig:
     # refuse any other Host with 421, against DNS rebinding). Empty: the
     # application's own default.
     allowed_hosts: tuple[str, ...] = ()
+    # Files served by the server without calling the app: "/PREFIX=DIR" each
+    # (static.py).
+    static: tuple[str, ...] = ()
     send_date_header: bool = True
     send_server_header: bool = True
     server_name: str = "wsgiserver"

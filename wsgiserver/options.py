@@ -174,6 +174,13 @@ def _file(text: str) -> str:
     return os.path.abspath(text)
 
 
+def _static(text: str) -> tuple[str, ...]:
+    from .static import parse_mount
+
+    parse_mount(text)  # its ValueError says what is wrong
+    return (text,)
+
+
 def _bind(text: str) -> str:
     from .binding import parse_bind
 
@@ -316,6 +323,10 @@ OPTIONS: tuple[Option, ...] = (
            metavar="MODULE:APP", where=_PROGRAM),
     _server("directory", _directory,
             'a directory given to apps as environ["wsgiserver.directory"]', _APPLICATION),
+    _server("static", _static, "serve the files of DIR under /PREFIX without calling the "
+            "application: sendfile, ETag and Last-Modified (304), byte ranges, NAME.gz for "
+            "clients that accept gzip, 404 outside DIR; repeatable", _APPLICATION,
+            kind=Kind.LIST, metavar="/PREFIX=DIR", shown_default="none"),
     _server("allowed-hosts", _host_names, "comma-separated names this server answers to "
             "(.example.com: it and its subdomains, *: any), given to apps as "
             'environ["wsgiserver.allowed_hosts"]; the bundled app refuses other Host values on '

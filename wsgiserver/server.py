@@ -94,6 +94,10 @@ class Server:
         board: Board | None = None,
         slot: int = 1,
     ) -> None:
+        if config is not None and config.static:
+            from .static import StaticFiles, parse_mount
+
+            app = StaticFiles(app, [parse_mount(mount) for mount in config.static])
         self.app = app
         self.config = config or ServerConfig()
         self.listeners = list(listeners)

@@ -37,6 +37,7 @@ FORBIDDEN = {
     "upgrade": {"socket", "select", "transport", "connection", "server", "wsgi"},
     "accesslog": {"socket", "wsgi", "connection", "server"},
     "proxy": {"socket", "wsgi", "connection", "server"},
+    "static": {"socket", "select", "connection", "server", "transport", "poller", "microapp"},
     "binding": {"protocol", "connection", "server", "config"},
     # What the system offers: asked by everyone, asking no one.
     "system": {"config", "connection", "server", "poller", "transport", "protocol", "runner",
