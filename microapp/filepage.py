@@ -50,6 +50,7 @@ button, input[type=file]::file-selector-button { font: inherit; padding: .3rem .
 button.primary, input[type=file]::file-selector-button { background: var(--accent);
   border-color: var(--accent); color: #fff; }
 input[type=file]::file-selector-button { margin-right: .6rem; }
+input[type=file] { font: inherit; max-width: 100%; }
 @media (prefers-color-scheme: dark) {
   /* Links #93c5fd on the dark background: about 9:1 (WCAG AA asks 4.5:1). */
   :root { --link: #93c5fd; --accent: #1d4ed8; }
@@ -57,6 +58,22 @@ input[type=file]::file-selector-button { margin-right: .6rem; }
 }
 button.delete:hover { border-color: #dc2626; color: #dc2626; }
 .empty { color: #888; }
+#filter { font: inherit; margin-top: 1.25rem; padding: .3rem .6rem; width: min(100%, 20rem);
+  border: 1px solid var(--line); border-radius: .4rem; background: transparent; color: inherit; }
+#filter + table { margin-top: .5rem; }
+th button.sort { all: unset; cursor: pointer; }
+th button.sort:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+th[aria-sort=ascending] button.sort::after { content: " \\25B2"; }
+th[aria-sort=descending] button.sort::after { content: " \\25BC"; }
+@media (max-width: 40rem) {
+  /* A phone: the four columns fit without scrolling sideways; the date
+     without its time (which the cell's title still gives). */
+  main { padding: 1rem .75rem; }
+  table { font-size: .875rem; }
+  th, td { padding: .4rem .3rem; }
+  .clock { display: none; }
+  button.delete { padding: .2rem .45rem; }
+}
 """
 
 SCRIPT = """
@@ -65,15 +82,23 @@ const form = document.getElementById("upload");
 const input = document.getElementById("file-input");
 const status = document.getElementById("status");
 const say = (text) => { status.textContent = text; };
+const NOTE = "files-page-note";  // what happened, said again after the reload
 
-function send(method, url, body) {
+const note = sessionStorage.getItem(NOTE);
+if (note) { sessionStorage.removeItem(NOTE); say(note); }
+
+function send(method, url, body, headers) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
     request.open(method, url);
     request.setRequestHeader("Accept", "application/json");
+    for (const [name, value] of Object.entries(headers || {})) {
+      request.setRequestHeader(name, value);
+    }
     request.upload.onprogress = (event) => {
-      if (event.lengthComputable) {
-        say("Uploading\\u2026 " + Math.round(100 * event.loaded / event.total) + "%");
+      if (event.lengthComputable && body) {
+        say("Uploading " + body.name + "\\u2026 " +
+            Math.round(100 * event.loaded / event.total) + "%");
       }
     };
     request.onload = () => resolve(request);
@@ -101,26 +126,79 @@ function reason(answer, what, subject) {
   return what + " failed: " + (text || answer.statusText) + ".";
 }
 
-async function act(what, method, url, body, subject) {
-  try {
-    const answer = await send(method, url, body);
-    if (answer.status >= 200 && answer.status < 300) {
-      location.reload();
-    } else {
-      say(reason(answer, what, subject));
-    }
-  } catch (error) {
-    say(what + " failed: " + error.message + ".");
+const succeeded = (answer) => answer.status >= 200 && answer.status < 300;
+const fileUrl = (name) => form.action + encodeURIComponent(name);
+
+function reloadSaying(text) {
+  sessionStorage.setItem(NOTE, text);
+  location.reload();
+}
+
+// One file: never replaced without asking. HEAD says whether it exists (so a
+// large file is not sent only to be refused); the PUT itself carries
+// If-None-Match: * so that a file made meanwhile is not replaced either.
+async function putOne(file, outcome) {
+  const url = fileUrl(file.name);
+  let replace = (await send("HEAD", url)).status === 200;
+  if (replace && !confirm(file.name + " exists: replace it?")) {
+    outcome.kept.push(file.name);
+    return;
+  }
+  let answer = await send("PUT", url, file, replace ? {} : {"If-None-Match": "*"});
+  if (answer.status === 412) {
+    if (!confirm(file.name + " exists: replace it?")) { outcome.kept.push(file.name); return; }
+    replace = true;
+    answer = await send("PUT", url, file);
+  }
+  if (succeeded(answer)) {
+    (replace ? outcome.replaced : outcome.added).push(file.name);
+  } else {
+    outcome.failed.push(reason(answer, "Uploading " + file.name, file.name + " is"));
   }
 }
 
-function upload(files) {
+function told(outcome) {
+  const parts = [];
+  const added = outcome.added, replaced = outcome.replaced;
+  if (added.length) {
+    parts.push("uploaded " + (added.length === 1 ? added[0] : added.length + " files"));
+  }
+  if (replaced.length) { parts.push("replaced " + replaced.join(", ")); }
+  if (outcome.kept.length) { parts.push("kept " + outcome.kept.join(", ") + " as it was"); }
+  let text = parts.join("; ");
+  text = text ? text[0].toUpperCase() + text.slice(1) + "." : "";
+  return [text, ...outcome.failed].filter(Boolean).join(" ");
+}
+
+async function upload(files) {
   if (!files || files.length === 0) { say("Choose or drop a file first."); return; }
-  const data = new FormData();
-  for (const file of files) { data.append("file", file, file.name); }
-  say("Uploading " + files.length + (files.length === 1 ? " file" : " files") + "\\u2026");
-  const subject = files.length === 1 ? files[0].name + " is" : "These files are";
-  act("Upload", "POST", form.action, data, subject);
+  const outcome = {added: [], replaced: [], kept: [], failed: []};
+  for (const file of Array.from(files)) {
+    try {
+      await putOne(file, outcome);
+    } catch (error) {
+      outcome.failed.push("Uploading " + file.name + " failed: " + error.message + ".");
+    }
+  }
+  if (outcome.added.length || outcome.replaced.length) {
+    reloadSaying(told(outcome));
+  } else {
+    say(told(outcome));
+  }
+}
+
+async function remove(button) {
+  const name = button.dataset.name;
+  try {
+    const answer = await send("DELETE", button.dataset.url);
+    if (succeeded(answer)) {
+      reloadSaying("Deleted " + name + ".");
+    } else {
+      say(reason(answer, "Deleting " + name, name + " is"));
+    }
+  } catch (error) {
+    say("Deleting " + name + " failed: " + error.message + ".");
+  }
 }
 
 form.addEventListener("submit", (event) => { event.preventDefault(); upload(input.files); });
@@ -140,10 +218,61 @@ document.addEventListener("drop", (event) => {
 });
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button.delete");
-  if (button && confirm("Delete " + button.dataset.name + "?")) {
-    act("Delete", "DELETE", button.dataset.url, undefined, button.dataset.name + " is");
-  }
+  if (button && confirm("Delete " + button.dataset.name + "?")) { remove(button); }
 });
+
+// Sorting and filtering, in the page: the list as served (by name) without
+// JavaScript, these controls with it.
+const table = document.getElementById("files");
+if (table) {
+  const body = table.tBodies[0];
+  const rows = Array.from(body.rows);
+  const byName = new Intl.Collator(undefined, {numeric: true, sensitivity: "base"});
+  const compare = {
+    name: (a, b) => byName.compare(a.dataset.name, b.dataset.name),
+    size: (a, b) => Number(a.dataset.size) - Number(b.dataset.size),
+    modified: (a, b) => Number(a.dataset.modified) - Number(b.dataset.modified),
+  };
+  const heads = Array.from(table.tHead.rows[0].cells).filter((cell) => cell.dataset.key);
+  let order = {key: "name", ascending: true};
+  const sortRows = () => {
+    const sign = order.ascending ? 1 : -1;
+    rows.sort((a, b) => sign * compare[order.key](a, b) || compare.name(a, b));
+    body.append(...rows);
+    for (const head of heads) {
+      head.setAttribute("aria-sort", head.dataset.key !== order.key ? "none" :
+                        order.ascending ? "ascending" : "descending");
+    }
+  };
+  for (const head of heads) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "sort";
+    button.textContent = head.textContent;
+    head.textContent = "";
+    head.append(button);
+    button.addEventListener("click", () => {
+      const key = head.dataset.key;
+      // A new column starts where people look first: names A to Z, the
+      // largest and the newest files first; the same column turns around.
+      order = {key, ascending: order.key === key ? !order.ascending : key === "name"};
+      sortRows();
+    });
+  }
+  sortRows();
+  const filter = document.getElementById("filter");
+  const none = document.getElementById("no-match");
+  filter.hidden = false;
+  filter.addEventListener("input", () => {
+    const wanted = filter.value.trim().toLowerCase();
+    let shown = 0;
+    for (const row of rows) {
+      row.hidden = !row.dataset.name.toLowerCase().includes(wanted);
+      shown += row.hidden ? 0 : 1;
+    }
+    none.hidden = shown > 0;
+  });
+}
 """
 
 
@@ -200,10 +329,12 @@ def _breakable(escaped: str) -> str:
 def _row(entry: Entry, base: str) -> str:
     name, url, modified = escape(entry.name), escape(_url(base, entry.name)), _utc(entry.modified)
     return (
-        f'<tr><td class="name"><a href="{url}" download="{name}">{_breakable(name)}</a></td>'
+        f'<tr data-name="{name}" data-size="{entry.size}" data-modified="{entry.modified:.0f}">'
+        f'<td class="name"><a href="{url}" download="{name}">{_breakable(name)}</a></td>'
         f'<td class="size" title="{entry.size} bytes">{human_size(entry.size)}</td>'
-        f'<td class="when"><time datetime="{modified:%Y-%m-%dT%H:%M:%SZ}">'
-        f'{modified:%Y-%m-%d %H:%M}</time></td>'
+        f'<td class="when" title="{modified:%Y-%m-%d %H:%M} UTC">'
+        f'<time datetime="{modified:%Y-%m-%dT%H:%M:%SZ}">'
+        f'{modified:%Y-%m-%d}<span class="clock"> {modified:%H:%M}</span></time></td>'
         f'<td><button type="button" class="delete" data-url="{url}" data-name="{name}">'
         f"Delete</button></td></tr>"
     )
@@ -213,8 +344,15 @@ def _table(entries: Sequence[Entry], base: str) -> str:
     if not entries:
         return '<p class="empty" id="empty">No files yet.</p>'
     rows = "\n".join(_row(entry, base) for entry in entries)
-    return ('<table id="files"><thead><tr><th>Name</th><th class="size">Size</th>'
-            f"<th>Modified (UTC)</th><th></th></tr></thead>\n<tbody>\n{rows}\n</tbody></table>")
+    # The filter and the sort buttons are the script's: hidden or plain
+    # headings without it.
+    return ('<input id="filter" type="search" placeholder="Filter by name" '
+            'aria-label="Filter files by name" autocomplete="off" hidden>\n'
+            '<table id="files"><thead><tr><th data-key="name">Name</th>'
+            '<th class="size" data-key="size">Size</th>'
+            '<th data-key="modified">Modified (UTC)</th><th></th></tr></thead>\n'
+            f"<tbody>\n{rows}\n</tbody></table>\n"
+            '<p class="empty" id="no-match" hidden>No file name matches.</p>')
 
 
 def _pages(listing: Listing, base: str) -> str:

@@ -3,9 +3,9 @@ the form, drop a file on the page, download it and compare the bytes, delete
 it (confirming the dialog), and a form posted from another site refused.
 
 Chromium is driven over the DevTools protocol (tests/functional/browser.py);
-skipped, saying how to install it, when there is none. A screenshot of the
-page is saved as ``files-page.png`` in the test's temporary directory; set
-FILES_PAGE_SCREENSHOT=path to also copy it there (docs/files-page.png is made so).
+skipped, saying how to install it, when there is none. Screenshots are saved
+in each test's temporary directory; FILES_PAGE_SCREENSHOTS=DIR also copies the
+desktop-light and phone-dark ones there (the README's, in docs/, are made so).
 """
 
 from __future__ import annotations
@@ -122,8 +122,6 @@ def test_a_person_uploads_downloads_and_deletes_a_file(browser, served, tmp_path
 
     screenshot = page.screenshot(tmp_path / "files-page.png", width=900, height=340)
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    if os.environ.get("FILES_PAGE_SCREENSHOT"):
-        shutil.copyfile(screenshot, os.environ["FILES_PAGE_SCREENSHOT"])
 
     page.click_delete_and_confirm("report.bin")
     page.wait_for_rows(["<img src=x onerror=alert(1)>"], "the deleted file is gone")
@@ -184,4 +182,198 @@ def test_a_form_posted_from_another_site_is_refused(browser, live_server, tmp_pa
                          "document.getElementById('state').textContent",
                          "the other site posted its form") == "sent"
     assert files_app.seen == [("POST", 403)]
+    assert os.listdir(directory) == []
+
+
+# -- at desktop and phone sizes, light and dark (issue 25) ------------------------
+
+VIEWS = {
+    "desktop-light": (1000, 640, False, "light"),
+    "desktop-dark": (1000, 640, False, "dark"),
+    "phone-light": (390, 844, True, "light"),
+    "phone-dark": (390, 844, True, "dark"),
+}
+VISIBLE_ROWS = ("Array.from(document.querySelectorAll('#files tbody tr'))"
+                ".filter(row => !row.hidden).map(row => row.dataset.name)")
+# WCAG 2 contrast of an element's text colour against the page's canvas.
+CONTRAST = """(() => {
+  const rgb = (text) => text.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const probe = document.createElement("div");
+  probe.style.background = "Canvas";
+  document.body.append(probe);
+  const canvas = rgb(getComputedStyle(probe).backgroundColor);
+  probe.remove();
+  const light = ([r, g, b]) => [r, g, b].map((v) => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const text = rgb(getComputedStyle(document.querySelector(SELECTOR)).color);
+  const [a, b] = [light(text), light(canvas)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+})()"""
+
+
+def view(page: Page, name: str) -> None:
+    width, height, mobile, scheme = VIEWS[name]
+    page.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+              deviceScaleFactor=2 if mobile else 1, mobile=mobile)
+    page.call("Emulation.setEmulatedMedia",
+              features=[{"name": "prefers-color-scheme", "value": scheme}])
+
+
+def answer_confirms(page: Page, answer: bool) -> None:
+    """The page's confirm() answers ``answer`` and remembers what it asked."""
+    page.evaluate(f"window.asked = []; window.confirm = (text) => "
+                  f"{{ window.asked.push(text); return {json.dumps(answer)}; }}")
+
+
+def choose_and_upload(page: Page, paths: list[Path]) -> None:
+    found = page.call("Runtime.evaluate", expression="document.getElementById('file-input')")
+    page.call("DOM.setFileInputFiles", files=[str(path) for path in paths],
+              objectId=found["result"]["objectId"])
+    page.evaluate("document.querySelector('#upload button[type=submit]').click()")
+
+
+def click_heading(page: Page, key: str) -> str:
+    page.evaluate(f"document.querySelector('th[data-key={key}] button').click()")
+    return page.evaluate(f"document.querySelector('th[data-key={key}]').getAttribute('aria-sort')")
+
+
+def filled_directory(directory: Path) -> dict[str, tuple[int, int]]:
+    """Files of different sizes and ages: {name: (size, modified)}."""
+    files = {"README.md": 900, "notes.txt": 12, "photo-2024-05-01.jpg": 150_000,
+             "report 10.pdf": 40_000, "report 9.pdf": 30_000, "data.csv": 5_000,
+             "zeta.bin": 1, "Alpha.txt": 300}
+    made = {}
+    for age, (name, size) in enumerate(sorted(files.items())):
+        path = directory / name
+        path.write_bytes(b"x" * size)
+        moment = 1_700_000_000 + age * 3600 * 7 % 50_000
+        os.utime(path, (moment, moment))
+        made[name] = (size, moment)
+    return made
+
+
+@pytest.mark.parametrize("name", VIEWS)
+def test_the_page_at_each_size_and_scheme(browser, served, tmp_path, name):
+    url, directory = served
+    made = filled_directory(directory)
+    page = FilesPage(browser, url)
+    view(page, name)
+    page.wait_for("document.getElementById('filter') && !document.getElementById('filter').hidden",
+                  "the script set up the filter")
+    # Names as people sort them (case aside, "report 9" before "report 10"),
+    # where the server sends them in code point order.
+    human = ["Alpha.txt", "data.csv", "notes.txt", "photo-2024-05-01.jpg", "README.md",
+             "report 9.pdf", "report 10.pdf", "zeta.bin"]
+    assert page.evaluate(VISIBLE_ROWS) == human
+    assert page.evaluate("document.querySelector('th[data-key=name]')"
+                         ".getAttribute('aria-sort')") == "ascending"
+    screenshot = page.screenshot(tmp_path / f"files-page-{name}.png", *VIEWS[name][:2]) \
+        if not VIEWS[name][2] else _phone_screenshot(page, tmp_path / f"files-page-{name}.png")
+    assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    if os.environ.get("FILES_PAGE_SCREENSHOTS") and name in ("desktop-light", "phone-dark"):
+        shutil.copyfile(screenshot, Path(os.environ["FILES_PAGE_SCREENSHOTS"]) / screenshot.name)
+
+
+    # 4: sort by clicking the headings, and filter, all in the page.
+    assert click_heading(page, "size") == "descending"
+    assert page.evaluate(VISIBLE_ROWS) == sorted(made, key=lambda n: (-made[n][0], n))
+    assert click_heading(page, "size") == "ascending"
+    assert page.evaluate(VISIBLE_ROWS) == sorted(made, key=lambda n: (made[n][0], n))
+    assert click_heading(page, "modified") == "descending"
+    assert page.evaluate(VISIBLE_ROWS)[0] == max(made, key=lambda n: made[n][1])
+    assert click_heading(page, "name") == "ascending"
+    assert page.evaluate(VISIBLE_ROWS) == human
+    assert click_heading(page, "name") == "descending"
+    assert page.evaluate(VISIBLE_ROWS) == human[::-1]
+    page.evaluate("{ const f = document.getElementById('filter'); f.value = 'REPORT';"
+                  "f.dispatchEvent(new Event('input')) }")
+    assert page.evaluate(VISIBLE_ROWS) == ["report 10.pdf", "report 9.pdf"]  # still Z to A
+    page.evaluate("{ const f = document.getElementById('filter'); f.value = 'nothing-like-it';"
+                  "f.dispatchEvent(new Event('input')) }")
+    assert page.evaluate(VISIBLE_ROWS) == []
+    assert page.evaluate("!document.getElementById('no-match').hidden")
+    page.evaluate("{ const f = document.getElementById('filter'); f.value = '';"
+                  "f.dispatchEvent(new Event('input')) }")
+
+    # 3: nothing wider than the screen; sizes and dates on one line; links
+    # readable (WCAG AA 4.5:1) in either scheme.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.evaluate("Array.from(document.querySelectorAll('#files button, #files td'))"
+                         ".every(item => item.getBoundingClientRect().right <= innerWidth)")
+    # Each size and date on one line: all its text's boxes share one top.
+    assert page.evaluate("Array.from(document.querySelectorAll('td.size, td.when')).every("
+                         "cell => { const range = document.createRange();"
+                         " range.selectNodeContents(cell);"
+                         " return new Set(Array.from(range.getClientRects(),"
+                         " box => Math.round(box.top))).size === 1; })")
+    assert page.evaluate(CONTRAST.replace("SELECTOR", json.dumps("#files tbody a"))) >= 4.5
+    assert page.evaluate(CONTRAST.replace("SELECTOR", json.dumps("body"))) >= 4.5
+
+    # 1: an upload over an existing name asks first, and says what happened.
+    local = tmp_path / "upload"
+    local.mkdir()
+    (local / "README.md").write_bytes(b"new readme")
+    answer_confirms(page, False)
+    choose_and_upload(page, [local / "README.md"])
+    page.wait_for("document.getElementById('status').textContent.includes('Kept')",
+                  "the upload was declined")
+    assert page.evaluate("window.asked") == ["README.md exists: replace it?"]
+    assert page.status() == "Kept README.md as it was."
+    assert (directory / "README.md").read_bytes() == b"x" * 900
+    answer_confirms(page, True)
+    choose_and_upload(page, [local / "README.md"])
+    page.wait_for("document.getElementById('status').textContent === 'Replaced README.md.'",
+                  "the replacement is reported after the reload")
+    assert (directory / "README.md").read_bytes() == b"new readme"
+    for new in ("one.txt", "two.txt", "three.txt"):
+        (local / new).write_bytes(new.encode())
+    choose_and_upload(page, [local / n for n in ("one.txt", "two.txt", "three.txt")])
+    page.wait_for("document.getElementById('status').textContent === 'Uploaded 3 files.'",
+                  "three new files are reported")
+    assert {"one.txt", "two.txt", "three.txt"} <= set(os.listdir(directory))
+
+
+def _phone_screenshot(page: Page, path: Path) -> Path:
+    """The page as the phone view shows it (the emulated metrics kept)."""
+    import base64
+
+    data = page.call("Page.captureScreenshot", format="png")["data"]
+    path.write_bytes(base64.b64decode(data))
+    return path
+
+
+def test_without_javascript_the_list_is_served_sorted_by_name(browser, served):
+    url, directory = served
+    made = filled_directory(directory)
+    page = FilesPage(browser, "about:blank")
+    page.call("Emulation.setScriptExecutionDisabled", value=True)
+    page.call("Page.navigate", url=url)
+    # Scripts are off for the page, not for DevTools' own evaluation.
+    page.wait_for("document.querySelectorAll('#files tbody tr').length === 8", "the list")
+    assert page.evaluate(VISIBLE_ROWS) == sorted(made)
+    assert page.evaluate("document.getElementById('filter').hidden")
+    assert page.evaluate("document.querySelectorAll('th button').length") == 0
+
+
+def test_a_directory_the_server_may_not_write_is_said_in_one_sentence(browser, served, tmp_path,
+                                                                      monkeypatch):
+    import errno
+    import tempfile
+
+    url, directory = served
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # root writes anywhere: make it refuse
+    local = tmp_path / "new.txt"
+    local.write_bytes(b"new")
+    page = FilesPage(browser, url)
+    page.wait_for("document.getElementById('upload')", "the page loaded")
+    choose_and_upload(page, [local])
+    page.wait_for("document.getElementById('status').textContent.includes('failed')",
+                  "the refusal is shown")
+    assert page.status() == ("Uploading new.txt failed: the server may not write to its files "
+                             "directory.")
     assert os.listdir(directory) == []

@@ -89,7 +89,8 @@ def test_page_lists_each_file_with_size_time_download_and_delete(client, some_fi
         ("a.txt", "/files/a.txt", "a.txt"), ("b.bin", "/files/b.bin", "b.bin")]
     assert [button["data-url"] for button in page.buttons] == ["/files/a.txt", "/files/b.bin"]
     assert 'title="5 bytes">5 B<' in response.text and "2.0 KiB" in response.text
-    assert '<time datetime="1970-01-02T00:00:00Z">1970-01-02 00:00</time>' in response.text
+    assert ('<time datetime="1970-01-02T00:00:00Z">1970-01-02<span class="clock"> 00:00</span>'
+            '</time>') in response.text
     assert 'enctype="multipart/form-data"' in response.text and 'type="file"' in response.text
 
 
