@@ -478,8 +478,12 @@ class Connection:
     def _after_response(self, after: After) -> Step:
         if after is After.NEXT_REQUEST:
             self._phase = _Phase.REQUEST
-            self.state.start_next_request()
-            return self._advance()  # a pipelined request may be here already
+            state = self.state
+            state.start_next_request()
+            if state.buffered:
+                return self._advance()  # a pipelined request is here already
+            self._wait_for_bytes()  # what _advance comes to with nothing buffered
+            return Step.READ
         if after is After.LINGER:
             return self._linger()
         if after is After.ABORT:

@@ -121,6 +121,10 @@ class Server:
         # waits for the server to be whole, then takes it apart.
         self._lifecycle = threading.Lock()
         self._stopping = threading.Event()  # draining: no new connections
+        # The same fact for the connections, asked once or twice per request:
+        # a C-level call (Event.is_set is a Python frame each time).
+        self._draining: list[bool] = []  # [True] once draining
+        self._is_draining = functools.partial(bool, self._draining)
         self._stopped = threading.Event()  # workers: leave your loops
         self._finished = threading.Event()  # stop() has cleaned everything up
         self._accept_lock = threading.Lock()
@@ -221,6 +225,8 @@ class Server:
                 self._finished.set()  # stopped before it started: it never will
                 return
             first = not self._stopping.is_set()
+            if not self._draining:
+                self._draining.append(True)
             self._stopping.set()
         if first:
             grace = self.config.shutdown_timeout if timeout is None else timeout
@@ -330,7 +336,7 @@ class Server:
             min_response_rate=config.min_response_rate,
             date=HttpDate(self.clock) if config.send_date_header else None,
             server_name=config.server_name if config.send_server_header else None,
-            draining=self._stopping.is_set,
+            draining=self._is_draining,
             clock=self.clock,
             http2=self._http2_options() if counted else None,
         )
@@ -390,10 +396,12 @@ class Server:
             poller = self._poller
             assert poller is not None
             try:
+                # Identity tests: an Enum's hash is a Python call.
+                interest = READ if step is Step.READ else WRITE if step is Step.WRITE else BOTH
                 if register:
-                    poller.register(connection.fd, _INTEREST[step])
+                    poller.register(connection.fd, interest)
                 else:
-                    poller.rearm(connection.fd, _INTEREST[step])
+                    poller.rearm(connection.fd, interest)
                 return
             except OSError:
                 connection.close()
