@@ -119,6 +119,18 @@ def _never_long() -> None:
     return None
 
 
+class _Life(enum.Enum):
+    """Where the connection is in its life; it only moves down this list
+    (DRAINING may be skipped, and GONE and CLOSED come from anywhere)."""
+
+    OPEN = "open"  # new streams are taken
+    DRAINING = "draining"  # a GOAWAY either way: open streams finish, no new ones
+    FAILING = "failing"  # a connection error: what is queued goes out, then close
+    GONE = "gone"  # the client went away: close at once
+    LINGERING = "lingering"  # all said: the write side is shut, what arrives is dropped
+    CLOSED = "closed"
+
+
 class _Phase(enum.Enum):
     RECEIVING = "receiving"  # its body is arriving
     QUEUED = "queued"  # complete, waiting for a thread
@@ -185,13 +197,9 @@ class Http2Connection:
         # owed to it); beyond, each counts as a cheap frame.
         self._update_credit = -_WINDOW_UPDATE_ALLOWANCE
         self._resets = _RESETS_PER_STREAM_SLOT * self._max_streams
-        self._goaway_sent = False  # graceful: streams above it are refused
-        self._goaway_last = 0
-        self._peer_goaway = False
-        self._fatal = False  # a connection error: what is queued goes out, then close
-        self._gone = False  # the client went away
-        self._lingering = False
-        self._closed = False
+        self._life = _Life.OPEN
+        self._goaway_sent = False  # whether we said GOAWAY (once is enough)
+        self._last_stream = 0  # past OPEN: streams above it are refused
         self._waiters = 0  # application threads waiting on _moved
         self._moved = threading.Condition(self._io)  # output left, or a stream ended
         self._body_budgets = self._connection_body_budgets(settings)
@@ -219,7 +227,7 @@ class Http2Connection:
     @property
     def closed(self) -> bool:
         """True once the socket is closed."""
-        return self._closed
+        return self._life is _Life.CLOSED
 
     @property
     def busy(self) -> bool:
@@ -252,7 +260,7 @@ class Http2Connection:
                 self._h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
             except (h2.exceptions.ProtocolError, ValueError) as error:
                 log.debug("%s: HTTP/2 upgrade refused: %s", self._peer_text(), error)
-                self._fatal = True
+                self._life = _Life.FAILING
                 return
             if initial:
                 ready += self._receive(initial)
@@ -266,12 +274,13 @@ class Http2Connection:
 
     def on_ready(self) -> Step:
         """The socket is ready for what the last step asked for."""
-        if self._closed:
+        life = self._life
+        if life is _Life.CLOSED:
             return Step.CLOSED
-        if self._lingering:
+        if life is _Life.LINGERING:
             return self._linger_read()
         with self._io:
-            ready = [] if self._fatal or self._gone else self._read_some()
+            ready = self._read_some() if self._taking_frames() else []
             self._send()
             step = self._next_step()
         self._count_transfer()
@@ -285,9 +294,9 @@ class Http2Connection:
         that stopped coming, a reset for responses whose window stayed shut,
         close for an idle connection or a client that reads nothing. True
         when the server is to forget the connection."""
-        if self._closed:
+        if self._life is _Life.CLOSED:
             return True
-        if self._lingering:
+        if self._life is _Life.LINGERING:
             with self._io:
                 self._close_now()
             return True
@@ -303,7 +312,7 @@ class Http2Connection:
                 self._connection_error(PROTOCOL_ERROR, "header block not finished in time")
             for stream in list(self._streams.values()):
                 stream.expire(now)
-            if not self._streams and not self._out and not self._fatal and \
+            if not self._streams and not self._out and self._life is not _Life.FAILING and \
                     self._quiet_since + self._idle_wait() < now:
                 self._goaway(NO_ERROR)
             self._send()
@@ -317,10 +326,10 @@ class Http2Connection:
     def begin_draining(self) -> None:
         """The server is draining (the reaper holds ``lock``): GOAWAY once, the
         open streams finish, then the connection closes."""
-        if self._closed or self._lingering:
+        if self._life in (_Life.CLOSED, _Life.LINGERING):
             return
         with self._io:
-            if not self._goaway_sent and not self._fatal:
+            if not self._goaway_sent and self._life is not _Life.FAILING:
                 self._goaway(NO_ERROR)
                 self._send()
             self._update_deadline()
@@ -354,7 +363,7 @@ class Http2Connection:
                 self._went_away()
                 break
             ready += self._receive(data)
-            if self._fatal:
+            if self._life is not _Life.OPEN and self._life is not _Life.DRAINING:
                 break
         return ready
 
@@ -375,7 +384,7 @@ class Http2Connection:
             # h2 has queued its GOAWAY already.
             log.debug("%s: HTTP/2 connection error: %s", self._peer_text(), error)
             self._fail_streams()
-            self._fatal = True
+            self._failing()
         self._block_started = None if not self._scanner.in_header_block else \
             (self._block_started or self.clock.monotonic())
         return ready
@@ -418,18 +427,19 @@ class Http2Connection:
         elif kind is h2.events.TrailersReceived:
             self._on_trailers(event)  # type: ignore[arg-type]
         elif kind is h2.events.ConnectionTerminated:
-            self._peer_goaway = True
             if event.error_code:  # type: ignore[attr-defined]
                 log.debug("%s: the client ended HTTP/2 with error %s", self._peer_text(),
                           event.error_code)  # type: ignore[attr-defined]
                 self._fail_streams()
-                self._fatal = True
+                self._failing()
+            else:  # it takes no new streams from us, nor we from it
+                self._draining(self._h2.highest_inbound_stream_id)
         # WindowUpdated and RemoteSettingsChanged give credit: _send follows.
         # PING and SETTINGS are answered by h2; their floods are counted.
 
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
-        if self._goaway_sent and stream_id > self._goaway_last or self._peer_goaway:
+        if self._life is not _Life.OPEN and stream_id > self._last_stream:
             self._h2.reset_stream(stream_id, REFUSED_STREAM)
             return
         ended = event.stream_ended is not None
@@ -505,8 +515,24 @@ class Http2Connection:
         stream.cancel()
 
     def _went_away(self) -> None:
-        self._gone = True
+        if self._life is not _Life.CLOSED:
+            self._life = _Life.GONE
         self._fail_streams()
+
+    def _taking_frames(self) -> bool:
+        """Whether what the client sends is still read and acted on."""
+        return self._life is _Life.OPEN or self._life is _Life.DRAINING
+
+    def _draining(self, last_stream: int) -> None:
+        """No new streams above ``last_stream``; those open finish."""
+        if self._life is _Life.OPEN:
+            self._life = _Life.DRAINING
+            self._last_stream = last_stream
+
+    def _failing(self) -> None:
+        """A connection error: what is queued goes out, then the connection closes."""
+        if self._life is _Life.OPEN or self._life is _Life.DRAINING:
+            self._life = _Life.FAILING
 
     def _fail_streams(self) -> None:
         for stream in list(self._streams.values()):
@@ -515,7 +541,7 @@ class Http2Connection:
     def _connection_error(self, code: int, why: str) -> None:
         log.debug("%s: HTTP/2 connection closed (%s)", self._peer_text(), why)
         self._fail_streams()
-        self._fatal = True
+        self._failing()
         self._goaway(code)
 
     def _goaway(self, code: int) -> None:
@@ -526,7 +552,7 @@ class Http2Connection:
         self._collect()  # what h2 has queued goes first
         self._queue_out(frame.serialize())
         self._goaway_sent = True
-        self._goaway_last = last
+        self._draining(last)
 
     # -- sending ----------------------------------------------------------------
 
@@ -540,12 +566,12 @@ class Http2Connection:
 
     def _send(self) -> None:
         """Frame what the windows allow and send what the socket takes. Holds _io."""
-        if self._closed:
+        if self._life is _Life.CLOSED:
             return
         while True:
             moved = self._pump()
             self._flush()
-            if not moved or self._out or self._gone:
+            if not moved or self._out or self._life is _Life.GONE:
                 break
         if self._waiters:
             self._moved.notify_all()
@@ -611,23 +637,32 @@ class Http2Connection:
 
     def _next_step(self) -> Step:
         """After acting: close, linger, or what to watch for. Holds _io."""
-        if self._gone:
+        life = self._life
+        if life is _Life.GONE:
             self._close_now()
             return Step.CLOSED
-        finished = self._fatal or (self._goaway_sent or self._peer_goaway) and not self._streams
-        if finished and not self._out:
+        if self._finished() and not self._out:
             return self._start_linger()
         self._update_deadline()
-        return Step.WRITE if self._fatal else self._interest()
+        return Step.WRITE if life is _Life.FAILING else self._interest()
+
+    def _finished(self) -> bool:
+        """Nothing more will be said but what is queued: a connection error,
+        or a GOAWAY either way and no stream left."""
+        return self._life is _Life.FAILING or self._life is _Life.DRAINING and not self._streams
+
+    def _needs_poller(self) -> bool:
+        """Output waits for the socket, or the connection can end now."""
+        return bool(self._out) or self._life is _Life.GONE or self._finished()
 
     def arm_for_output(self) -> None:
         """From an application's thread: output waits for the socket, or the
         connection has something to finish; make sure the poller looks."""
         with self.lock:
-            if self._closed or self._lingering:
+            if self._life in (_Life.CLOSED, _Life.LINGERING):
                 return
             with self._io:
-                step = Step.READ_WRITE if not self._fatal else Step.WRITE
+                step = Step.WRITE if self._life is _Life.FAILING else Step.READ_WRITE
             self._arm(step)
 
     # -- deadlines -----------------------------------------------------------
@@ -658,7 +693,7 @@ class Http2Connection:
         if not self.transport.shutdown_write():
             self._close_now()
             return Step.CLOSED
-        self._lingering = True
+        self._life = _Life.LINGERING
         self.deadline = self.clock.monotonic() + _LINGER_SECONDS
         return Step.READ
 
@@ -673,9 +708,9 @@ class Http2Connection:
     def _close_now(self) -> None:
         """Close the socket and fail what is still open. Holds _io (or owns
         the connection alone)."""
-        if self._closed:
+        if self._life is _Life.CLOSED:
             return
-        self._closed = True
+        self._life = _Life.CLOSED
         for stream in list(self._streams.values()):
             stream.cancel()
         self._out.clear()
@@ -722,7 +757,7 @@ class Http2Connection:
         write_timeout = self.settings.write_timeout
         with self._io:
             while not satisfied():
-                if stream.canceled or self._closed or self._fatal or self._gone:
+                if stream.canceled or not self._taking_frames():
                     raise ClientDisconnected("the stream was closed")
                 now = self.clock.monotonic()
                 deadline = stream.progress_at + write_timeout
@@ -845,7 +880,7 @@ class Http2Stream:
 
     def reset(self, code: int) -> None:
         """Reset the stream ourselves (RST_STREAM), then cancel it."""
-        if not self.canceled and not self.connection._closed:
+        if not self.canceled and not self.connection.closed:
             try:
                 self.connection._h2.reset_stream(self.id, code)
             except h2.exceptions.ProtocolError:
@@ -1040,8 +1075,7 @@ class Http2Stream:
             # Output waiting for the socket, or a connection that can close
             # now: the poller side must look. (A window still shut waits for
             # the client's WINDOW_UPDATE, which wakes the poller side anyway.)
-            arm = bool(connection._out) or connection._fatal or \
-                ((connection._goaway_sent or connection._peer_goaway) and not connection._streams)
+            arm = connection._needs_poller()
         if arm:
             connection.arm_for_output()
 
@@ -1113,7 +1147,7 @@ class Http2Stream:
                 self.cancel()
                 raise ClientDisconnected("the stream was closed") from None
             connection._send()
-            arm = bool(connection._out) or connection._fatal or connection._gone
+            arm = connection._needs_poller()
             over = not self._has_room(wait, self._high_water)
         if arm:
             connection.arm_for_output()
