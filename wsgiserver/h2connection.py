@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import enum
 import logging
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,13 +48,12 @@ import h2.exceptions
 import h2.settings
 from hyperframe.frame import GoAwayFrame
 
-from . import system
 from .body import NO_BODY, RequestBody, SpoolFull
 from .budget import BodyBudgets, Budget, FileCount
 from .drive import DRAIN_QUIET_SECONDS, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange
-from .output import FileRange
+from .h2output import FileEnded, Share, StreamOutput
 from .protocol.events import Request
 from .protocol.http2 import (
     FrameFlood,
@@ -204,8 +202,7 @@ class Http2Connection:
         self._moved = threading.Condition(self._io)  # output left, or a stream ended
         self._body_budgets = self._connection_body_budgets(settings)
         # Response bytes in memory across the streams, and their bound.
-        self.output_memory = 0
-        self.output_memory_limit = _OUTPUT_MEMORY_SHARES * settings.output_high_water
+        self.output_share = Share(_OUTPUT_MEMORY_SHARES * settings.output_high_water)
         self.received = 0
         self.sent = 0
         self._reported = (0, 0)
@@ -803,15 +800,13 @@ class Http2Stream:
         self._head_sent = False
         self._end_queued = False  # END_STREAM goes once the queue is empty
         self._end_sent = False
-        self._queue: deque[memoryview | FileRange] = deque()
-        self.queued = 0  # bytes in memory waiting for a window
-        self._spool: IO[bytes] | None = None  # where bytes past the memory share wait
-        self._spool_size = 0
+        settings = connection.settings
+        self.output = StreamOutput(connection.output_share, settings.output_high_water,
+                                   settings.output_spool)
         self.progress_at = connection.clock.monotonic()
         self.waiting = False  # its application's thread waits for the client
         self.went_long: Callable[[], None] = _never_long
         self._status = 0
-        settings = connection.settings
         self._high_water = settings.output_high_water
         self._low_water = settings.output_high_water // 4
 
@@ -872,7 +867,7 @@ class Http2Stream:
         if self.canceled:
             return
         self.canceled = True
-        self._drop_queue()
+        self.output.clear()
         if self.phase is not _Phase.RUNNING:
             self._release_body()
             self.phase = _Phase.DONE
@@ -889,14 +884,14 @@ class Http2Stream:
 
     @property
     def wants_to_send(self) -> bool:
-        return not self.canceled and (bool(self._queue) or self._end_queued and not self._end_sent)
+        return not self.canceled and (bool(self.output) or self._end_queued and not self._end_sent)
 
     def move(self, h2conn: h2.connection.H2Connection) -> int:
         """Send one DATA frame (or END_STREAM) as the windows allow: bytes moved."""
         if self.canceled:
             return 0
-        queue = self._queue
-        if not queue:
+        output = self.output
+        if not output:
             if self._end_queued and not self._end_sent:
                 h2conn.end_stream(self.id)
                 self._end_sent = True
@@ -905,34 +900,13 @@ class Http2Stream:
         window = h2conn.local_flow_control_window(self.id)
         if window <= 0:
             return 0
-        size = min(window, h2conn.max_outbound_frame_size)
-        item = queue[0]
-        if type(item) is FileRange:
-            try:
-                piece = system.pread(item.fd, min(size, item.count), item.offset)
-            except OSError:
-                piece = b""
-            if not piece:
-                log.error("stream %d: the file ended before its announced length", self.id)
-                self.reset(INTERNAL_ERROR)
-                return 0
-            item.offset += len(piece)
-            item.count -= len(piece)
-            if item.spooled:
-                self._give_spool(len(piece))
-            if not item.count:
-                os.close(item.fd)
-                queue.popleft()
-        else:
-            assert type(item) is memoryview
-            piece = bytes(item[:size])
-            if len(piece) == len(item):
-                queue.popleft()
-            else:
-                queue[0] = item[size:]
-            self.queued -= len(piece)
-            self.connection.output_memory -= len(piece)
-        last = self._end_queued and not queue
+        try:
+            piece = output.take(min(window, h2conn.max_outbound_frame_size))
+        except FileEnded:
+            log.error("stream %d: the file ended before its announced length", self.id)
+            self.reset(INTERNAL_ERROR)
+            return 0
+        last = self._end_queued and not output
         h2conn.send_data(self.id, piece, end_stream=last)
         if last:
             self._end_sent = True
@@ -950,77 +924,8 @@ class Http2Stream:
             if self.phase is not _Phase.RUNNING:
                 self.phase = _Phase.DONE
                 self._release_body()
-                self._close_spool()
+                self.output.close_spool()
                 self.connection._stream_done(self, completed=True)
-
-    def _drop_queue(self) -> None:
-        for item in self._queue:
-            if type(item) is FileRange:
-                os.close(item.fd)
-                if item.spooled:
-                    self._give_spool(item.count)
-        self._queue.clear()
-        self.connection.output_memory -= self.queued
-        self.queued = 0
-        self._close_spool()
-
-    def _spool_bytes(self, data: bytes) -> bool:
-        """Past the connection's memory share: ``data`` to this response's
-        spool file (within its share and the server's budget); False when
-        there is no room (the application then waits for its client)."""
-        spool = self.connection.settings.output_spool
-        if spool is None or self._spool_size + len(data) > spool.per_response:
-            return False
-        if not spool.budget.take(len(data)):
-            return False
-        if self._spool is None and not self._open_spool(spool.directory, spool.files):
-            spool.budget.give(len(data))
-            return False
-        assert self._spool is not None
-        try:
-            self._spool.write(data)
-        except OSError:
-            spool.budget.give(len(data))
-            return False
-        offset, self._spool_size = self._spool_size, self._spool_size + len(data)
-        last = self._queue[-1] if self._queue else None
-        if type(last) is FileRange and last.spooled and last.offset + last.count == offset:
-            last.count += len(data)
-        else:
-            self._queue.append(FileRange(os.dup(self._spool.fileno()), offset, len(data),
-                                         spooled=True))
-        return True
-
-    def _open_spool(self, directory: str | None, files: FileCount | None) -> bool:
-        import tempfile  # a megabyte of modules: only once a response needs it
-
-        if files is not None and not files.take(1):
-            return False
-        try:
-            self._spool = tempfile.TemporaryFile(dir=directory, buffering=0)
-        except OSError as error:
-            if files is not None:
-                files.give(1)
-            log.error("a response could not be spooled: %s", error)
-            return False
-        return True
-
-    def _give_spool(self, count: int) -> None:
-        spool = self.connection.settings.output_spool
-        if spool is not None:
-            spool.budget.give(count)
-
-    def _close_spool(self) -> None:
-        if self._spool is None:
-            return
-        try:
-            self._spool.close()
-        except OSError:
-            pass
-        self._spool = None
-        spool = self.connection.settings.output_spool
-        if spool is not None and spool.files is not None:
-            spool.files.give(1)
 
     def stalled(self) -> float:
         """From another thread: seconds its application has waited for the
@@ -1061,7 +966,7 @@ class Http2Stream:
             self._release_body()
             if self.canceled:
                 self.phase = _Phase.DONE
-                self._close_spool()
+                self.output.close_spool()
                 connection._stream_done(self, completed=False)
             elif not self._end_queued:
                 # The application failed after its head, or fell short of its
@@ -1107,18 +1012,9 @@ class Http2Stream:
         framer = self._framer
         assert framer is not None
         framed = framer.frame(data)
-        if not framed or self._end_sent:
-            return
-        connection = self.connection
-        over = self.queued + len(framed) > self._high_water or \
-            connection.output_memory + len(framed) > connection.output_memory_limit
-        if over and self._spool_bytes(framed):
-            connection._want_send(self)
-            return
-        self._queue.append(memoryview(framed))
-        self.queued += len(framed)
-        connection.output_memory += len(framed)
-        connection._want_send(self)
+        if framed and not self._end_sent:
+            self.output.add(framed)
+            self.connection._want_send(self)
 
     def _end(self) -> None:
         framer = self._framer
@@ -1160,10 +1056,10 @@ class Http2Stream:
         """Whether the application may go on: a producing one while its
         memory queue is within ``mark``, and any while the connection's
         memory is within its share (or none of it is this stream's)."""
-        if producing and self.queued > mark:
+        in_memory = self.output.in_memory
+        if producing and in_memory > mark:
             return False
-        connection = self.connection
-        return connection.output_memory <= connection.output_memory_limit or not self.queued
+        return not self.connection.output_share.over or not in_memory
 
     def _queue_file(self, fd: int, offset: int, available: int) -> None:
         framer = self._framer
@@ -1171,7 +1067,7 @@ class Http2Stream:
         count = framer.raw_count(available)
         assert count is not None  # no chunking in HTTP/2
         if count and not self._end_sent:
-            self._queue.append(FileRange(os.dup(fd), offset, count))
+            self.output.add_file(fd, offset, count)
             framer.sent_raw(count)
             self.connection._want_send(self)
 

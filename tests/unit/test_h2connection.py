@@ -517,7 +517,7 @@ def test_responses_waiting_for_shut_windows_spool_past_the_connections_share():
     # 20 MiB of responses made, the windows shut: the connection holds its
     # share in memory (4 x 64 KiB), the rest is spooled, and no application
     # waits: they all returned (streamed ones too).
-    assert connection.output_memory <= connection.output_memory_limit == 256 * 1024
+    assert connection.output_share.used <= connection.output_share.limit == 256 * 1024
     assert spool.budget.used >= 20 * MiB - 256 * 1024
     assert not connection.busy and not client.went_long
     client.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
@@ -525,7 +525,7 @@ def test_responses_waiting_for_shut_windows_spool_past_the_connections_share():
     client.exchange()
     for stream in streams:
         assert client.response(stream)[1:] == (body, True)
-    assert spool.budget.used == 0 and connection.output_memory == 0
+    assert spool.budget.used == 0 and connection.output_share.used == 0
 
 
 def test_without_spool_room_producing_apps_wait_detached_within_the_share():
@@ -545,7 +545,7 @@ def test_without_spool_room_producing_apps_wait_detached_within_the_share():
     # No spool: each application waits (detached from the pool) once the
     # connection's memory share is used; what is queued stays near it.
     assert {s.id for s in client.went_long} == set(streams)
-    assert connection.output_memory <= connection.output_memory_limit + 8 * len(piece)
+    assert connection.output_share.used <= connection.output_share.limit + 8 * len(piece)
     client.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
     client.h2.increment_flow_control_window(1 << 30)
     for _ in range(50):
