@@ -56,6 +56,7 @@ from .exchange import Exchange
 from .h2output import FileEnded, Share, StreamOutput
 from .protocol.events import Request
 from .protocol.http2 import (
+    FloodGuard,
     FrameFlood,
     FrameScanner,
     MalformedRequest,
@@ -91,16 +92,6 @@ _RECV_SIZE = 256 * 1024
 # want answers) nothing more is read from it until it reads.
 _OUTPUT_LOW = 128 * 1024
 _OUTPUT_LIMIT = 1 << 20
-# Frames that cost work and carry nothing a request needs (a burst, then a
-# rate per second): beyond, the connection is closed with ENHANCE_YOUR_CALM.
-_CHEAP_BURST = 1000.0
-# WINDOW_UPDATE frames a client may send before any of our DATA asks for them
-# (an opening enlargement of its windows, per stream of a first batch).
-_WINDOW_UPDATE_ALLOWANCE = 200
-_CHEAP_PER_SECOND = 100.0
-# Streams the client may reset before their responses end, beyond those
-# that ended well (rapid reset, CVE-2023-44487): a balance, not a rate.
-_RESETS_PER_STREAM_SLOT = 2
 # After the last GOAWAY, what the client still sends is read and dropped
 # this long, so that closing does not reset the connection under our answers.
 _LINGER_SECONDS = 2.0
@@ -189,12 +180,7 @@ class Http2Connection:
         self._out_progress_at = now
         self._quiet_since = now
         self._block_started: float | None = None  # an unfinished header block
-        self._cheap_tokens = _CHEAP_BURST
-        self._cheap_at = now
-        # WINDOW_UPDATE frames the client may still send for our DATA (negative:
-        # owed to it); beyond, each counts as a cheap frame.
-        self._update_credit = -_WINDOW_UPDATE_ALLOWANCE
-        self._resets = _RESETS_PER_STREAM_SLOT * self._max_streams
+        self._guard = FloodGuard(self._max_streams, now)
         self._life = _Life.OPEN
         self._goaway_sent = False  # whether we said GOAWAY (once is enough)
         self._last_stream = 0  # past OPEN: streams above it are refused
@@ -369,9 +355,10 @@ class Http2Connection:
         self.received += len(data)
         ready: list[Http2Stream] = []
         try:
-            cheap = self._scanner.feed(data) + self._unasked_window_updates()
-            if cheap:
-                self._spend(cheap)
+            scanner = self._scanner
+            cheap = scanner.feed(data)
+            updates, scanner.window_updates = scanner.window_updates, 0
+            self._guard.received(cheap, updates, self.clock.monotonic())
             events = self._h2.receive_data(data)
             for event in events:
                 self._handle(event, ready)
@@ -385,28 +372,6 @@ class Http2Connection:
         self._block_started = None if not self._scanner.in_header_block else \
             (self._block_started or self.clock.monotonic())
         return ready
-
-    def _unasked_window_updates(self) -> int:
-        """WINDOW_UPDATE frames beyond what our DATA asked for: a client may
-        answer each DATA frame we sent (per stream and for the connection:
-        two each), and every other one is as cheap as a PING to send and
-        costs us as much (one connection sending them kept a core busy)."""
-        scanner = self._scanner
-        updates, scanner.window_updates = scanner.window_updates, 0
-        credit = self._update_credit + updates
-        if credit <= 0:
-            self._update_credit = credit
-            return 0
-        self._update_credit = 0
-        return credit
-
-    def _spend(self, cheap: int) -> None:
-        now = self.clock.monotonic()
-        tokens = min(_CHEAP_BURST, self._cheap_tokens + (now - self._cheap_at) * _CHEAP_PER_SECOND)
-        self._cheap_at = now
-        self._cheap_tokens = tokens - cheap
-        if self._cheap_tokens < 0:
-            raise FrameFlood("too many control frames")
 
     def _handle(self, event: object, ready: list[Http2Stream]) -> None:
         kind = type(event)
@@ -506,9 +471,7 @@ class Http2Connection:
         if stream is None:
             return
         if stream.phase is not _Phase.DONE:
-            self._resets -= 1
-            if self._resets < 0:
-                raise FrameFlood("too many streams reset by the client")
+            self._guard.reset_under_way()
         stream.cancel()
 
     def _went_away(self) -> None:
@@ -592,7 +555,7 @@ class Http2Connection:
             if moved:
                 moved_any = True
                 budget -= moved + 9
-                self._update_credit -= 2  # the client may answer for the stream and the connection
+                self._guard.data_sent()
                 stalled = 0
             else:
                 stalled += 1
@@ -736,7 +699,7 @@ class Http2Connection:
         if self._streams.get(stream.id) is stream:
             del self._streams[stream.id]
         if completed:
-            self._resets = min(self._resets + 1, _RESETS_PER_STREAM_SLOT * self._max_streams)
+            self._guard.completed()
         if not self._streams:
             self._quiet_since = self.clock.monotonic()
 

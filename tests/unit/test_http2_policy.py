@@ -273,3 +273,40 @@ def test_the_scanner_bounds_a_header_block_and_sees_it_unfinished():
     finished = FrameScanner(header_block_limit=100)
     finished.feed(PREFACE + frame(1, length=40, stream=1) + frame(9, flags=4, length=40, stream=1))
     assert not finished.in_header_block
+
+
+def test_the_flood_guard_lets_a_burst_through_then_a_rate():
+    from wsgiserver.protocol.http2 import FloodGuard
+
+    guard = FloodGuard(max_streams=10, now=0.0)
+    guard.received(1000, 0, now=0.0)  # the whole burst
+    with pytest.raises(FrameFlood):
+        guard.received(1, 0, now=0.0)
+    guard = FloodGuard(max_streams=10, now=0.0)
+    guard.received(1000, 0, now=0.0)
+    guard.received(100, 0, now=1.0)  # a second refills 100
+
+
+def test_the_flood_guard_counts_only_window_updates_no_data_asked_for():
+    from wsgiserver.protocol.http2 import FloodGuard
+
+    guard = FloodGuard(max_streams=10, now=0.0)
+    for _ in range(600):
+        guard.data_sent()  # each DATA frame may be answered twice
+    guard.received(0, 1400, now=0.0)  # 200 allowed + 1,200 asked for: free
+    guard.received(1000, 0, now=0.0)  # the burst is still whole
+    guard = FloodGuard(max_streams=10, now=0.0)
+    with pytest.raises(FrameFlood):
+        guard.received(0, 200 + 1001, now=0.0)
+
+
+def test_the_flood_guard_balances_resets_against_streams_that_ended_well():
+    from wsgiserver.protocol.http2 import FloodGuard
+
+    guard = FloodGuard(max_streams=3, now=0.0)
+    for _ in range(6):
+        guard.reset_under_way()
+    guard.completed()
+    guard.reset_under_way()
+    with pytest.raises(FrameFlood):
+        guard.reset_under_way()

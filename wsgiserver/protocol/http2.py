@@ -36,7 +36,7 @@ from .writer import (
 )
 
 __all__ = ["request_from_fields", "check_trailers", "MalformedRequest", "response_fields",
-           "FrameScanner", "FrameFlood", "HTTP2"]
+           "FrameScanner", "FrameFlood", "FloodGuard", "HTTP2"]
 
 HTTP2 = (2, 0)
 Fields = Iterable[tuple[bytes, bytes]]
@@ -376,3 +376,66 @@ class FrameScanner:
             elif kind in (_PING, _PRIORITY, _RST_STREAM) or kind > _CONTINUATION:
                 cheap += 1
         return cheap
+
+
+# Frames that cost work and carry nothing a request needs (a burst, then a
+# rate per second): beyond, the connection is closed with ENHANCE_YOUR_CALM.
+_CHEAP_BURST = 1000.0
+_CHEAP_PER_SECOND = 100.0
+# WINDOW_UPDATE frames a client may send before any of our DATA asks for them
+# (an opening enlargement of its windows, per stream of a first batch).
+_WINDOW_UPDATE_ALLOWANCE = 200
+# Streams the client may reset before their responses end, beyond those
+# that ended well (rapid reset, CVE-2023-44487): a balance, not a rate.
+_RESETS_PER_STREAM_SLOT = 2
+
+
+class FloodGuard:
+    """One connection's allowance of what costs the server work and gives a
+    client nothing (RFC 9113 section 10.5): cheap frames as a token bucket,
+    WINDOW_UPDATEs beyond what our DATA asked for, and resets of streams
+    still under way (rapid reset) as a balance that well-ended streams
+    refill. Each breach raises FrameFlood. Time comes from the caller."""
+
+    __slots__ = ("_tokens", "_at", "_update_credit", "_resets", "_max_resets")
+
+    def __init__(self, max_streams: int, now: float) -> None:
+        self._tokens = _CHEAP_BURST
+        self._at = now
+        # WINDOW_UPDATE frames the client may still send for our DATA
+        # (negative: owed to it); beyond, each counts as a cheap frame.
+        self._update_credit = -_WINDOW_UPDATE_ALLOWANCE
+        self._max_resets = self._resets = _RESETS_PER_STREAM_SLOT * max_streams
+
+    def received(self, cheap: int, window_updates: int, now: float) -> None:
+        """Frames read: ``cheap`` ones, and ``window_updates``, of which those
+        our DATA did not call for count as cheap too (one connection sending
+        them kept a core busy)."""
+        credit = self._update_credit + window_updates
+        if credit <= 0:
+            self._update_credit = credit
+        else:
+            self._update_credit = 0
+            cheap += credit
+        if not cheap:
+            return
+        tokens = min(_CHEAP_BURST, self._tokens + (now - self._at) * _CHEAP_PER_SECOND)
+        self._at = now
+        self._tokens = tokens - cheap
+        if self._tokens < 0:
+            raise FrameFlood("too many control frames")
+
+    def data_sent(self) -> None:
+        """A DATA frame went out: the client may answer it for the stream and
+        for the connection."""
+        self._update_credit -= 2
+
+    def reset_under_way(self) -> None:
+        """The client reset a stream before its response ended."""
+        self._resets -= 1
+        if self._resets < 0:
+            raise FrameFlood("too many streams reset by the client")
+
+    def completed(self) -> None:
+        """A response ended well: it earns back a reset."""
+        self._resets = min(self._resets + 1, self._max_resets)
