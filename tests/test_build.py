@@ -25,7 +25,7 @@ def test_the_copy_knows_whether_it_runs_compiled():
         any((ROOT / "wsgiserver" / "protocol").glob("parser.*.pyd"))
     assert build.compiled() is extension
     assert build.describe().endswith("compiled with mypyc" if extension else "pure Python")
-    if os.environ.get("WSGISERVER_EXPECT_COMPILED") == "1":  # set by .ci/run's compiled run
+    if os.environ.get("TEST_EXPECT_COMPILED") == "1":  # set by .ci/run's compiled run
         assert build.compiled(), "the compiled run is running pure Python"
 
 

@@ -35,7 +35,10 @@ DEFAULT = "default"
 COMMAND_LINE = "command line"
 PREFIX = "WSGISERVER_"
 # Variables of ours that are no setting: the reloader marks its child with one.
-_INTERNAL_VARIABLES = frozenset({CHILD_VARIABLE})
+# Variables of ours that are not settings: the reloader's mark on its child,
+# and the build's switch for the compiled variant (setup.py), which may well
+# stay exported in the shell that runs the server.
+_INTERNAL_VARIABLES = frozenset({CHILD_VARIABLE, "WSGISERVER_COMPILE"})
 
 
 @dataclass(frozen=True)

@@ -84,9 +84,9 @@ def assert_clean(result: subprocess.CompletedProcess, where: str) -> None:
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("point", POINTS)
 def test_signal_at_each_point_of_start_up_stops_cleanly(point, signal_name):
-    if point in ("first-worker", "all-workers") and build.compiled():
-        pytest.skip("these points wrap Server._spawn, a method of a class the compiled build "
-                    "made native (it cannot be replaced); the pure runs test them")
+    if point in ("first-worker", "all-workers", "poller-created") and build.compiled():
+        pytest.skip("these points wrap Server._spawn or make_poller, which the compiled build "
+                    "calls natively (they cannot be replaced); the pure runs test them")
     result = subprocess.run([sys.executable, "-c", DRIVER, point, signal_name], cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
     assert_clean(result, f"{signal_name} at {point}")

@@ -59,6 +59,12 @@ def test_bad_variable_value_is_one_line_naming_the_variable():
         "WSGISERVER_THREADS: must be at least 1, not '0'"
 
 
+def test_the_builds_switch_left_exported_is_not_a_setting():
+    # WSGISERVER_COMPILE=1 pip install . : the shell may still have it.
+    assert from_environment({"WSGISERVER_COMPILE": "1", "WSGISERVER_THREADS": "3"}) == \
+        from_environment({"WSGISERVER_THREADS": "3"})
+
+
 def test_unknown_variable_suggests_the_right_one():
     assert error_of(from_environment, {"WSGISERVER_THREAD": "4"}) == \
         "WSGISERVER_THREAD: unknown variable (did you mean 'WSGISERVER_THREADS'?)"
