@@ -603,6 +603,17 @@ def _try(make_conn, target: str = "/"):
         conn.close()
 
 
+def _start_reloader(spec: str, socket_path: str, directory: Path,
+                    log_path: Path) -> subprocess.Popen:
+    """``wsgiserver SPEC --reload`` on a Unix socket, run in ``directory``
+    (where the app's module is), its stderr into ``log_path``."""
+    with open(log_path, "w") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "wsgiserver", spec, "--reload",
+             "--bind", "unix:" + socket_path, "--shutdown-timeout", "5"],
+            cwd=directory, env=_environment(), stdout=subprocess.DEVNULL, stderr=log_file)
+
+
 def test_reload_restarts_on_change_and_sigterm_stops_everything(processes, tmp_path, sock_dir):
     module = tmp_path / "reload_target.py"
     template = textwrap.dedent("""\
@@ -616,11 +627,7 @@ def test_reload_restarts_on_change_and_sigterm_stops_everything(processes, tmp_p
     module.write_text(template.replace("VERSION", "one"))
     path = os.path.join(sock_dir, "reload.sock")
     log_path = tmp_path / "stderr.log"
-    with open(log_path, "w") as log_file:
-        reloader = subprocess.Popen(
-            [sys.executable, "-m", "wsgiserver", "reload_target:app", "--reload",
-             "--bind", "unix:" + path, "--shutdown-timeout", "5"],
-            cwd=tmp_path, env=_environment(), stdout=subprocess.DEVNULL, stderr=log_file)
+    reloader = _start_reloader("reload_target:app", path, tmp_path, log_path)
     processes.append(reloader)
 
     def answer(prefix: str):
@@ -661,11 +668,7 @@ def test_reload_keeps_watching_an_app_broken_at_launch_and_serves_once_fixed(
     module.write_text("raise RuntimeError('not ready yet')\n")
     path = os.path.join(sock_dir, "broken.sock")
     log_path = tmp_path / "stderr.log"
-    with open(log_path, "w") as log_file:
-        reloader = subprocess.Popen(
-            [sys.executable, "-m", "wsgiserver", "reload_broken:app", "--reload",
-             "--bind", "unix:" + path, "--shutdown-timeout", "5"],
-            cwd=tmp_path, env=_environment(), stdout=subprocess.DEVNULL, stderr=log_file)
+    reloader = _start_reloader("reload_broken:app", path, tmp_path, log_path)
     processes.append(reloader)
     assert wait_for(lambda: "restarting after the next change" in log_path.read_text(), 20), \
         log_path.read_text()
