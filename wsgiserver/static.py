@@ -122,10 +122,14 @@ def _inside(root: str, relative: str) -> str | None:
     for segment in segments:
         if not segment or segment.startswith(".") or "\0" in segment or "\\" in segment:
             return None
+        if os.name == "nt" and ":" in segment:  # a drive or an alternate data stream
+            return None
     target = os.path.realpath(os.path.join(root, *segments))
-    if os.path.commonpath([root, target]) != root or target == root:
+    try:
+        inside = os.path.commonpath([root, target]) == root
+    except ValueError:  # another drive
         return None
-    return target
+    return target if inside and target != root else None
 
 
 def _regular(path: str) -> os.stat_result | None:
