@@ -9,6 +9,7 @@ supervisor.py; neither imports it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -166,9 +167,11 @@ def serve(
 
 
 class _PidFile:
-    """``--pid FILE``: opened before the server starts (a path that cannot be
+    """``--pid FILE``: checked before the server starts (a path that cannot be
     written is a one-line error, with nothing started), written once it
-    listens, removed at exit unless another process wrote it since."""
+    listens, removed at exit unless another process wrote it since. A
+    reader never finds it empty: the id goes into a temporary file beside
+    it, renamed over it."""
 
     def __init__(self, path: str | None) -> None:
         self._path = path
@@ -176,16 +179,28 @@ class _PidFile:
         self._mine = f"{os.getpid()}\n"
         if path is not None:
             try:
-                self._file = open(path, "w", encoding="ascii")  # noqa: SIM115 - closed in write()
+                # Append: an old id stays readable until ours replaces it.
+                self._file = open(path, "a", encoding="ascii")  # noqa: SIM115 - closed in write()
             except OSError as error:
                 raise ValueError(f"cannot write --pid {path}: {error.strerror}") from None
 
     def write(self) -> None:
         """The server listens: the id goes in."""
-        if self._file is not None:
-            with self._file:
+        if self._file is None or self._path is None:
+            return
+        with self._file:
+            temporary = f"{self._path}.{os.getpid()}.tmp"
+            try:
+                with open(temporary, "w", encoding="ascii") as file:
+                    file.write(self._mine)
+                os.replace(temporary, self._path)
+            except OSError:  # a file we may write in a directory we may not
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                self._file.seek(0)
+                self._file.truncate()
                 self._file.write(self._mine)
-            self._file = None
+        self._file = None
 
     def remove(self) -> None:
         """The server stopped: the file goes, if it is still ours."""

@@ -288,7 +288,7 @@ def test_pid_file_is_written_once_listening_and_removed_at_exit(start_cli, tmp_p
     process, port = start_cli("examples.hello:app", "--workers", workers,
                               "--pid", str(pid_file))
     deadline = time.monotonic() + 10
-    while not pid_file.exists() and time.monotonic() < deadline:
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pid_file.read_text() == f"{process.pid}\n"
     process.send_signal(signal.SIGTERM)
