@@ -377,3 +377,43 @@ def test_a_directory_the_server_may_not_write_is_said_in_one_sentence(browser, s
     assert page.status() == ("Uploading new.txt failed: the server may not write to its files "
                              "directory.")
     assert os.listdir(directory) == []
+
+
+@pytest.mark.parametrize("name", VIEWS)
+def test_refusals_are_one_sentence_at_each_size_and_scheme(browser, live_server, tmp_path,
+                                                           monkeypatch, name):
+    import errno
+    import tempfile
+
+    directory = tmp_path / "files"
+    directory.mkdir()
+    host, port = live_server(create_app(str(directory), max_upload_bytes=1000)).address
+    page = FilesPage(browser, f"http://{host}:{port}/files/")
+    view(page, name)
+    page.wait_for("document.getElementById('upload')", "the page loaded")
+    local = tmp_path / "upload"
+    local.mkdir()
+    (local / "big.bin").write_bytes(b"b" * 5000)
+    (local / "small.txt").write_bytes(b"s")
+
+    # 2: over the limit, the limit said in words a person reads.
+    choose_and_upload(page, [local / "big.bin"])
+    page.wait_for("document.getElementById('status').textContent.includes('larger')",
+                  "the refusal is shown")
+    assert page.status() == "big.bin is larger than the server accepts (1.0 kB)."
+    # 5: a directory the server may not write (made to refuse: root writes anywhere).
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    choose_and_upload(page, [local / "small.txt"])
+    page.wait_for("document.getElementById('status').textContent.includes('may not')",
+                  "the refusal is shown")
+    assert page.status() == ("Uploading small.txt failed: the server may not write to its "
+                             "files directory.")
+    # The sentence is on the screen, whole, and readable.
+    assert page.evaluate("(() => { const box = document.getElementById('status')"
+                         ".getBoundingClientRect(); return box.left >= 0 && "
+                         "box.right <= innerWidth && box.height > 0; })()")
+    assert page.evaluate(CONTRAST.replace("SELECTOR", json.dumps("#status"))) >= 4.5
+    assert os.listdir(directory) == []
