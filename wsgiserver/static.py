@@ -18,6 +18,7 @@ import email.utils
 import mimetypes
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -124,7 +125,13 @@ def _inside(root: str, relative: str) -> str | None:
             return None
         if os.name == "nt" and ":" in segment:  # a drive or an alternate data stream
             return None
-    target = os.path.realpath(os.path.join(root, *segments))
+    return _confined(root, os.path.join(root, *segments))
+
+
+def _confined(root: str, path: str) -> str | None:
+    """The real path of ``path`` when it (a symlink on the way included)
+    resolves strictly inside ``root``, else None."""
+    target = os.path.realpath(path)
     try:
         inside = os.path.commonpath([root, target]) == root
     except ValueError:  # another drive
@@ -133,11 +140,12 @@ def _inside(root: str, relative: str) -> str | None:
 
 
 def _regular(path: str) -> os.stat_result | None:
+    """The stat of a regular file at ``path`` (one system call), else None."""
     try:
         info = os.stat(path)
     except (OSError, ValueError):
         return None
-    return info if os.path.isfile(path) else None
+    return info if stat.S_ISREG(info.st_mode) else None
 
 
 def _content_type(path: str) -> str:
@@ -154,7 +162,7 @@ def _etag(info: os.stat_result, suffix: str = "") -> str:
 
 def _gzip_sibling(root: str, target: str) -> tuple[str, os.stat_result] | None:
     """``target.gz`` with its stat, when it is a file inside ``root``."""
-    candidate = _inside(root, os.path.relpath(target + ".gz", root).replace(os.sep, "/"))
+    candidate = _confined(root, target + ".gz")
     info = _regular(candidate) if candidate is not None else None
     if candidate is None or info is None:
         return None
