@@ -68,12 +68,5 @@ class OptionalBuildExt(build_ext):
         except Exception as error:  # CompileError, LinkError, a missing header
             say(f"compiling failed ({error}): pure Python")
 
-    def build_extension(self, ext) -> None:
-        try:
-            super().build_extension(ext)
-        except Exception as error:
-            say(f"compiling {ext.name} failed ({error}): pure Python")
-            raise
-
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
