@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
 from .body import NO_BODY, RequestBody, SpoolFull
-from .drive import DRAIN_QUIET_SECONDS, ConnectionSettings, Step
+from .drive import DRAIN_QUIET_SECONDS, SPOOL_FULL_RETRY_AFTER, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange
 from .output import ResponseOutput
@@ -43,8 +43,6 @@ log = logging.getLogger("wsgiserver")
 # away for a moment before closing; closing with unread data makes the
 # kernel send RST, which can destroy the response before the client reads it.
 _LINGER_SECONDS = 2.0
-# Seconds a client refused for lack of spool room is told to wait (Retry-After).
-_RETRY_AFTER = 5
 # The window a body's arrival rate is measured over (--min-body-rate).
 BODY_RATE_WINDOW = 20.0
 # Reads while a body arrives are larger than while a head does: fewer calls
@@ -396,7 +394,7 @@ class Connection:
         if isinstance(error, SpoolFull):
             log.warning("%s: request body refused: %s", self._peer_text(), error)
             return self._reject(ProtocolError(503, "the server cannot take this body now",
-                                              retry_after=_RETRY_AFTER))
+                                              retry_after=SPOOL_FULL_RETRY_AFTER))
         log.error("%s: request body could not be stored: %s", self._peer_text(), error)
         return self._reject(ProtocolError(503, "the request body could not be stored"))
 

@@ -20,13 +20,17 @@ from .protocol.parser import ParserLimits
 from .proxy import ProxyTrust
 from .transport import Peer
 
-__all__ = ["Step", "ConnectionSettings", "Http2Options", "DRAIN_QUIET_SECONDS"]
+__all__ = ["Step", "ConnectionSettings", "Http2Options", "DRAIN_QUIET_SECONDS",
+           "SPOOL_FULL_RETRY_AFTER"]
 
 # While the server drains for shutdown, an idle keep-alive connection is
 # closed once it has been quiet this long: a client that just received a
 # response and sends its next request at once gets it answered (with
 # Connection: close) instead of finding the connection gone.
 DRAIN_QUIET_SECONDS = 0.25
+# Seconds a client refused for lack of spool room is told to wait (Retry-After),
+# on either protocol.
+SPOOL_FULL_RETRY_AFTER = 5
 
 
 class Step(enum.Enum):

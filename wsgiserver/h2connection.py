@@ -50,7 +50,7 @@ from hyperframe.frame import GoAwayFrame
 
 from .body import NO_BODY, RequestBody, SpoolFull
 from .budget import BodyBudgets, Budget, FileCount
-from .drive import DRAIN_QUIET_SECONDS, ConnectionSettings, Step
+from .drive import DRAIN_QUIET_SECONDS, SPOOL_FULL_RETRY_AFTER, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange
 from .h2output import FileEnded, Share, StreamOutput
@@ -460,8 +460,8 @@ class Http2Connection:
             stream.spool.write(data)
         except SpoolFull as error:
             log.warning("%s: stream %d: %s", self._peer_text(), stream_id, error)
-            stream.refuse(503, "no room for the request body now; try again later",
-                          ended=False)
+            stream.refuse(503, "the server cannot take this body now", ended=False,
+                          retry_after=SPOOL_FULL_RETRY_AFTER)
         except OSError as error:
             log.error("%s: request body could not be stored: %s", self._peer_text(), error)
             stream.refuse(503, "the request body could not be stored", ended=False)
@@ -780,14 +780,15 @@ class Http2Stream:
         self.phase = _Phase.QUEUED
         self.input = self.spool.finish() if self.spool is not None else NO_BODY
 
-    def refuse(self, status: int, detail: str, ended: bool) -> None:
+    def refuse(self, status: int, detail: str, ended: bool,
+               retry_after: int | None = None) -> None:
         """Answer a request we cannot take with a short error; a client still
         sending its body is asked to stop (RST_STREAM NO_ERROR, RFC 9113 8.1)."""
         connection = self.connection
         self._release_body()
         self.phase = _Phase.SENDING
         method = self.request.method if self.request is not None else b"GET"
-        self._respond_error(status, detail, method)
+        self._respond_error(status, detail, method, retry_after)
         if not ended:
             self._reset_after_end = True
         connection._want_send(self)
@@ -1034,9 +1035,10 @@ class Http2Stream:
             framer.sent_raw(count)
             self.connection._want_send(self)
 
-    def _respond_error(self, status: int, detail: str, method: bytes) -> None:
+    def _respond_error(self, status: int, detail: str, method: bytes,
+                       retry_after: int | None = None) -> None:
         """A whole short error response of the server's own (holds _io)."""
-        text, head = error_text(status, detail)
+        text, head = error_text(status, detail, retry_after)
         self._head = head
         self._start_head(len(text) if method != b"HEAD" else None, ending=True)
         self._queue_bytes(text)

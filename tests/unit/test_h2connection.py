@@ -554,3 +554,15 @@ def test_without_spool_room_producing_apps_wait_detached_within_the_share():
             break
     for stream in streams:
         assert client.response(stream)[1:] == (piece * 16, True)
+
+
+def test_a_body_the_spool_has_no_room_for_is_503_with_retry_after_as_on_http11():
+    # Memory for 64 KiB, no spool room at all: a larger body is refused.
+    budgets = BodyBudgets(Budget(64 * 1024), Budget(0), FileCount(10))
+    client = Client(body_budgets=budgets, body_memory_bytes=64 * 1024)
+    stream = client.request("/up", method="POST", body=b"u" * 200_000, end=False)
+    client.exchange()
+    headers, body, _ = client.response(stream)
+    assert headers[b":status"] == b"503" and headers[b"retry-after"] == b"5"
+    assert b"cannot take this body now" in body
+    assert budgets.memory.used == 0 and budgets.spool.used == 0
