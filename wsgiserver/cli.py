@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
                 settings["access-log"].source == DEFAULT:
             # The file routes access lines somewhere: they are on, through it.
             config = dataclasses.replace(config, access_log=LOGGING_TARGET)
-        for line in _without_effect(config, settings):
+        for line in without_effect(config, settings):
             log.warning("%s", line)
         hooks = _worker_hooks(spec, config, settings)
         if settings["reload"].value and not os.environ.get(CHILD_VARIABLE) and \
@@ -271,15 +271,6 @@ def main(argv: Sequence[str] | None = None, signals: StopSignals | None = None) 
     except OSError as error:
         print(f"wsgiserver: error: {_describe(error)}", file=sys.stderr)
         return 1
-
-
-def _without_effect(config: Any, settings: Mapping[str, Setting]) -> list[str]:
-    """The settings given that do nothing here, one warning line each."""
-    lines = without_effect(config, settings)
-    if settings["worker-import"].value and not supervised(config):
-        lines.append("--worker-import has no effect without worker processes (--workers 2 "
-                     "or more, --max-requests, --worker-timeout)")
-    return lines
 
 
 def _worker_hooks(spec: str, config: Any, settings: Mapping[str, Setting]) -> WorkerHooks:

@@ -260,6 +260,12 @@ class ServerConfig:
             raise SettingError("metrics_bind", f"{self.metrics_bind} is the application's own "
                                "address: give the metrics a port of their own")
 
+    @property
+    def supervised(self) -> bool:
+        """Whether worker processes run under the supervisor: several of them,
+        or one that it replaces after --max-requests or when stuck."""
+        return self.workers > 1 or bool(self.max_requests) or bool(self.worker_timeout)
+
     def without_effect(self) -> list[tuple[str, str]]:
         """(field, what it needs) for each setting given that does nothing
         in this configuration: the command line warns about each."""

@@ -84,9 +84,8 @@ def apply_log_config(path: str) -> bool:
 
 
 def supervised(config: ServerConfig) -> bool:
-    """Whether worker processes run under the supervisor: several of them,
-    or one that it replaces after --max-requests or when stuck."""
-    return config.workers > 1 or bool(config.max_requests) or bool(config.worker_timeout)
+    """Whether worker processes run under the supervisor (``ServerConfig.supervised``)."""
+    return config.supervised
 
 
 def serve(

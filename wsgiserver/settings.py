@@ -237,6 +237,12 @@ def without_effect(config: ServerConfig, settings: Mapping[str, Setting]) -> lis
         where = "" if source == COMMAND_LINE else f"{source}: "
         what = "a unix: --bind" if needs == "binds" else needed.flag
         lines.append(f"{where}{option.flag} has no effect without {what}")
+    worker_import = settings.get("worker-import")
+    if worker_import is not None and worker_import.value and not config.supervised:
+        # Not a ServerConfig field: the command line's own (hooks.py).
+        where = "" if worker_import.source == COMMAND_LINE else f"{worker_import.source}: "
+        lines.append(f"{where}--worker-import has no effect without worker processes "
+                     "(--workers 2 or more, --max-requests, --worker-timeout)")
     return lines
 
 

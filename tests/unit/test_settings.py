@@ -212,6 +212,10 @@ def test_a_setting_that_needs_another_names_the_options(layer, message):
          ["w.toml: --max-requests-jitter has no effect without --max-requests"]),
         ({"unix-socket-mode": Setting(0o600, COMMAND_LINE)},
          ["--unix-socket-mode has no effect without a unix: --bind"]),
+        ({"worker-import": Setting(True, "w.toml")},
+         ["w.toml: --worker-import has no effect without worker processes (--workers 2 or "
+          "more, --max-requests, --worker-timeout)"]),
+        ({"worker-import": Setting(True, COMMAND_LINE), "workers": Setting(2, COMMAND_LINE)}, []),
         ({"threads": Setting(3, COMMAND_LINE)}, []),
     ],
 )
