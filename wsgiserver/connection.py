@@ -26,13 +26,29 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
 from .body import NO_BODY, RequestBody, SpoolFull
-from .drive import DRAIN_QUIET_SECONDS, SPOOL_FULL_RETRY_AFTER, ConnectionSettings, Step
+from .drive import (
+    DRAIN_QUIET_SECONDS,
+    SPOOL_FULL_RETRY_AFTER,
+    STEP_CLOSED,
+    STEP_READ,
+    STEP_RUN,
+    STEP_SWITCH,
+    STEP_WRITE,
+    ConnectionSettings,
+    Step,
+)
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange
 from .output import ResponseOutput
-from .protocol.events import Data, EndOfMessage, Framing, Request, RequestHead
+from .protocol.events import FRAMING_NONE, Data, EndOfMessage, Request, RequestHead
 from .protocol.grammar import request_line
-from .protocol.state import After, ConnectionState
+from .protocol.state import (
+    AFTER_ABORT,
+    AFTER_LINGER,
+    AFTER_NEXT_REQUEST,
+    After,
+    ConnectionState,
+)
 from .transport import Peer, PlainHttpOnTls, Transport
 
 __all__ = ["Connection", "HTTP2_PREFACE", "h2c_settings"]
@@ -82,6 +98,12 @@ class _Phase(enum.Enum):
     CLOSED = "closed"
 
 
+# As globals for the request path (Python 3.11's Enum member reads are slow:
+# see drive.py's STEP_ names).
+_HANDSHAKE, _REQUEST, _EXCHANGE = _Phase.HANDSHAKE, _Phase.REQUEST, _Phase.EXCHANGE
+_FLUSH, _LINGER, _CLOSED = _Phase.FLUSH, _Phase.LINGER, _Phase.CLOSED
+
+
 class Connection:
     """A client connection, driven by whichever thread holds ``lock``."""
 
@@ -108,7 +130,7 @@ class Connection:
         now = self.clock.monotonic()
         self.deadline = now + settings.header_timeout
         self._quiet_since = now  # when the connection last went idle
-        self._phase = _Phase.HANDSHAKE if tls else _Phase.REQUEST
+        self._phase = _HANDSHAKE if tls else _REQUEST
         self._head_started: float | None = None
         self._request: Request | None = None
         self._body: RequestBody | None = None
@@ -132,34 +154,34 @@ class Connection:
     @property
     def closed(self) -> bool:
         """True once the socket is closed."""
-        return self._phase is _Phase.CLOSED
+        return self._phase is _CLOSED
 
     # -- driven by the server ------------------------------------------------
 
     def on_ready(self) -> Step:
         """The descriptor is ready for what the last step asked for."""
         phase = self._phase
-        if phase is _Phase.FLUSH:
+        if phase is _FLUSH:
             return self._flush()
-        if phase is _Phase.HANDSHAKE:
+        if phase is _HANDSHAKE:
             if not self._handshake():
                 if self.closed:
-                    return Step.CLOSED
-                return Step.WRITE if self.transport.handshake_writing else Step.READ
+                    return STEP_CLOSED
+                return STEP_WRITE if self.transport.handshake_writing else STEP_READ
             if self.transport.alpn == "h2":
-                return Step.SWITCH
+                return STEP_SWITCH
         if self._request is not None and self.state.direct_body and \
-                self.transport.direct_reads and phase is _Phase.REQUEST:
+                self.transport.direct_reads and phase is _REQUEST:
             return self._receive_body()
         size = _HEAD_RECV if self._request is None else _BODY_RECV
         data = self.transport.recv(size)
         if data is None:
-            return Step.READ
+            return STEP_READ
         if not data:
             return self._close()
         self.received += len(data)
-        if phase is _Phase.LINGER:
-            return Step.READ  # discard: we are closing
+        if phase is _LINGER:
+            return STEP_READ  # discard: we are closing
         if self._preface is not None:
             return self._check_preface(data)
         self.state.feed(data)
@@ -193,11 +215,11 @@ class Connection:
         seen = self._preface = (self._preface or b"") + data
         if len(seen) < len(HTTP2_PREFACE) and HTTP2_PREFACE.startswith(seen):
             self._wait_for_bytes()
-            return Step.READ
+            return STEP_READ
         self._preface = None
         if seen.startswith(HTTP2_PREFACE):
             self.switch_data = seen
-            return Step.SWITCH
+            return STEP_SWITCH
         if _broken_preface(seen):
             # A peer allowed to speak HTTP/2 by prior knowledge opened with
             # neither the preface nor an HTTP/1.1 request line ("PRI * HTTP/2.0"
@@ -217,17 +239,17 @@ class Connection:
     def hand_over(self) -> Transport:
         """The connection speaks HTTP/2 from now on: give up the transport
         without closing it (h2connection.py takes it)."""
-        self._phase = _Phase.CLOSED
+        self._phase = _CLOSED
         self._count_transfer()
         return self.transport
 
     def run_exchange(self, detach: Callable[[], None] | None = None) -> Step:
         """Run the complete request's exchange on this thread, then go on."""
         request, body = self._request, self._body
-        assert request is not None and self._phase is _Phase.REQUEST
+        assert request is not None and self._phase is _REQUEST
         if self._h2c_upgrade and _asks_for_h2c(request):
             return self._upgrade_to_http2(request, body)
-        self._phase = _Phase.EXCHANGE
+        self._phase = _EXCHANGE
         exchange_io = self._io
         exchange_io.begin(body.finish() if body is not None else NO_BODY, detach)
         self.output.start_window()  # the client's reading rate counts from its request
@@ -242,12 +264,12 @@ class Connection:
             self._request = self._body = None
         self._count_transfer()
         after = self.state.after_response()
-        if after is After.ABORT:
+        if after is AFTER_ABORT:
             return self._abort()
         if self.output.pending:
-            self._phase = _Phase.FLUSH
+            self._phase = _FLUSH
             self.deadline = self.output.deadline()
-            return Step.WRITE
+            return STEP_WRITE
         return self._after_response(after)
 
     def _upgrade_to_http2(self, request: Request, body: RequestBody | None) -> Step:
@@ -264,7 +286,7 @@ class Connection:
         self.switch_data = self.state.take_buffered()
         self.upgrade_request = (request, body.finish() if body is not None else NO_BODY)
         self._request = self._body = None
-        return Step.SWITCH
+        return STEP_SWITCH
 
     def cut(self) -> None:
         """From another thread: end the running exchange early (see _ExchangeIO.cut)."""
@@ -284,18 +306,18 @@ class Connection:
     @property
     def busy(self) -> bool:
         """True while a request is in its application or its response goes out."""
-        return self._phase is _Phase.EXCHANGE or self._phase is _Phase.FLUSH
+        return self._phase is _EXCHANGE or self._phase is _FLUSH
 
     @property
     def idle(self) -> bool:
         """True while waiting for a request of which nothing has arrived."""
-        return (self._phase is _Phase.REQUEST and self._request is None
+        return (self._phase is _REQUEST and self._request is None
                 and not self.state.buffered)
 
     def begin_draining(self) -> None:
         """The server is draining: an idle or lingering connection closes once
         quiet for a moment; one with part of a request keeps its deadline."""
-        if self.idle or self._phase is _Phase.LINGER:
+        if self.idle or self._phase is _LINGER:
             self.deadline = min(self.deadline, self._quiet_since + DRAIN_QUIET_SECONDS)
 
     def expire(self) -> bool:
@@ -303,7 +325,7 @@ class Connection:
         response the client stopped reading. True: the server closes it next
         (always, for HTTP/1.1)."""
         phase = self._phase
-        if phase is _Phase.FLUSH:
+        if phase is _FLUSH:
             if not self.output.too_slow():
                 self.deadline = self.output.deadline()  # the rate was met: the window slides
                 return False
@@ -311,11 +333,11 @@ class Connection:
             self.transport.abort_on_close()
             return True
         waiting = self._head_started is not None or self._request is not None
-        if phase is _Phase.REQUEST and self._request is not None and \
+        if phase is _REQUEST and self._request is not None and \
                 self._body_on_time(self.clock.monotonic()):
             self.deadline = self._body_deadline()
             return False
-        if phase is _Phase.REQUEST and waiting:
+        if phase is _REQUEST and waiting:
             self.state.input_failed()
             if self._body is not None:
                 self._body.close()  # before the answer: nothing is left once it is read
@@ -358,7 +380,7 @@ class Connection:
             self._close()
             return False
         if done:
-            self._phase = _Phase.REQUEST
+            self._phase = _REQUEST
         return done
 
     def _advance(self) -> Step:
@@ -371,17 +393,17 @@ class Connection:
                     assert self._body is not None
                     self._body.write(event.data)
                 elif type(event) is Request:
-                    if event.framing is Framing.NONE:
+                    if event.framing is FRAMING_NONE:
                         self._request = event
                         self._head_started = None
-                        return Step.RUN  # no body: its end needs no event
+                        return STEP_RUN  # no body: its end needs no event
                     self._begin_request(event)
                 elif type(event) is EndOfMessage:
                     self._head_started = None
-                    return Step.RUN
+                    return STEP_RUN
                 else:  # NEED_DATA
                     self._wait_for_bytes()
-                    return Step.READ
+                    return STEP_READ
         except ProtocolError as error:
             return self._reject(error)
         except OSError as error:  # the spool file could not be written
@@ -470,21 +492,21 @@ class Connection:
             return self._abort()
         if not done:
             self.deadline = self.output.deadline()
-            return Step.WRITE
+            return STEP_WRITE
         return self._after_response(self.state.after_response())
 
     def _after_response(self, after: After) -> Step:
-        if after is After.NEXT_REQUEST:
-            self._phase = _Phase.REQUEST
+        if after is AFTER_NEXT_REQUEST:
+            self._phase = _REQUEST
             state = self.state
             state.start_next_request()
             if state.buffered:
                 return self._advance()  # a pipelined request is here already
             self._wait_for_bytes()  # what _advance comes to with nothing buffered
-            return Step.READ
-        if after is After.LINGER:
+            return STEP_READ
+        if after is AFTER_LINGER:
             return self._linger()
-        if after is After.ABORT:
+        if after is AFTER_ABORT:
             return self._abort()
         return self._close()  # CLOSE, or SWITCHED: an upgraded connection never returns
 
@@ -521,19 +543,19 @@ class Connection:
         """Stop sending, keep reading (and discarding) for a moment, then close."""
         if not self.transport.shutdown_write():
             return self._close()
-        self._phase = _Phase.LINGER
+        self._phase = _LINGER
         self._quiet_since = now = self.clock.monotonic()
         self.deadline = now + _LINGER_SECONDS
-        return Step.READ
+        return STEP_READ
 
     def _abort(self) -> Step:
         """Reset: no client may take an incomplete response for a whole one."""
-        if self._phase is not _Phase.CLOSED:
-            self._phase = _Phase.CLOSED
+        if self._phase is not _CLOSED:
+            self._phase = _CLOSED
             self._count_transfer()
             self.output.discard()
             self.transport.abort()
-        return Step.CLOSED
+        return STEP_CLOSED
 
     def _count_transfer(self) -> None:
         metrics = self.settings.exchange.metrics
@@ -543,15 +565,15 @@ class Connection:
             self._reported = (received, sent)
 
     def _close(self) -> Step:
-        if self._phase is not _Phase.CLOSED:
-            self._phase = _Phase.CLOSED
+        if self._phase is not _CLOSED:
+            self._phase = _CLOSED
             self._count_transfer()
             self.output.discard()
             if self._body is not None:
                 self._body.close()
                 self._body = None
             self.transport.close()
-        return Step.CLOSED
+        return STEP_CLOSED
 
     def _peer_text(self) -> str:
         address, port = self.transport.peer

@@ -44,6 +44,14 @@ class Step(enum.Enum):
     CLOSED = "closed"
 
 
+# The members under plain names, for the request path: Python 3.11 reads an
+# Enum class's attributes through EnumType.__getattr__, about four times the
+# cost of a global (3.12 dropped the hook). Counted with callgrind, enum member
+# reads were some 35,000 of a hello request's 254,000 instructions.
+STEP_READ, STEP_WRITE, STEP_READ_WRITE = Step.READ, Step.WRITE, Step.READ_WRITE
+STEP_RUN, STEP_SWITCH, STEP_CLOSED = Step.RUN, Step.SWITCH, Step.CLOSED
+
+
 @dataclass(frozen=True)
 class Http2Options:
     """How a listening socket offers HTTP/2 (h2connection.py serves it)."""

@@ -32,7 +32,17 @@ from .budget import BodyBudgets, Budget, FileCount
 from .clock import SYSTEM_CLOCK, Clock, HttpDate
 from .config import ServerConfig
 from .connection import Connection, h2c_settings
-from .drive import ConnectionSettings, Http2Options, Step
+from .drive import (
+    STEP_CLOSED,
+    STEP_READ,
+    STEP_READ_WRITE,
+    STEP_RUN,
+    STEP_SWITCH,
+    STEP_WRITE,
+    ConnectionSettings,
+    Http2Options,
+    Step,
+)
 from .exchange import ExchangeSettings
 from .metrics import Board, Recorder, render
 from .output import SpoolSettings
@@ -72,7 +82,7 @@ _FULL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
          b"Content-Length: 20\r\nConnection: close\r\n\r\nserver at capacity.\n")
 _AF_UNIX = getattr(socket, "AF_UNIX", None)  # not on every system
 # What the poller watches a connection's socket for, after each step.
-_INTEREST = {Step.READ: READ, Step.WRITE: WRITE, Step.READ_WRITE: BOTH}
+_INTEREST = {STEP_READ: READ, STEP_WRITE: WRITE, STEP_READ_WRITE: BOTH}
 
 
 class Server:
@@ -377,14 +387,14 @@ class Server:
                 return
             try:
                 step = connection.on_ready()
-                while step is Step.RUN:
+                while step is STEP_RUN:
                     assert isinstance(connection, Connection)
                     step = self._run(worker, connection)
             except BaseException:  # a bug of ours: never let it kill a worker
                 log.exception("unexpected error on a connection")
                 connection.close()
-                step = Step.CLOSED
-            if step is Step.SWITCH:
+                step = STEP_CLOSED
+            if step is STEP_SWITCH:
                 assert isinstance(connection, Connection)
                 self._switch(connection, register)
                 return
@@ -392,12 +402,12 @@ class Server:
 
     def _watch(self, connection: AnyConnection, step: Step, register: bool) -> None:
         """Arm the poller for ``step`` (its lock held), or forget a closed connection."""
-        if step is not Step.CLOSED:
+        if step is not STEP_CLOSED:
             poller = self._poller
             assert poller is not None
             try:
                 # Identity tests: an Enum's hash is a Python call.
-                interest = READ if step is Step.READ else WRITE if step is Step.WRITE else BOTH
+                interest = READ if step is STEP_READ else WRITE if step is STEP_WRITE else BOTH
                 if register:
                     poller.register(connection.fd, interest)
                 else:
@@ -439,7 +449,7 @@ class Server:
             except BaseException:
                 log.exception("unexpected error on a connection")
                 successor.close()
-                step = Step.CLOSED
+                step = STEP_CLOSED
             self._watch(successor, step, register)
 
     def _arm(self, fd: int, step: Step) -> None:

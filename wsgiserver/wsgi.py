@@ -21,7 +21,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from .errors import ClientDisconnected, ResponseError
-from .protocol.events import Framing, Request
+from .protocol.events import FRAMING_CHUNKED, FRAMING_LENGTH, Request
 from .protocol.grammar import token_text
 
 __all__ = [
@@ -134,14 +134,14 @@ class EnvironBuilder:
         # later): a client's own word for it (an absolute-form target, an
         # HTTP/2 :scheme) would let it pose as https.
         self._add_fields(environ, request)
-        if request.framing is Framing.CHUNKED:
+        if request.framing is FRAMING_CHUNKED:
             # The body came whole before the application runs: its length is
             # known now, and frameworks that read CONTENT_LENGTH alone (Django)
             # see the body of a chunked or HTTP/2 upload too.
             length = _stream_length(body)
             if length is not None:
                 environ["CONTENT_LENGTH"] = str(length)
-        elif request.framing is Framing.LENGTH or request.content_length is not None:
+        elif request.framing is FRAMING_LENGTH or request.content_length is not None:
             environ["CONTENT_LENGTH"] = str(request.content_length)
         return environ
 

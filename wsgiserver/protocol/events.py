@@ -18,6 +18,11 @@ class Framing(enum.Enum):
     CHUNKED = "chunked"
 
 
+# Framing's members as globals for the request path (Python 3.11's Enum
+# member reads are slow: see drive.py's STEP_ names).
+FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED = Framing.NONE, Framing.LENGTH, Framing.CHUNKED
+
+
 class Request(NamedTuple):
     """A complete, validated request head.
 

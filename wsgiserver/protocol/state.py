@@ -16,11 +16,12 @@ import enum
 from collections.abc import Callable, Iterable, Sequence
 
 from ..errors import ProtocolError, ResponseError
-from .events import Event, Framing, Request
+from .events import FRAMING_NONE, Event, Request
 from .parser import ParserLimits, RequestParser
 from .writer import (
+    BODY_CHUNKED,
+    BODY_CLOSE,
     BodyFramer,
-    BodyFraming,
     ResponseHead,
     choose_framing,
     encode_head,
@@ -64,6 +65,17 @@ class _Continue(enum.Enum):
     WITHHELD = "withheld"  # a final response went first; the body may never come
 
 
+# The members as globals, for the request path: Python 3.11 reads an Enum
+# class's attributes through EnumType.__getattr__, about four times the cost
+# of a global (3.12 dropped the hook).
+AFTER_NEXT_REQUEST, AFTER_CLOSE, AFTER_LINGER = After.NEXT_REQUEST, After.CLOSE, After.LINGER
+AFTER_ABORT, AFTER_SWITCHED = After.ABORT, After.SWITCHED
+_UNSENT, _BODY = _Response.NONE, _Response.BODY
+_DONE, _SWITCHED = _Response.DONE, _Response.SWITCHED
+_NOT_EXPECTED, _PENDING = _Continue.NOT_EXPECTED, _Continue.PENDING
+_SENT, _WITHHELD = _Continue.SENT, _Continue.WITHHELD
+
+
 def _never() -> bool:
     return False
 
@@ -102,8 +114,8 @@ class ConnectionState:
         self.request: Request | None = None
         self._persist = True  # the connection may carry another request
         self._input_broken = False  # the request's framing was lost
-        self._continue = _Continue.NOT_EXPECTED
-        self._response = _Response.NONE
+        self._continue = _NOT_EXPECTED
+        self._response = _UNSENT
         self._head: ResponseHead | None = None
         self._framer: BodyFramer | None = None
 
@@ -152,9 +164,9 @@ class ConnectionState:
     def _begin(self, request: Request) -> None:
         self.request = request
         self._persist = client_persists(request)
-        expects = request.expect_continue and request.framing is not Framing.NONE
-        self._continue = _Continue.PENDING if expects else _Continue.NOT_EXPECTED
-        self._response = _Response.NONE
+        expects = request.expect_continue and request.framing is not FRAMING_NONE
+        self._continue = _PENDING if expects else _NOT_EXPECTED
+        self._response = _UNSENT
         self._head = None
         self._framer = None
 
@@ -170,28 +182,28 @@ class ConnectionState:
         10.1.1: HTTP/1.1, ``Expect: 100-continue``, a body to come), and
         never once a final response has started.
         """
-        if self._continue is not _Continue.PENDING or self._response is not _Response.NONE:
+        if self._continue is not _PENDING or self._response is not _UNSENT:
             return b""
-        self._continue = _Continue.SENT
+        self._continue = _SENT
         return CONTINUE_HEAD
 
     # -- responding ----------------------------------------------------------
 
     def set_head(self, status: str, headers: Iterable[tuple[str, str]]) -> None:
         """Set (or replace) the response head; it goes out with the first body bytes."""
-        if self._response is not _Response.NONE:
+        if self._response is not _UNSENT:
             raise ResponseError("the response head was already sent")
         self._head = ResponseHead(status, headers)
 
     @property
     def head_sent(self) -> bool:
         """True once a final (or 101) head has been produced."""
-        return self._response is not _Response.NONE
+        return self._response is not _UNSENT
 
     @property
     def status_code(self) -> int:
         """The status of the pending or sent head; 0 before any."""
-        if self._response is _Response.SWITCHED:
+        if self._response is _SWITCHED:
             return 101
         return self._head.code if self._head is not None else 0
 
@@ -207,14 +219,14 @@ class ConnectionState:
 
     def write(self, data: bytes) -> bytes:
         """Body bytes to send: the head first if it has not gone yet."""
-        if self._response is _Response.NONE:
+        if self._response is _UNSENT:
             head = self._head_bytes(None)
             return head + self._frame(data)
         return self._frame(data)
 
     def write_whole(self, data: bytes) -> bytes:
         """The entire body at once: its length becomes the Content-Length."""
-        if self._response is not _Response.NONE:
+        if self._response is not _UNSENT:
             return self.write(data) + self.finish()
         head = self._head_bytes(len(data))
         return head + self._frame(data) + self.finish()
@@ -229,18 +241,18 @@ class ConnectionState:
 
     def finish(self) -> bytes:
         """The bytes that end the response; ResponseError if it fell short."""
-        if self._response is _Response.NONE:
+        if self._response is _UNSENT:
             return self.write_whole(b"")  # an empty iterable: the body is known empty
         framer = self._framer
-        if self._response is not _Response.BODY or framer is None:
+        if self._response is not _BODY or framer is None:
             return b""
         ending = framer.end()  # raises before the response counts as done
-        self._response = _Response.DONE
+        self._response = _DONE
         return ending
 
     def file_head(self, available: int) -> bytes:
         """The head before a file body of ``available`` bytes that may go out raw."""
-        if self._response is not _Response.NONE:
+        if self._response is not _UNSENT:
             return b""
         return self._head_bytes(available, exact=False)
 
@@ -260,7 +272,7 @@ class ConnectionState:
         Replaces a head the application set but did not send; ``close``
         ends the connection after it (the request's framing is lost).
         """
-        if self._response is not _Response.NONE:
+        if self._response is not _UNSENT:
             raise ResponseError("a response is already under way")
         if close:
             self._persist = False
@@ -269,9 +281,9 @@ class ConnectionState:
 
     def switch_protocols(self, fields: Iterable[tuple[str, str]]) -> bytes:
         """The ``101 Switching Protocols`` head; HTTP ends on this connection."""
-        if self._response is not _Response.NONE:
+        if self._response is not _UNSENT:
             raise ResponseError("a response is already under way")
-        self._response = _Response.SWITCHED
+        self._response = _SWITCHED
         self._persist = False
         return encode_head(f"101 {reason_phrase(101)}", list(fields))
 
@@ -296,20 +308,20 @@ class ConnectionState:
         fields = head.fields.copy()
         if length_field_kept(framing, head.code, length):
             fields.append(("Content-Length", str(length)))
-        elif framing is BodyFraming.CHUNKED:
+        elif framing is BODY_CHUNKED:
             fields.append(("Transfer-Encoding", "chunked"))
-        if framing is BodyFraming.CLOSE or head.close:
+        if framing is BODY_CLOSE or head.close:
             self._persist = False
-        if self._continue is _Continue.PENDING:
-            self._continue = _Continue.WITHHELD
+        if self._continue is _PENDING:
+            self._continue = _WITHHELD
         self._framer = BodyFramer(framing, length)
-        self._response = _Response.BODY
+        self._response = _BODY
         fields += self._server_fields(head, version)
         return encode_head(head.status, fields)
 
     def _frame(self, data: bytes) -> bytes:
         framer = self._framer
-        if framer is None or self._response is not _Response.BODY:
+        if framer is None or self._response is not _BODY:
             return b""
         framed = framer.frame(data)
         if framer.overflowed:
@@ -356,22 +368,22 @@ class ConnectionState:
 
     def after_response(self) -> After:
         """What the connection does now that the application is done."""
-        if self._response is _Response.SWITCHED:
-            return After.SWITCHED
-        if self._response is not _Response.DONE:
-            return After.ABORT
+        if self._response is _SWITCHED:
+            return AFTER_SWITCHED
+        if self._response is not _DONE:
+            return AFTER_ABORT
         if self._will_persist():
-            return After.NEXT_REQUEST
+            return AFTER_NEXT_REQUEST
         self._persist = False
         if self._input_broken or self._parser.buffered or self._parser.body_pending:
-            return After.LINGER
-        return After.CLOSE
+            return AFTER_LINGER
+        return AFTER_CLOSE
 
     def start_next_request(self) -> None:
         """Forget the finished exchange; the next request may already be buffered."""
         self._parser.start_next_request()
         self.request = None
-        self._response = _Response.NONE
+        self._response = _UNSENT
         self._head = None
         self._framer = None
-        self._continue = _Continue.NOT_EXPECTED
+        self._continue = _NOT_EXPECTED

@@ -52,6 +52,11 @@ class BodyFraming(enum.Enum):
     CLOSE = "close"  # the end of the connection ends the body (HTTP/1.0)
 
 
+# As globals for the request path (Python 3.11's Enum member reads are slow).
+BODY_NONE, BODY_LENGTH = BodyFraming.NONE, BodyFraming.LENGTH
+BODY_CHUNKED, BODY_CLOSE = BodyFraming.CHUNKED, BodyFraming.CLOSE
+
+
 def body_allowed(method: bytes, status: int) -> bool:
     """RFC 9110 sections 9.3.2, 15.2, 15.3.5, 15.3.6, 15.4.5: HEAD, 1xx, 204,
     205 and 304 carry no body."""
@@ -95,7 +100,7 @@ def length_field_kept(framing: BodyFraming, status: int, content_length: int | N
     never on 1xx or 204."""
     if content_length is None:
         return False
-    return framing is BodyFraming.LENGTH or (status >= 200 and status != 204)
+    return framing is BODY_LENGTH or (status >= 200 and status != 204)
 
 
 def choose_framing(
@@ -103,13 +108,13 @@ def choose_framing(
 ) -> BodyFraming:
     """Pick the framing for a response; see RFC 9112 section 6.3."""
     if not body_allowed(method, status):
-        return BodyFraming.NONE
+        return BODY_NONE
     if content_length is not None:
-        return BodyFraming.LENGTH
+        return BODY_LENGTH
     if http_version >= (1, 1):
-        return BodyFraming.CHUNKED
+        return BODY_CHUNKED
     # No Transfer-Encoding to an HTTP/1.0 peer (RFC 9112 section 6.1).
-    return BodyFraming.CLOSE
+    return BODY_CLOSE
 
 
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
@@ -241,12 +246,12 @@ class BodyFramer:
     def frame(self, data: bytes) -> bytes:
         """``data`` as it goes on the wire (b"" where no body may be sent)."""
         framing = self.framing
-        if not data or framing is BodyFraming.NONE:
+        if not data or framing is BODY_NONE:
             return b""
-        if framing is BodyFraming.CHUNKED:
+        if framing is BODY_CHUNKED:
             self.body_bytes += len(data)
             return encode_chunk(data)
-        if framing is BodyFraming.LENGTH:
+        if framing is BODY_LENGTH:
             if len(data) > self._left:
                 self.overflowed = True
                 data = data[: self._left]
@@ -256,9 +261,9 @@ class BodyFramer:
 
     def end(self) -> bytes:
         """The bytes that end the body; ResponseError when it fell short."""
-        if self.framing is BodyFraming.CHUNKED:
+        if self.framing is BODY_CHUNKED:
             return LAST_CHUNK
-        if self.framing is BodyFraming.LENGTH and self._left:
+        if self.framing is BODY_LENGTH and self._left:
             # The client cannot tell where this response ends.
             raise ResponseError(f"response ended {self._left} bytes short of its Content-Length")
         return b""
@@ -266,16 +271,16 @@ class BodyFramer:
     def raw_count(self, available: int) -> int | None:
         """How many bytes of a file to send unframed (sendfile), or None when
         the body must be framed piece by piece (chunked)."""
-        if self.framing is BodyFraming.LENGTH:
+        if self.framing is BODY_LENGTH:
             return min(self._left, available)
-        if self.framing is BodyFraming.CLOSE:
+        if self.framing is BODY_CLOSE:
             return available
-        if self.framing is BodyFraming.NONE:
+        if self.framing is BODY_NONE:
             return 0
         return None
 
     def sent_raw(self, count: int) -> None:
         """Account for ``count`` body bytes sent around ``frame`` (sendfile)."""
         self.body_bytes += count
-        if self.framing is BodyFraming.LENGTH:
+        if self.framing is BODY_LENGTH:
             self._left -= count
