@@ -262,7 +262,8 @@ class Connection:
             if body is not None:
                 body.close()
             self._request = self._body = None
-        self._count_transfer()
+        if self.settings.exchange.metrics is not None:
+            self._count_transfer()
         after = self.state.after_response()
         if after is AFTER_ABORT:
             return self._abort()
@@ -615,6 +616,9 @@ def h2c_settings(request: Request) -> bytes | None:
     return payload if len(payload) % 6 == 0 else None
 
 
+_UNREAD: Mapping[str, str] = {}  # the connection's environ, not yet read
+
+
 class _ExchangeIO:
     """The connection as one exchange sees it: the body, the response sink,
     upgrades. Its sink methods run on the application's thread; ``cut`` may
@@ -631,6 +635,10 @@ class _ExchangeIO:
         self._lock = threading.Lock()
         self._detach: Callable[[], None] | None = None
         self.body: IO[bytes] = NO_BODY
+        self.peer: Peer = connection.transport.peer  # the client's (address, port)
+        # What the connection adds to the environ (its TLS facts): read from
+        # the transport at the first exchange, once its handshake is done.
+        self.connection_environ: Mapping[str, str] = _UNREAD
         self.upgraded = False
         self._cut = True  # until begin()
         self._leftover = b""  # bytes that came after the 101, before we read on
@@ -640,6 +648,8 @@ class _ExchangeIO:
         self.body = body
         self._detach = detach
         self._cut = False
+        if self.connection_environ is _UNREAD:
+            self.connection_environ = self._transport.environ
 
     def done(self) -> None:
         """The exchange is over: a late cut has nothing left to do."""
@@ -747,16 +757,6 @@ class _ExchangeIO:
             return True
 
     # -- what the exchange reads and logs ----------------------------------
-
-    @property
-    def peer(self) -> Peer:
-        """The client's (address, port)."""
-        return self._transport.peer
-
-    @property
-    def connection_environ(self) -> Mapping[str, str]:
-        """What the connection adds to the environ (its TLS facts)."""
-        return self._transport.environ
 
     @property
     def status_code(self) -> int:

@@ -47,6 +47,7 @@ _STATUS = re.compile(r"[2-5][0-9][0-9] [\t\x20-\x7e\x80-\xff]*")
 # Apache's mod_http2 and nginx say HTTP/2.0 too: applications that parse
 # "HTTP/x.y" keep working.
 _PROTOCOLS = {(1, 1): "HTTP/1.1", (1, 0): "HTTP/1.0", (2, 0): "HTTP/2.0"}
+_UNKNOWN = "?"  # a field name not yet in the key cache (no key is "?")
 
 
 def _stream_length(body: IO[bytes]) -> int | None:
@@ -108,14 +109,12 @@ class EnvironBuilder:
         self._keys: dict[bytes, str | None] = {}
 
     def _key(self, name: bytes) -> str | None:
-        key = self._keys.get(name)
-        if key is None and name not in self._keys:
-            # Names with "_" are dropped: "X_Foo" and "X-Foo" would both
-            # become HTTP_X_FOO, letting one stand in for the other.
-            if b"_" not in name:
-                key = "HTTP_" + name.decode("ascii").upper().replace("-", "_")
-            if len(self._keys) < 1024:
-                self._keys[name] = key
+        """The environ key of a field name not seen before (None: dropped)."""
+        # Names with "_" are dropped: "X_Foo" and "X-Foo" would both
+        # become HTTP_X_FOO, letting one stand in for the other.
+        key = None if b"_" in name else "HTTP_" + name.decode("ascii").upper().replace("-", "_")
+        if len(self._keys) < 1024:
+            self._keys[name] = key
         return key
 
     def build(self, request: Request, body: IO[bytes], remote: tuple[str, int]) -> Environ:
@@ -146,9 +145,11 @@ class EnvironBuilder:
         return environ
 
     def _add_fields(self, environ: Environ, request: Request) -> None:
-        key_for = self._key
+        cached = self._keys.get
         for name, raw in request.headers:
-            key = key_for(name)
+            key = cached(name, _UNKNOWN)
+            if key is _UNKNOWN:
+                key = self._key(name)
             if key is None:
                 continue
             value = raw.decode("latin-1")
@@ -245,9 +246,12 @@ class _Call:
         if self.sink.upgraded:
             return  # the app spoke its own protocol on the connection
         if type(result) in (list, tuple):
-            self._check_started()
+            if not self.started:
+                self._check_started()  # raises
             pieces: Sequence[bytes] = result  # type: ignore[assignment]
-            if len(pieces) <= 1:
+            if len(pieces) == 1 and type(pieces[0]) is bytes:  # the common case, checked inline
+                self.sink.write_whole(pieces[0])
+            elif len(pieces) <= 1:
                 self.sink.write_whole(_checked_bytes(pieces[0]) if pieces else b"")
             else:
                 self.sink.write_all([_checked_bytes(piece) for piece in pieces])

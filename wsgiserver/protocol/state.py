@@ -21,6 +21,7 @@ from .parser import ParserLimits, RequestParser
 from .writer import (
     BODY_CHUNKED,
     BODY_CLOSE,
+    BODY_LENGTH,
     BodyFramer,
     ResponseHead,
     choose_framing,
@@ -229,7 +230,13 @@ class ConnectionState:
         if self._response is not _UNSENT:
             return self.write(data) + self.finish()
         head = self._head_bytes(len(data))
-        return head + self._frame(data) + self.finish()
+        framer = self._framer
+        assert framer is not None
+        body = framer.frame_last(data)  # ResponseError if short: not done then
+        self._response = _DONE
+        if framer.overflowed:
+            self._persist = False  # the application broke its own framing
+        return head + body
 
     def write_pieces(self, pieces: Sequence[bytes]) -> list[bytes]:
         """A body made in full, in pieces: the head (their total is the
@@ -297,16 +304,19 @@ class ConnectionState:
         head = self._head
         if head is None:
             raise ResponseError("no response head was set")
-        method, version = self._method_and_version()
+        request = self.request
+        method, version = (request.method, request.http_version) if request is not None \
+            else _NO_REQUEST
+        length = head.content_length
         if exact:
-            length = framed_length(method, head, body_length)
-        else:  # a file's bytes: a Content-Length may announce only a part of them
-            length = head.content_length
-            if length is None and body_length is not None:
-                length = known_length(method, head.code, body_length)
+            if body_length is not None and body_length != length:
+                length = framed_length(method, head, body_length)
+        elif length is None and body_length is not None:
+            # a file's bytes: a Content-Length may announce only a part of them
+            length = known_length(method, head.code, body_length)
         framing = choose_framing(version, method, head.code, length)
         fields = head.fields.copy()
-        if length_field_kept(framing, head.code, length):
+        if framing is BODY_LENGTH or length_field_kept(framing, head.code, length):
             fields.append(("Content-Length", str(length)))
         elif framing is BODY_CHUNKED:
             fields.append(("Transfer-Encoding", "chunked"))
@@ -327,12 +337,6 @@ class ConnectionState:
         if framer.overflowed:
             self._persist = False  # the application broke its own framing
         return framed
-
-    def _method_and_version(self) -> tuple[bytes, tuple[int, int]]:
-        request = self.request
-        if request is None:
-            return _NO_REQUEST
-        return request.method, request.http_version
 
     def _server_fields(self, head: ResponseHead, version: tuple[int, int]) -> list[tuple[str, str]]:
         fields = []

@@ -259,6 +259,15 @@ class BodyFramer:
         self.body_bytes += len(data)
         return data
 
+    def frame_last(self, data: bytes) -> bytes:
+        """``data`` framed as the body's last bytes, and the end: ``frame``
+        then ``end`` in one call, for a body known whole."""
+        if self.framing is BODY_LENGTH and len(data) == self._left:
+            self._left = 0
+            self.body_bytes += len(data)
+            return data
+        return self.frame(data) + self.end()
+
     def end(self) -> bytes:
         """The bytes that end the body; ResponseError when it fell short."""
         if self.framing is BODY_CHUNKED:
