@@ -370,3 +370,45 @@ def test_head_of_a_file_sends_no_body_and_no_file(tmp_path):
     out = exchange.run(app, sendfile=True)
     assert exchange.files == []
     assert out.endswith(b"\r\n\r\n") and b"Content-Length: 50" in out
+
+
+@pytest.mark.parametrize("value, allowed", [
+    ("plain ascii", True), ("tab\tinside", True), ("caf\u00e9 latin-1", True),
+    ("del\x7f", False), ("nul\x00", False), ("cr\rlf", False), ("caf\u0113", False),
+    ("vt\x0b", False), ("", True),
+])
+def test_response_field_values_are_checked_past_the_fast_path(value, allowed):
+    # The printable-ASCII shortcut must not let a control through, nor refuse
+    # what the expression allows (tab, latin-1), however often a name was seen.
+    def app(environ, start_response):
+        start_response("200 OK", [("X-Seen", "ok"), ("X-Seen", value)])
+        return [b""]
+
+    out = Exchange(GET).run(app)
+    assert out.startswith(b"HTTP/1.1 200 ") is allowed, out
+
+
+@pytest.mark.parametrize("status", [["200 OK"], {"200": "OK"}, 200])
+def test_unhashable_or_odd_statuses_give_500_after_a_good_one(status):
+    def good(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b""]
+
+    def bad(environ, start_response):
+        start_response(status, [])
+        return [b""]
+
+    assert Exchange(GET).run(good).startswith(b"HTTP/1.1 200 ")
+    assert Exchange(GET).run(bad).startswith(b"HTTP/1.1 500 ")
+
+
+def test_a_name_seen_before_does_not_excuse_a_bad_one():
+    def app(name):
+        def run(environ, start_response):
+            start_response("200 OK", [(name, "x")])
+            return [b""]
+        return run
+
+    assert Exchange(GET).run(app("X-Good")).startswith(b"HTTP/1.1 200 ")
+    for bad in ["X-Good ", "X Good", b"X-Good", "X-Good\r\n"]:
+        assert Exchange(GET).run(app(bad)).startswith(b"HTTP/1.1 500 "), bad
