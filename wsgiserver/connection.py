@@ -500,8 +500,7 @@ class Connection:
         if after is AFTER_NEXT_REQUEST:
             self._phase = _REQUEST
             state = self.state
-            state.start_next_request()
-            if state.buffered:
+            if state.start_next_request():
                 return self._advance()  # a pipelined request is here already
             self._wait_for_bytes()  # what _advance comes to with nothing buffered
             return STEP_READ

@@ -180,18 +180,20 @@ def request_id(environ: dict[str, Any], trusted: bool) -> str:
 
 class _RequestIds:
     """Unique ids without a system call per request: a random 64-bit prefix
-    per process (re-drawn after fork) and a counter."""
+    per process and a counter. A forked worker must not repeat its parent's
+    ids: the prefix is drawn again in the child (glibc's getpid is a system
+    call, so asking it per request would cost one)."""
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
+        self._draw()
+        if hasattr(os, "register_at_fork"):  # no fork, no need (Windows)
+            os.register_at_fork(after_in_child=self._draw)
+
+    def _draw(self) -> None:
+        self._prefix = os.urandom(8).hex()
         self._counter = itertools.count()
 
     def __call__(self) -> str:
-        if self._pid != os.getpid():  # a forked worker must not repeat its parent's ids
-            self._pid = os.getpid()
-            self._prefix = os.urandom(8).hex()
-            self._counter = itertools.count()
         return f"{self._prefix}{next(self._counter):016x}"
 
 

@@ -383,11 +383,13 @@ class ConnectionState:
             return AFTER_LINGER
         return AFTER_CLOSE
 
-    def start_next_request(self) -> None:
-        """Forget the finished exchange; the next request may already be buffered."""
+    def start_next_request(self) -> int:
+        """Forget the finished exchange; the bytes of the next request already
+        buffered (a pipelined one) are returned as a count."""
         self._parser.start_next_request()
         self.request = None
         self._response = _UNSENT
         self._head = None
         self._framer = None
         self._continue = _NOT_EXPECTED
+        return self._parser.buffered
