@@ -238,12 +238,7 @@ def response_fields(
     the connection-specific fields are dropped.
     """
     code = head.code
-    if exact:
-        length = framed_length(method, head, body_length)
-    else:  # a file's available bytes: a Content-Length may announce only a part
-        length = head.content_length
-        if length is None and body_length is not None:
-            length = known_length(method, code, body_length)
+    length = _response_length(head, method, body_length, exact)
     if not body_allowed(method, code):
         framing = BodyFraming.NONE
     elif length is not None:
@@ -263,6 +258,18 @@ def response_fields(
     if server_name and not head.has_server:
         fields.append((b"server", server_name.encode("latin-1")))
     return fields, BodyFramer(framing, length)
+
+
+def _response_length(
+    head: ResponseHead, method: bytes, body_length: int | None, exact: bool
+) -> int | None:
+    """The length the body is framed by, as HTTP/1.1 would frame it."""
+    if exact:
+        return framed_length(method, head, body_length)
+    # A file's available bytes: a Content-Length may announce only a part.
+    if head.content_length is None and body_length is not None:
+        return known_length(method, head.code, body_length)
+    return head.content_length
 
 
 class FrameFlood(Exception):
@@ -324,28 +331,39 @@ class FrameScanner:
             if len(self._head) < _FRAME_HEADER:
                 break
             head, self._head = self._head, b""
-            length = int.from_bytes(head[:3], "big")
-            kind, flags = head[3], head[4]
-            self._skip = length
-            if kind == _HEADERS:
-                self._block = None if flags & _END_HEADERS else length
-                if length > self._limit:
-                    raise FrameFlood("header block too large")
-            elif kind == _CONTINUATION and self._block is not None:
-                self._block += length
-                if self._block > self._limit:
-                    raise FrameFlood("header block too large")
-                if flags & _END_HEADERS:
-                    self._block = None
-            elif kind == _DATA:
-                cheap += length == 0 and not flags & _END_STREAM
-            elif kind == _SETTINGS:
-                cheap += not flags & _ACK
-            elif kind == _WINDOW_UPDATE:
-                self.window_updates += 1
-            elif kind in (_PING, _PRIORITY, _RST_STREAM) or kind > _CONTINUATION:
-                cheap += 1
+            cheap += self._frame(head)
         return cheap
+
+    def _frame(self, head: bytes) -> int:
+        """Account for one frame header; 1 if the frame is a cheap one, else 0."""
+        length = int.from_bytes(head[:3], "big")
+        kind, flags = head[3], head[4]
+        self._skip = length
+        if kind == _HEADERS or (kind == _CONTINUATION and self._block is not None):
+            self._header_block(kind, flags, length)
+        elif kind == _DATA:
+            return int(length == 0 and not flags & _END_STREAM)
+        elif kind == _SETTINGS:
+            return int(not flags & _ACK)
+        elif kind == _WINDOW_UPDATE:
+            self.window_updates += 1
+        elif kind in (_PING, _PRIORITY, _RST_STREAM) or kind > _CONTINUATION:
+            return 1
+        return 0
+
+    def _header_block(self, kind: int, flags: int, length: int) -> None:
+        """A HEADERS frame or a CONTINUATION of its block: the block bounded."""
+        if kind == _HEADERS:
+            self._block = None if flags & _END_HEADERS else length
+            if length > self._limit:
+                raise FrameFlood("header block too large")
+            return
+        block = (self._block or 0) + length
+        self._block = block
+        if block > self._limit:
+            raise FrameFlood("header block too large")
+        if flags & _END_HEADERS:
+            self._block = None
 
 
 # Frames that cost work and carry nothing a request needs (a burst, then a
