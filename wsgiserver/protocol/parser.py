@@ -23,6 +23,7 @@ from .policy import (
     build_request,
     check_field_section,
     content_length,
+    header_section_too_large,
     request_line_too_long,
     split_target,
 )
@@ -188,7 +189,7 @@ class RequestParser:
         # The field lines with their CRLFs, as _build_request counts them; the
         # head's final CRLF CRLF can begin no earlier than three bytes from the end.
         elif len(buffer) - 3 - line_end > self.limits.max_header_bytes:
-            raise ProtocolError(431, "request header section too large")
+            raise header_section_too_large()
         # A bare CR or LF can never end the head: answer now rather than wait
         # for a timeout. RFC 9112 section 2.2 lets us refuse both.
         start = max(self._scanned - 1, 0)

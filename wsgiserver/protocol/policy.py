@@ -21,7 +21,8 @@ from . import grammar
 from .events import Framing, Request, RequestHead
 
 __all__ = ["ParserLimits", "SPECIAL", "build_request", "check_field_section", "split_target",
-           "content_length", "body_too_large", "request_line_too_long"]
+           "content_length", "body_too_large", "request_line_too_long",
+           "header_section_too_large"]
 
 Version = tuple[int, int]
 Fields = tuple[tuple[bytes, bytes], ...]
@@ -61,6 +62,11 @@ def request_line_too_long() -> ProtocolError:
     return ProtocolError(414, "request-line too long")
 
 
+def header_section_too_large() -> ProtocolError:
+    """The 431 for a header section over its limit in bytes."""
+    return ProtocolError(431, "request header section too large")
+
+
 def check_field_section(count: int, size: int, limits: ParserLimits) -> None:
     """431 for a header section of ``count`` fields and ``size`` bytes as
     HTTP/1.1 counts them (each line with its CRLF). Apart from
@@ -70,7 +76,7 @@ def check_field_section(count: int, size: int, limits: ParserLimits) -> None:
     if count > limits.max_header_count:
         raise ProtocolError(431, "too many header fields")
     if size > limits.max_header_bytes:
-        raise ProtocolError(431, "request header section too large")
+        raise header_section_too_large()
 
 
 def build_request(
