@@ -1,10 +1,11 @@
 """HTTP/2 requests and responses under the same policy as HTTP/1.1 (RFC 9113 section 8).
 
 Sans-IO, and free of the h2 library: a stream's decoded field list in, a
-``Request`` out (the event the HTTP/1.1 parser makes), checked against the
-same limits and grammar; an application's ``ResponseHead`` in, the field
-list of a HEADERS frame and the body's framer out, under the same rules of
-what a response may carry. Every refusal is a ``ProtocolError(status)``,
+``Request`` out (the event the HTTP/1.1 parser makes), its pseudo-fields
+mapped as HTTP/1.1 would have carried them and held to the same policy
+(policy.py); an application's ``ResponseHead`` in, the field list of a
+HEADERS frame and the body's framer out, under the same rules of what a
+response may carry. Every refusal is a ``ProtocolError(status)``,
 answered on its stream. ``FrameScanner`` reads frame headers beside the
 library, for the guards it does not have.
 
@@ -22,8 +23,15 @@ from collections.abc import Iterable
 
 from ..errors import ProtocolError
 from . import grammar
-from .events import Framing, Request
-from .parser import ParserLimits, body_too_large, content_length, split_target
+from .events import Request
+from .policy import (
+    SPECIAL,
+    ParserLimits,
+    Special,
+    build_request,
+    check_field_section,
+    request_line_too_long,
+)
 from .writer import (
     HOP_BY_HOP,
     BodyFramer,
@@ -101,15 +109,13 @@ class _Block:
     """A request's header block, read once: its pseudo-fields and the
     regular fields with what the policy needs of them."""
 
-    __slots__ = ("pseudo", "headers", "size", "hosts", "lengths", "expect_continue")
+    __slots__ = ("pseudo", "headers", "size", "special")
 
     def __init__(self, fields: Fields) -> None:
         self.pseudo: dict[bytes, bytes] = {}
         self.headers: list[tuple[bytes, bytes]] = []
-        self.size = 0
-        self.hosts: list[bytes] = []
-        self.lengths: list[bytes] = []
-        self.expect_continue = False
+        self.size = 0  # as HTTP/1.1 would count the field lines
+        self.special: Special = {}
         for name, value in fields:
             if name[:1] == b":":
                 self._pseudo(name, value)
@@ -132,18 +138,15 @@ class _Block:
         why = malformed_field(name, value)
         if why is not None:
             raise MalformedRequest(why)
+        # What HTTP/1.1's field-line grammar refuses, refused alike.
         if grammar.token.fullmatch(name) is None:
             raise ProtocolError(400, "invalid field name")
         if grammar.forbidden_in_value.search(value) is not None:
             raise ProtocolError(400, "invalid octet in field value")
         self.headers.append((name, value))
         self.size += len(name) + len(value) + _LINE_OVERHEAD
-        if name == b"host":
-            self.hosts.append(value)
-        elif name == b"content-length":
-            self.lengths.append(value)
-        elif name == b"expect":
-            self.expect_continue = self.expect_continue or value.lower() == b"100-continue"
+        if name in SPECIAL:
+            self.special.setdefault(name, []).append(value)
 
     def _check_pseudo(self) -> None:
         """RFC 9113 8.3.1: :method always; :scheme and a non-empty :path
@@ -159,7 +162,8 @@ class _Block:
         if b":scheme" not in pseudo or not pseudo.get(b":path"):
             raise MalformedRequest("no :scheme or an empty :path")
         authority = pseudo.get(b":authority")
-        if authority is not None and self.hosts and any(h != authority for h in self.hosts):
+        hosts = self.special.get(b"host", ())
+        if authority is not None and any(host != authority for host in hosts):
             raise MalformedRequest("Host differs from :authority")
 
 
@@ -169,83 +173,49 @@ def request_from_fields(fields: Fields, limits: ParserLimits, ended: bool) -> Re
     A block RFC 9113 calls malformed (upper-case or invalid names,
     connection-specific fields, pseudo-fields unknown, repeated, out of
     order or missing, a Host other than :authority) raises MalformedRequest,
-    a stream error. Then the same refusals as HTTP/1.1, with the same
-    statuses: 414 for a request line (method and :path) over the limit, 431
-    for too many or too large fields, 400 for a name that is not a token, a
-    bad Host or :authority, neither of them, a :path that is not origin-form
-    (or ``*`` for OPTIONS), a scheme other than http(s); 501 for CONNECT;
-    413 for a Content-Length beyond the body limit.
+    a stream error. Then what HTTP/1.1's grammar would refuse (a :method
+    that is not a token, a :path that is not origin-form or ``*``, a
+    :scheme other than http(s)), and the policy both protocols share
+    (``policy.build_request``), with the same statuses: 414, 431, 400 for
+    Host, 501 for CONNECT, 413. The pseudo-fields are mapped as HTTP/1.1
+    would have carried them: :authority is the Host line (counted as one
+    when there is none), CONNECT's authority its target.
     """
     block = _Block(fields)
-    pseudo = block.pseudo
+    pseudo, special = block.pseudo, block.special
     method = pseudo[b":method"]
     if grammar.token.fullmatch(method) is None:
         raise ProtocolError(400, "invalid :method")
     authority = pseudo.get(b":authority")
-    _check_size(block, authority, limits)
+    count, size = len(block.headers), block.size
+    if authority is not None and b"host" not in special:
+        special[b"host"] = [authority]
+        count, size = count + 1, size + len(b"host") + len(authority) + _LINE_OVERHEAD
+    check_field_section(count, size, limits)
     if method == b"CONNECT":
-        raise ProtocolError(501, "CONNECT is not supported")
-    path, scheme = pseudo[b":path"], pseudo[b":scheme"]
+        target = pseudo[b":authority"]  # RFC 9113 section 8.5: the authority-form
+    else:
+        target = _origin_target(method, pseudo, limits)
+    return build_request(method, target, HTTP2, tuple(block.headers), special, limits,
+                         ended, authority)
+
+
+def _origin_target(method: bytes, pseudo: dict[bytes, bytes], limits: ParserLimits) -> bytes:
+    """:path as the request-target HTTP/1.1 would have read: within its line's
+    limit, visible ASCII, origin-form or ``*`` (RFC 9113 section 8.3.1),
+    under an http(s) :scheme."""
+    path = pseudo[b":path"]
     # What the request-line would have been: the same limit as HTTP/1.1's.
     if len(method) + len(path) + len(b"  HTTP/1.1") > limits.max_request_line:
-        raise ProtocolError(414, "request-line too long")
+        raise request_line_too_long()
     if _TARGET.fullmatch(path) is None:
         raise ProtocolError(400, "invalid :path")
     if path[:1] != b"/" and path != b"*":
         # RFC 9113 section 8.3.1: origin-form, or "*" for OPTIONS; never absolute.
         raise ProtocolError(400, ":path is not origin-form")
-    target_path, query, _, _ = split_target(method, path)
-    if scheme.lower() not in (b"http", b"https"):
+    if pseudo[b":scheme"].lower() not in (b"http", b"https"):
         raise ProtocolError(400, "unsupported :scheme")
-    _check_authority(authority, block.hosts)
-    length = content_length(block.lengths) if block.lengths else None
-    if length is not None and length > limits.max_body_bytes:
-        raise body_too_large(limits.max_body_bytes)
-    if ended:
-        framing = Framing.NONE
-    else:
-        framing = Framing.LENGTH if length is not None else Framing.CHUNKED
-    return Request(
-        method=method,
-        target=path,
-        http_version=HTTP2,
-        headers=tuple(block.headers),
-        path=target_path,
-        query=query,
-        scheme=None,
-        authority=authority,
-        framing=framing,
-        content_length=length,
-        connection=frozenset(),
-        expect_continue=block.expect_continue and not ended,
-    )
-
-
-def _check_size(block: _Block, authority: bytes | None, limits: ParserLimits) -> None:
-    """431 as HTTP/1.1 counts it: an :authority without Host counts as the
-    Host line HTTP/1.1 would have carried."""
-    count, size = len(block.headers), block.size
-    if authority is not None and not block.hosts:
-        size += len(b"host") + len(authority) + _LINE_OVERHEAD
-        count += 1
-    if count > limits.max_header_count:
-        raise ProtocolError(431, "too many header fields")
-    if size > limits.max_header_bytes:
-        raise ProtocolError(431, "request header section too large")
-
-
-def _check_authority(authority: bytes | None, hosts: list[bytes]) -> None:
-    if authority is not None and (
-        not authority or b"@" in authority or grammar.host.fullmatch(authority) is None
-    ):
-        # RFC 9113 section 8.3.1: no userinfo in :authority.
-        raise ProtocolError(400, "invalid :authority")
-    if len(hosts) > 1:
-        raise ProtocolError(400, "more than one Host field")
-    if hosts and grammar.host.fullmatch(hosts[0]) is None:
-        raise ProtocolError(400, "invalid Host field")
-    if authority is None and not hosts:
-        raise ProtocolError(400, "request without :authority or Host")
+    return path
 
 
 def response_fields(
@@ -268,12 +238,7 @@ def response_fields(
     the connection-specific fields are dropped.
     """
     code = head.code
-    if exact:
-        length = framed_length(method, head, body_length)
-    else:  # a file's available bytes: a Content-Length may announce only a part
-        length = head.content_length
-        if length is None and body_length is not None:
-            length = known_length(method, code, body_length)
+    length = _response_length(head, method, body_length, exact)
     if not body_allowed(method, code):
         framing = BodyFraming.NONE
     elif length is not None:
@@ -293,6 +258,18 @@ def response_fields(
     if server_name and not head.has_server:
         fields.append((b"server", server_name.encode("latin-1")))
     return fields, BodyFramer(framing, length)
+
+
+def _response_length(
+    head: ResponseHead, method: bytes, body_length: int | None, exact: bool
+) -> int | None:
+    """The length the body is framed by, as HTTP/1.1 would frame it."""
+    if exact:
+        return framed_length(method, head, body_length)
+    # A file's available bytes: a Content-Length may announce only a part.
+    if head.content_length is None and body_length is not None:
+        return known_length(method, head.code, body_length)
+    return head.content_length
 
 
 class FrameFlood(Exception):
@@ -354,28 +331,39 @@ class FrameScanner:
             if len(self._head) < _FRAME_HEADER:
                 break
             head, self._head = self._head, b""
-            length = int.from_bytes(head[:3], "big")
-            kind, flags = head[3], head[4]
-            self._skip = length
-            if kind == _HEADERS:
-                self._block = None if flags & _END_HEADERS else length
-                if length > self._limit:
-                    raise FrameFlood("header block too large")
-            elif kind == _CONTINUATION and self._block is not None:
-                self._block += length
-                if self._block > self._limit:
-                    raise FrameFlood("header block too large")
-                if flags & _END_HEADERS:
-                    self._block = None
-            elif kind == _DATA:
-                cheap += length == 0 and not flags & _END_STREAM
-            elif kind == _SETTINGS:
-                cheap += not flags & _ACK
-            elif kind == _WINDOW_UPDATE:
-                self.window_updates += 1
-            elif kind in (_PING, _PRIORITY, _RST_STREAM) or kind > _CONTINUATION:
-                cheap += 1
+            cheap += self._frame(head)
         return cheap
+
+    def _frame(self, head: bytes) -> int:
+        """Account for one frame header; 1 if the frame is a cheap one, else 0."""
+        length = int.from_bytes(head[:3], "big")
+        kind, flags = head[3], head[4]
+        self._skip = length
+        if kind == _HEADERS or (kind == _CONTINUATION and self._block is not None):
+            self._header_block(kind, flags, length)
+        elif kind == _DATA:
+            return int(length == 0 and not flags & _END_STREAM)
+        elif kind == _SETTINGS:
+            return int(not flags & _ACK)
+        elif kind == _WINDOW_UPDATE:
+            self.window_updates += 1
+        elif kind in (_PING, _PRIORITY, _RST_STREAM) or kind > _CONTINUATION:
+            return 1
+        return 0
+
+    def _header_block(self, kind: int, flags: int, length: int) -> None:
+        """A HEADERS frame or a CONTINUATION of its block: the block bounded."""
+        if kind == _HEADERS:
+            self._block = None if flags & _END_HEADERS else length
+            if length > self._limit:
+                raise FrameFlood("header block too large")
+            return
+        block = (self._block or 0) + length
+        self._block = block
+        if block > self._limit:
+            raise FrameFlood("header block too large")
+        if flags & _END_HEADERS:
+            self._block = None
 
 
 # Frames that cost work and carry nothing a request needs (a burst, then a

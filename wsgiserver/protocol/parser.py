@@ -4,27 +4,38 @@ Sans-IO: it owns a byte buffer and the framing state of one connection, and
 knows nothing of sockets, threads, clocks, logging or WSGI. Every violation
 is a ProtocolError carrying the status to answer with; after one, the
 parser refuses to go on, because the framing can no longer be trusted.
+HTTP/1.1's own is here (the line grammar, the body's bytes); what a request
+may be once its lines are split is policy.py's, shared with HTTP/2.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator
 
 from ..errors import ProtocolError
 from . import grammar
-from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Event, Framing, Request, RequestHead
+from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Event, Framing, Request
+from .policy import (
+    SPECIAL,
+    ParserLimits,
+    Special,
+    body_too_large,
+    build_request,
+    check_field_section,
+    content_length,
+    header_section_too_large,
+    request_line_too_long,
+    split_target,
+)
 
+# ParserLimits, body_too_large, content_length and split_target live with the
+# request policy both protocols share (policy.py); named here for importers.
 __all__ = ["RequestParser", "ParserLimits", "body_too_large", "content_length",
            "parse_field_lines", "split_target"]
 
-# The largest Content-Length we convert; longer digit strings are refused
-# before int() sees them (int() of thousands of digits raises ValueError).
-_MAX_LENGTH_DIGITS = 18
 # A chunk-size line with extensions; longer lines are an attack or a bug.
 _MAX_CHUNK_LINE = 4096
 
-Version = tuple[int, int]
 Fields = tuple[tuple[bytes, bytes], ...]
 
 
@@ -37,24 +48,6 @@ class _State(enum.Enum):
     TRAILERS = "trailers"
     DONE = "done"
     ERROR = "error"
-
-
-class ParserLimits:
-    """The sizes the parser enforces, each with the status it answers."""
-
-    __slots__ = ("max_request_line", "max_header_bytes", "max_header_count", "max_body_bytes")
-
-    def __init__(
-        self,
-        max_request_line: int = 8192,
-        max_header_bytes: int = 65536,
-        max_header_count: int = 100,
-        max_body_bytes: int = 1 << 30,
-    ) -> None:
-        self.max_request_line = max_request_line  # 414
-        self.max_header_bytes = max_header_bytes  # 431
-        self.max_header_count = max_header_count  # 431
-        self.max_body_bytes = max_body_bytes  # 413
 
 
 class RequestParser:
@@ -174,7 +167,12 @@ class RequestParser:
         del buffer[: end + 4]
         lines = head.split(b"\r\n")
         request = self._build_request(lines[0], lines[1:])
-        self._start_body(request)
+        if request.framing is Framing.CHUNKED:
+            self._state = _State.CHUNK_SIZE
+        else:
+            # RFC 9112 section 6.3 (7): no framing fields means no body.
+            self._state = _State.BODY
+            self._remaining = request.content_length or 0
         return request
 
     def _check_incomplete_head(self) -> None:
@@ -185,13 +183,13 @@ class RequestParser:
         line_end = buffer.find(b"\r\n")
         if line_end < 0:
             if len(buffer) - buffer.endswith(b"\r") > self.limits.max_request_line:
-                raise ProtocolError(414, "request-line too long")
+                raise request_line_too_long()
         elif line_end > self.limits.max_request_line:
-            raise ProtocolError(414, "request-line too long")
+            raise request_line_too_long()
         # The field lines with their CRLFs, as _build_request counts them; the
         # head's final CRLF CRLF can begin no earlier than three bytes from the end.
         elif len(buffer) - 3 - line_end > self.limits.max_header_bytes:
-            raise ProtocolError(431, "request header section too large")
+            raise header_section_too_large()
         # A bare CR or LF can never end the head: answer now rather than wait
         # for a timeout. RFC 9112 section 2.2 lets us refuse both.
         start = max(self._scanned - 1, 0)
@@ -205,69 +203,25 @@ class RequestParser:
         self._scanned = max(len(buffer) - 3, 0)
 
     def _build_request(self, request_line: bytes, field_lines: list[bytes]) -> Request:
-        if len(request_line) > self.limits.max_request_line:
-            raise ProtocolError(414, "request-line too long")
-        method, target, version = _parse_request_line(request_line)
-        if len(field_lines) > self.limits.max_header_count:
-            raise ProtocolError(431, "too many header fields")
-        if sum(map(len, field_lines)) + 2 * len(field_lines) > self.limits.max_header_bytes:
-            raise ProtocolError(431, "request header section too large")
-        special: dict[bytes, list[bytes]] = {}
+        """The request-line and field lines split and checked as HTTP/1.1
+        writes them, then held to the policy both protocols share."""
+        limits = self.limits
+        if len(request_line) > limits.max_request_line:
+            raise request_line_too_long()
+        match = grammar.request_line.fullmatch(request_line)
+        if match is None:
+            raise ProtocolError(400, "invalid request-line")
+        method, target, major, minor = match.groups()
+        if major != b"1":
+            raise ProtocolError(505, "HTTP version not supported")
+        # RFC 9110 section 2.5: a higher minor version is served as 1.1.
+        version = (1, 0) if minor == b"0" else (1, 1)
+        # Each field line counted with its CRLF, before any is parsed.
+        check_field_section(len(field_lines), sum(map(len, field_lines)) + 2 * len(field_lines),
+                            limits)
+        special: Special = {}
         headers = parse_field_lines(field_lines, special)
-        try:
-            path, query, scheme, authority = split_target(method, target)
-            _check_host(version, special.get(b"host"))
-            framing, length = self._framing(version, special)
-        except ProtocolError as error:
-            error.head = RequestHead(method, target, version, headers)
-            raise
-        connection = special.get(b"connection")
-        expect = special.get(b"expect")
-        return Request(
-            method=method,
-            target=target,
-            http_version=version,
-            headers=headers,
-            path=path,
-            query=query,
-            scheme=scheme,
-            authority=authority,
-            framing=framing,
-            content_length=length,
-            connection=_NO_OPTIONS if connection is None else _connection_options(connection),
-            expect_continue=expect is not None and _expects_continue(version, expect),
-        )
-
-    def _framing(
-        self, version: Version, special: dict[bytes, list[bytes]]
-    ) -> tuple[Framing, int | None]:
-        lengths = special.get(b"content-length")
-        codings = special.get(b"transfer-encoding")
-        if codings is not None:
-            _check_transfer_codings(codings)
-            if version < (1, 1):
-                # RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
-                raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
-            if lengths:
-                # RFC 9112 section 6.1 lets a server refuse both at once, and
-                # section 6.3 (3) says to close either way: refusing is safer
-                # behind a proxy that framed the body by the other one.
-                raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
-            return Framing.CHUNKED, None
-        if not lengths:
-            return Framing.NONE, None
-        length = content_length(lengths)
-        if length > self.limits.max_body_bytes:
-            raise body_too_large(self.limits.max_body_bytes)
-        return (Framing.LENGTH if length else Framing.NONE), length
-
-    def _start_body(self, request: Request) -> None:
-        if request.framing is Framing.CHUNKED:
-            self._state = _State.CHUNK_SIZE
-        else:
-            # RFC 9112 section 6.3 (7): no framing fields means no body.
-            self._state = _State.BODY
-            self._remaining = request.content_length or 0
+        return build_request(method, target, version, headers, special, limits)
 
     # -- bodies ------------------------------------------------------------
 
@@ -371,25 +325,8 @@ class RequestParser:
 # -- the grammar of single pieces, as functions without state ---------------
 
 
-def _parse_request_line(line: bytes) -> tuple[bytes, bytes, Version]:
-    match = grammar.request_line.fullmatch(line)
-    if match is None:
-        raise ProtocolError(400, "invalid request-line")
-    method, target, major, minor = match.groups()
-    if major != b"1":
-        raise ProtocolError(505, "HTTP version not supported")
-    # RFC 9110 section 2.5: a higher minor version is served as 1.1.
-    return method, target, (1, 0) if minor == b"0" else (1, 1)
-
-
-# The fields that frame a request or decide its handling, collected while the
-# field lines are parsed so that no later step scans them all again.
-_SPECIAL = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"})
-_NO_OPTIONS: frozenset[bytes] = frozenset()
-
-
 def parse_field_lines(
-    lines: list[bytes], special: dict[bytes, list[bytes]] | None = None
+    lines: list[bytes], special: Special | None = None
 ) -> Fields:
     """Field lines (without CRLF) as (lower-case name, value) pairs; the values
     of the framing fields also go to ``special`` by name, when it is given."""
@@ -402,7 +339,7 @@ def parse_field_lines(
         name, value = match.groups()
         name = name.lower()
         fields.append((name, value))
-        if special is not None and name in _SPECIAL:
+        if special is not None and name in SPECIAL:
             values = special.get(name)
             if values is None:
                 special[name] = [value]
@@ -428,109 +365,3 @@ def _field_name_problem(line: bytes, colon: bytes) -> str:
     if name[-1:] in (b" ", b"\t"):
         return "whitespace between field name and colon"  # RFC 9112 section 5.1
     return "invalid field name"
-
-
-def split_target(
-    method: bytes, target: bytes
-) -> tuple[bytes, bytes, bytes | None, bytes | None]:
-    """(path, query, scheme, authority) of a request-target (RFC 9112 section 3.2)."""
-    if method == b"CONNECT":
-        raise ProtocolError(501, "CONNECT is not supported")
-    if b"#" in target:
-        # A fragment is never part of a request-target (RFC 9112 section 3.2).
-        raise ProtocolError(400, "fragment in request-target")
-    if target[:1] == b"/":
-        path, _, query = target.partition(b"?")
-        return path, query, None, None
-    if target == b"*":
-        if method != b"OPTIONS":
-            raise ProtocolError(400, "asterisk-form is only for OPTIONS")
-        return b"*", b"", None, None
-    match = grammar.absolute_target.fullmatch(target)
-    if match is None:
-        raise ProtocolError(400, "invalid request-target")
-    scheme, authority, rest = match.groups()
-    scheme = scheme.lower()
-    if scheme not in (b"http", b"https"):
-        raise ProtocolError(400, "unsupported URI scheme in request-target")
-    # RFC 9110 section 4.2.1: an http(s) URI has a non-empty host and no userinfo.
-    if not authority or b"@" in authority or grammar.host.fullmatch(authority) is None:
-        raise ProtocolError(400, "invalid authority in request-target")
-    path, _, query = rest.partition(b"?")
-    return path or b"/", query, scheme, authority
-
-
-def _check_host(version: Version, hosts: list[bytes] | None) -> None:
-    if hosts is not None and len(hosts) > 1:
-        raise ProtocolError(400, "more than one Host field")
-    if not hosts:
-        if version >= (1, 1):
-            raise ProtocolError(400, "HTTP/1.1 request without Host")  # RFC 9112 section 3.2
-        return
-    if grammar.host.fullmatch(hosts[0]) is None:
-        raise ProtocolError(400, "invalid Host field")
-
-
-def _list_elements(values: Iterable[bytes]) -> Iterator[bytes]:
-    """The non-empty, whitespace-trimmed elements of comma lists (RFC 9110 5.6.1)."""
-    for value in values:
-        for element in value.split(b","):
-            element = element.strip(b" \t")
-            if element:
-                yield element
-
-
-def _check_transfer_codings(values: list[bytes]) -> None:
-    """Transfer-Encoding field values must name chunked, once and last."""
-    codings = []
-    for element in _list_elements(values):
-        if grammar.token.fullmatch(element) is None:
-            raise ProtocolError(400, "invalid Transfer-Encoding")
-        codings.append(element.lower())
-    if not codings:
-        raise ProtocolError(400, "empty Transfer-Encoding")
-    # RFC 9112 section 6.1/6.3: chunked once, and last; anything else as the
-    # final coding leaves the length unknown, so we cannot read the body.
-    if codings.count(b"chunked") > 1:
-        raise ProtocolError(400, "chunked applied more than once")
-    if b"chunked" in codings and codings[-1] != b"chunked":
-        raise ProtocolError(400, "chunked is not the final transfer coding")
-    if codings != [b"chunked"]:
-        raise ProtocolError(501, "transfer coding not implemented")
-
-
-def content_length(values: list[bytes]) -> int:
-    """The one Content-Length of duplicate fields or lists (RFC 9110 section 8.6)."""
-    lengths = set()
-    for value in values:
-        elements = value.split(b",")
-        for element in elements:
-            element = element.strip(b" \t")
-            if grammar.digits.fullmatch(element) is None:
-                raise ProtocolError(400, "invalid Content-Length")
-            lengths.add(element.lstrip(b"0") or b"0")
-    if len(lengths) != 1:
-        raise ProtocolError(400, "conflicting Content-Length values")
-    digits = lengths.pop()
-    if len(digits) > _MAX_LENGTH_DIGITS:
-        raise ProtocolError(413, "request body larger than the server accepts")
-    return int(digits)
-
-
-def body_too_large(limit: int) -> ProtocolError:
-    """The 413 for a body past ``limit``, saying the limit: a person reading
-    it learns what would have been accepted."""
-    return ProtocolError(413, f"request body larger than the server accepts ({limit} bytes)")
-
-
-def _connection_options(values: list[bytes]) -> frozenset[bytes]:
-    """The Connection field's options, lower-cased (RFC 9110 section 7.6.1)."""
-    if len(values) == 1 and b"," not in values[0]:  # the usual "close" or "keep-alive"
-        option = values[0].strip(b" \t").lower()
-        return frozenset((option,)) if option else _NO_OPTIONS
-    return frozenset(element.lower() for element in _list_elements(values))
-
-
-def _expects_continue(version: Version, values: list[bytes]) -> bool:
-    """RFC 9110 section 10.1.1: 100-continue, ignored from HTTP/1.0 clients."""
-    return version >= (1, 1) and any(value.lower() == b"100-continue" for value in values)
