@@ -21,6 +21,7 @@ COMPILED_MODULES = (
     "wsgiserver/protocol/grammar.py",
     "wsgiserver/protocol/events.py",
     "wsgiserver/protocol/parser.py",
+    "wsgiserver/protocol/policy.py",
     "wsgiserver/protocol/state.py",
     "wsgiserver/protocol/writer.py",
     "wsgiserver/wsgi.py",

@@ -14,7 +14,7 @@ import enum
 
 from ..errors import ProtocolError
 from . import grammar
-from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Event, Framing, Request
+from .events import FRAMING_CHUNKED, NEED_DATA, PAUSED, Data, EndOfMessage, Event, Request
 from .policy import (
     SPECIAL,
     ParserLimits,
@@ -50,6 +50,13 @@ class _State(enum.Enum):
     ERROR = "error"
 
 
+# As globals for the request path (Python 3.11's Enum member reads are slow:
+# see drive.py's STEP_ names).
+_HEAD, _BODY, _DONE, _ERROR = _State.HEAD, _State.BODY, _State.DONE, _State.ERROR
+_CHUNK_SIZE, _CHUNK_DATA = _State.CHUNK_SIZE, _State.CHUNK_DATA
+_CHUNK_END, _TRAILERS = _State.CHUNK_END, _State.TRAILERS
+
+
 class RequestParser:
     """Parses the requests of one connection, one after another.
 
@@ -61,7 +68,7 @@ class RequestParser:
     def __init__(self, limits: ParserLimits | None = None) -> None:
         self.limits = limits or ParserLimits()
         self._buffer = bytearray()
-        self._state = _State.HEAD
+        self._state = _HEAD
         self._scanned = 0  # bytes of the head already searched for its end
         self._remaining = 0  # of the Content-Length body or the current chunk
         self._body_received = 0
@@ -81,26 +88,26 @@ class RequestParser:
     @property
     def in_head(self) -> bool:
         """True while waiting for (or reading) a request head."""
-        return self._state is _State.HEAD
+        return self._state is _HEAD
 
     @property
     def request_complete(self) -> bool:
         """True when the current request's body has been read to its end."""
-        return self._state is _State.DONE
+        return self._state is _DONE
 
     @property
     def body_pending(self) -> bool:
         """True while body bytes of the current request are still to come."""
-        if self._state is _State.BODY:
+        if self._state is _BODY:
             return self._remaining > 0
-        return self._state not in (_State.HEAD, _State.DONE, _State.ERROR)
+        return self._state not in (_HEAD, _DONE, _ERROR)
 
     @property
     def direct_body(self) -> int:
         """Bytes of a Content-Length body the caller may read straight into
         its own storage (with ``body_received``), bypassing the parser: the
         rest of the body, when nothing of it is buffered here; else 0."""
-        if self._state is _State.BODY and not self._buffer:
+        if self._state is _BODY and not self._buffer:
             return self._remaining
         return 0
 
@@ -115,15 +122,15 @@ class RequestParser:
         """Hand over the unparsed bytes (after a protocol switch); the parser is done."""
         data = bytes(self._buffer)
         self._buffer.clear()
-        self._state = _State.ERROR
+        self._state = _ERROR
         self._error = ProtocolError(400, "the connection switched protocols")
         return data
 
     def start_next_request(self) -> None:
         """Forget the finished request; the next one may already be buffered."""
-        if self._state is not _State.DONE and (self._state is not _State.BODY or self._remaining):
+        if self._state is not _DONE and (self._state is not _BODY or self._remaining):
             raise RuntimeError("the current request is not complete")
-        self._state = _State.HEAD
+        self._state = _HEAD
         self._scanned = 0
         self._body_received = 0
 
@@ -136,17 +143,17 @@ class RequestParser:
         try:
             return self._next_event(max_data)
         except ProtocolError as error:
-            self._state = _State.ERROR
+            self._state = _ERROR
             self._error = error
             raise
 
     def _next_event(self, max_data: int | None) -> Event:
         state = self._state
-        if state is _State.HEAD:
+        if state is _HEAD:
             return self._parse_head()
-        if state is _State.BODY:
+        if state is _BODY:
             return self._length_body(max_data)
-        if state is _State.DONE:
+        if state is _DONE:
             return PAUSED
         return self._chunked_body(max_data)
 
@@ -167,11 +174,11 @@ class RequestParser:
         del buffer[: end + 4]
         lines = head.split(b"\r\n")
         request = self._build_request(lines[0], lines[1:])
-        if request.framing is Framing.CHUNKED:
-            self._state = _State.CHUNK_SIZE
+        if request.framing is FRAMING_CHUNKED:
+            self._state = _CHUNK_SIZE
         else:
             # RFC 9112 section 6.3 (7): no framing fields means no body.
-            self._state = _State.BODY
+            self._state = _BODY
             self._remaining = request.content_length or 0
         return request
 
@@ -227,7 +234,7 @@ class RequestParser:
 
     def _length_body(self, max_data: int | None) -> Event:
         if self._remaining == 0:
-            self._state = _State.DONE
+            self._state = _DONE
             return EndOfMessage()
         return self._take_data(max_data)
 
@@ -250,15 +257,15 @@ class RequestParser:
     def _chunked_body(self, max_data: int | None) -> Event:
         while True:
             state = self._state
-            if state is _State.CHUNK_SIZE:
+            if state is _CHUNK_SIZE:
                 if not self._parse_chunk_size():
                     return NEED_DATA
-            elif state is _State.CHUNK_DATA:
+            elif state is _CHUNK_DATA:
                 event = self._take_data(max_data)
                 if self._remaining == 0:
-                    self._state = _State.CHUNK_END
+                    self._state = _CHUNK_END
                 return event
-            elif state is _State.CHUNK_END:
+            elif state is _CHUNK_END:
                 # RFC 9112 section 7.1: chunk-data is followed by CRLF, exactly.
                 if len(self._buffer) < 2:
                     if self._buffer and self._buffer[0] != 0x0D:
@@ -267,7 +274,7 @@ class RequestParser:
                 if self._buffer[:2] != b"\r\n":
                     raise ProtocolError(400, "chunk data not followed by CRLF")
                 del self._buffer[:2]
-                self._state = _State.CHUNK_SIZE
+                self._state = _CHUNK_SIZE
             else:
                 return self._parse_trailers()
 
@@ -290,9 +297,9 @@ class RequestParser:
         if self._body_received > self.limits.max_body_bytes:
             raise body_too_large(self.limits.max_body_bytes)
         if size == 0:
-            self._state = _State.TRAILERS
+            self._state = _TRAILERS
         else:
-            self._state = _State.CHUNK_DATA
+            self._state = _CHUNK_DATA
             self._remaining = size
         return True
 
@@ -300,7 +307,7 @@ class RequestParser:
         buffer = self._buffer
         if buffer[:2] == b"\r\n":
             del buffer[:2]
-            self._state = _State.DONE
+            self._state = _DONE
             return EndOfMessage()
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
@@ -318,7 +325,7 @@ class RequestParser:
             raise ProtocolError(431, "too many trailer fields")
         # RFC 9112 section 7.1.2: parsed, kept apart, never used for framing.
         trailers = parse_field_lines(lines)
-        self._state = _State.DONE
+        self._state = _DONE
         return EndOfMessage(trailers)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 
 from ..errors import ProtocolError
 from . import grammar
-from .events import Framing, Request, RequestHead
+from .events import FRAMING_CHUNKED, FRAMING_LENGTH, FRAMING_NONE, Framing, Request, RequestHead
 
 __all__ = ["ParserLimits", "SPECIAL", "build_request", "check_field_section", "split_target",
            "content_length", "body_too_large", "request_line_too_long",
@@ -182,11 +182,11 @@ def _framing(
     if ended is None:
         # HTTP/1.1: the fields alone frame the body; RFC 9112 section 6.3 (7):
         # without them, there is none.
-        return (Framing.LENGTH if length else Framing.NONE), length
+        return (FRAMING_LENGTH if length else FRAMING_NONE), length
     if ended:
-        return Framing.NONE, length
+        return FRAMING_NONE, length
     # RFC 9113 section 8.1: without a length, the body runs to END_STREAM.
-    return (Framing.CHUNKED if length is None else Framing.LENGTH), length
+    return (FRAMING_CHUNKED if length is None else FRAMING_LENGTH), length
 
 
 def _chunked(
@@ -201,7 +201,7 @@ def _chunked(
         # section 6.3 (3) says to close either way: refusing is safer
         # behind a proxy that framed the body by the other one.
         raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
-    return Framing.CHUNKED, None
+    return FRAMING_CHUNKED, None
 
 
 def _list_elements(values: Iterable[bytes]) -> Iterator[bytes]:
