@@ -3,6 +3,7 @@ request ids. Every forged header from an untrusted peer must vanish."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -320,3 +321,23 @@ def test_untrusted_or_unsafe_request_id_is_replaced(value, trusted):
 
 def test_missing_request_id_gets_a_fresh_one_each_time():
     assert request_id({}, trusted=True) != request_id({}, trusted=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this system")
+def test_a_forked_child_draws_its_own_request_ids():
+    parent = request_id({}, trusted=False)
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report one id and leave at once
+        try:
+            os.write(writer, request_id({}, trusted=False).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    try:
+        child = os.read(reader, 64).decode()
+    finally:
+        os.close(reader)
+        os.waitpid(pid, 0)
+    assert len(child) == len(parent) == 32
+    assert child[:16] != parent[:16]  # another prefix, not the parent's next count
