@@ -143,11 +143,8 @@ def encode_head(status: str, headers: list[tuple[str, str]]) -> bytes:
     ``status`` is a WSGI status such as ``"200 OK"``; names and values must
     already be checked to be latin-1 without CR, LF or NUL.
     """
-    lines = ["HTTP/1.1 ", status, "\r\n"]
-    for name, value in headers:
-        lines += (name, ": ", value, "\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+    fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    return f"HTTP/1.1 {status}\r\n{fields}\r\n".encode("latin-1")
 
 
 def encode_chunk(data: bytes) -> bytes:
