@@ -185,6 +185,9 @@ class Http2Connection:
         self._goaway_sent = False  # whether we said GOAWAY (once is enough)
         self._last_stream = 0  # past OPEN: streams above it are refused
         self._waiters = 0  # application threads waiting on _moved
+        # An application's thread framed output and asked the poller's side
+        # to send it; more output framed before that turn rides along.
+        self._flush_asked = False
         self._moved = threading.Condition(self._io)  # output left, or a stream ended
         self._body_budgets = self._connection_body_budgets(settings)
         # Response bytes in memory across the streams, and their bound.
@@ -263,6 +266,7 @@ class Http2Connection:
         if life is _Life.LINGERING:
             return self._linger_read()
         with self._io:
+            self._flush_asked = False
             ready = self._read_some() if self._taking_frames() else []
             self._send()
             step = self._next_step()
@@ -285,6 +289,7 @@ class Http2Connection:
             return True
         now = self.clock.monotonic()
         with self._io:
+            self._flush_asked = False
             if self._out and self._out_progress_at + self.settings.write_timeout < now:
                 log.debug("%s: HTTP/2 output not read in time", self._peer_text())
                 self.transport.abort_on_close()
@@ -312,6 +317,7 @@ class Http2Connection:
         if self._life in (_Life.CLOSED, _Life.LINGERING):
             return
         with self._io:
+            self._flush_asked = False
             if not self._goaway_sent and self._life is not _Life.FAILING:
                 self._goaway(NO_ERROR)
                 self._send()
@@ -528,13 +534,31 @@ class Http2Connection:
         """Frame what the windows allow and send what the socket takes. Holds _io."""
         if self._life is _Life.CLOSED:
             return
+        # What the streams' threads framed may fill the output already: it
+        # goes first, then more is framed while the socket takes it all.
         while True:
-            moved = self._pump()
             self._flush()
-            if not moved or self._out or self._life is _Life.GONE:
+            if self._out or self._life is _Life.GONE:
+                break
+            if not self._pump() and not self._out:
                 break
         if self._waiters:
             self._moved.notify_all()
+
+    def _frame(self) -> bool:
+        """From an application's thread: frame what the windows allow, and
+        leave the writing to the poller's side, so that the responses of all
+        the streams that ran in one turn go out in one write (one TLS record
+        and one system call, not one a stream). True when the poller's side
+        must be asked to look (see ``arm_for_output``). Holds _io."""
+        if self._life is not _Life.CLOSED:
+            self._pump()
+            if self._waiters:
+                self._moved.notify_all()
+        if self._flush_asked or not self._needs_poller():
+            return False
+        self._flush_asked = True
+        return True
 
     def _pump(self) -> bool:
         """Move queued response bytes into DATA frames, one frame per stream
@@ -938,13 +962,12 @@ class Http2Stream:
                 self.reset(INTERNAL_ERROR)
             else:
                 connection._want_send(self)  # sent_all() ends it once all is out
-            connection._send()
             # A response left waiting for a window has a deadline of its own.
             connection.deadline = min(connection.deadline, self.deadline())
             # Output waiting for the socket, or a connection that can close
             # now: the poller side must look. (A window still shut waits for
             # the client's WINDOW_UPDATE, which wakes the poller side anyway.)
-            arm = connection._needs_poller()
+            arm = connection._frame()
         if arm:
             connection.arm_for_output()
 
@@ -1006,9 +1029,11 @@ class Http2Stream:
             except h2.exceptions.ProtocolError:  # h2 closed the stream under us
                 self.cancel()
                 raise ClientDisconnected("the stream was closed") from None
-            connection._send()
-            arm = connection._needs_poller()
+            arm = connection._frame()
             over = not self._has_room(wait, self._high_water)
+            if over:  # what the socket takes now may make room
+                connection._send()
+                over = not self._has_room(wait, self._high_water)
         if arm:
             connection.arm_for_output()
         if over:
@@ -1059,7 +1084,7 @@ class Http2Stream:
                 self._cut_off = True  # the application's next write fails
             else:
                 self.reset(CANCEL)
-            connection._send()
+            connection._frame()
         connection.arm_for_output()
 
     # -- ExchangeIO ----------------------------------------------------------
@@ -1111,8 +1136,7 @@ class Http2Stream:
                 return False
             method = self.request.method if self.request is not None else b"GET"
             self._respond_error(status, detail, method)
-            connection._send()
-            arm = bool(connection._out)
+            arm = connection._frame()
         if arm:
             connection.arm_for_output()
         return True
