@@ -11,8 +11,10 @@ reads nothing, bodies that never end and windows held shut.
 
 Threads. The side the poller wakes (``on_ready``, ``expire``,
 ``begin_draining``, under ``lock``) reads and processes frames; each
-stream's application runs on a pool thread, queues its response and sends
-what the windows and the socket take at once (never blocking). One lock
+stream's application runs on a pool thread, queues its response and
+frames what the windows allow, but writes to the socket only when it must
+wait for room: otherwise it arms the poller once, and the poller's side
+writes what every stream of the turn framed in one go. One lock
 (``_io``) guards the h2 state, the streams, the output queue and the
 socket. An application that must wait for its client (its share of memory
 used, a window held shut) never reads the client's frames: it is detached
