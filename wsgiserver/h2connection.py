@@ -55,6 +55,7 @@ from .budget import BodyBudgets, Budget, FileCount
 from .drive import DRAIN_QUIET_SECONDS, SPOOL_FULL_RETRY_AFTER, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange
+from .h2hpack import RememberingDecoder, RememberingEncoder
 from .h2output import FileEnded, Share, StreamOutput
 from .protocol.events import Request
 from .protocol.http2 import (
@@ -163,6 +164,10 @@ class Http2Connection:
                                            validate_outbound_headers=False,
                                            normalize_outbound_headers=False)
         self._h2 = h2.connection.H2Connection(config)
+        # Repeated header blocks (the same response fields, a client's same
+        # request) are coded from memory.
+        self._h2.encoder = RememberingEncoder()
+        self._h2.decoder = RememberingDecoder(self._h2.decoder.max_header_list_size)
         # HPACK counts 32 bytes per field besides name and value (RFC 7541
         # 4.1): the list size that matches our limit on the header section.
         self._header_list_size = limits.max_header_bytes + 32 * limits.max_header_count
