@@ -601,6 +601,13 @@ class Http2Connection:
     def _flush(self) -> None:
         out = self._out
         sent_any = False
+        if len(out) > 1:
+            # One write for what every stream framed (each TLS write is a
+            # record and a system call); the queue is bounded (_OUTPUT_LOW
+            # of DATA, what h2 answers besides).
+            joined = memoryview(b"".join(out))
+            out.clear()
+            out.append(joined)
         try:
             while out:
                 item = out[0]
