@@ -582,3 +582,19 @@ def test_a_body_the_spool_has_no_room_for_is_503_with_retry_after_as_on_http11()
     assert headers[b":status"] == b"503" and headers[b"retry-after"] == b"5"
     assert b"cannot take this body now" in body
     assert budgets.memory.used == 0 and budgets.spool.used == 0
+
+
+def test_the_responses_of_one_turn_go_out_in_one_write():
+    client = Client(run_streams=False)
+    streams = [client.request(f"/{n}") for n in range(5)]
+    client.exchange()  # the requests are read; their streams wait for threads
+    writes = []
+    send = client.transport.send
+    client.transport.send = lambda data: writes.append(len(data)) or send(data)
+    client.run_submitted()
+    assert not writes, "the streams' threads frame, the poller's side writes"
+    client.poller_turn()
+    assert len(writes) == 1
+    client.exchange()
+    for stream in streams:
+        assert client.response(stream)[1:] == (b"hello /%d" % (stream // 2), True)
