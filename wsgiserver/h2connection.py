@@ -67,7 +67,7 @@ from .protocol.http2 import (
     request_from_fields,
     response_fields,
 )
-from .protocol.parser import body_too_large
+from .protocol.parser import ParserLimits, body_too_large
 from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
 from .transport import Peer, Transport
 
@@ -157,27 +157,8 @@ class Http2Connection:
         self._arm = arm
         self._submit = submit
         limits = settings.limits
-        # Inbound header blocks are checked by request_from_fields: the
-        # library would make a malformed one a connection error.
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                           validate_inbound_headers=False,
-                                           validate_outbound_headers=False,
-                                           normalize_outbound_headers=False)
-        self._h2 = h2.connection.H2Connection(config)
-        # Repeated header blocks (the same response fields, a client's same
-        # request) are coded from memory.
-        self._h2.encoder = RememberingEncoder()
-        self._h2.decoder = RememberingDecoder(self._h2.decoder.max_header_list_size)
-        # HPACK counts 32 bytes per field besides name and value (RFC 7541
-        # 4.1): the list size that matches our limit on the header section.
-        self._header_list_size = limits.max_header_bytes + 32 * limits.max_header_count
         self._max_streams = settings.http2.max_concurrent_streams
-        self._h2.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self._header_list_size,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
-        })
-        self._h2.decoder.max_header_list_size = self._header_list_size
+        self._h2 = self._library_connection(limits, self._max_streams)
         self._scanner = FrameScanner(header_block_limit=2 * limits.max_header_bytes + 1024)
         self._streams: dict[int, Http2Stream] = {}
         self._sending: deque[Http2Stream] = deque()  # streams with DATA or END_STREAM to go
@@ -205,6 +186,30 @@ class Http2Connection:
         self._reported = (0, 0)
         self.deadline = now + settings.keepalive_timeout
         self._start(initial, upgrade)
+
+    @staticmethod
+    def _library_connection(limits: ParserLimits, max_streams: int) -> h2.connection.H2Connection:
+        """The h2 state machine of one connection, with our settings and coders."""
+        # Inbound header blocks are checked by request_from_fields: the
+        # library would make a malformed one a connection error.
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_inbound_headers=False,
+                                           validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
+        connection = h2.connection.H2Connection(config)
+        # HPACK counts 32 bytes per field besides name and value (RFC 7541
+        # 4.1): the list size that matches our limit on the header section.
+        header_list_size = limits.max_header_bytes + 32 * limits.max_header_count
+        # Repeated header blocks (the same response fields, a client's same
+        # request) are coded from memory.
+        connection.encoder = RememberingEncoder()
+        connection.decoder = RememberingDecoder(header_list_size)
+        connection.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: header_list_size,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
+        })
+        return connection
 
     @staticmethod
     def _connection_body_budgets(settings: ConnectionSettings) -> BodyBudgets:
