@@ -9,12 +9,14 @@ leaves unbounded: floods of cheap frames (PING, SETTINGS, PRIORITY, empty
 DATA, unknown types), rapid resets, oversized header blocks, a client that
 reads nothing, bodies that never end and windows held shut.
 
-Threads. The side the poller wakes (``on_ready``, ``expire``,
-``begin_draining``, under ``lock``) reads and processes frames; each
-stream's application runs on a pool thread, queues its response and sends
-what the windows and the socket take at once (never blocking). One lock
-(``_io``) guards the h2 state, the streams, the output queue and the
-socket. An application that must wait for its client (its share of memory
+Threads. Frames are read and written only on the side the poller wakes
+(``on_ready``, ``expire``, ``begin_draining``, under ``lock``): it alone
+calls the h2 library. Each stream's application runs on a pool thread and
+queues its response (the head's fields, its bytes, the end, a reset) on
+its stream, then arms the poller once until its next turn; that turn
+frames what the windows allow for every stream and writes it in one go.
+One lock (``_io``) guards the h2 state, the streams, the output queue and
+the socket. An application that must wait for its client (its share of memory
 used, a window held shut) never reads the client's frames: it is detached
 from the pool like a long request (so ``--threads 1`` still serves) and
 waits on ``_moved``, which the poller's side signals as output leaves.
@@ -53,6 +55,7 @@ from .budget import BodyBudgets, Budget, FileCount
 from .drive import DRAIN_QUIET_SECONDS, SPOOL_FULL_RETRY_AFTER, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError, ResponseError
 from .exchange import Exchange
+from .h2hpack import RememberingDecoder, RememberingEncoder
 from .h2output import FileEnded, Share, StreamOutput
 from .protocol.events import Request
 from .protocol.http2 import (
@@ -64,7 +67,7 @@ from .protocol.http2 import (
     request_from_fields,
     response_fields,
 )
-from .protocol.parser import body_too_large
+from .protocol.parser import ParserLimits, body_too_large
 from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
 from .transport import Peer, Transport
 
@@ -154,26 +157,12 @@ class Http2Connection:
         self._arm = arm
         self._submit = submit
         limits = settings.limits
-        # Inbound header blocks are checked by request_from_fields: the
-        # library would make a malformed one a connection error.
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                           validate_inbound_headers=False,
-                                           validate_outbound_headers=False,
-                                           normalize_outbound_headers=False)
-        self._h2 = h2.connection.H2Connection(config)
-        # HPACK counts 32 bytes per field besides name and value (RFC 7541
-        # 4.1): the list size that matches our limit on the header section.
-        self._header_list_size = limits.max_header_bytes + 32 * limits.max_header_count
         self._max_streams = settings.http2.max_concurrent_streams
-        self._h2.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self._header_list_size,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
-        })
-        self._h2.decoder.max_header_list_size = self._header_list_size
+        self._h2 = self._library_connection(limits, self._max_streams)
         self._scanner = FrameScanner(header_block_limit=2 * limits.max_header_bytes + 1024)
         self._streams: dict[int, Http2Stream] = {}
         self._sending: deque[Http2Stream] = deque()  # streams with DATA or END_STREAM to go
+        self._resets: deque[tuple[int, int]] = deque()  # RST_STREAM to write: (stream, code)
         self._out: deque[memoryview] = deque()
         self._out_bytes = 0
         now = self.clock.monotonic()
@@ -185,6 +174,9 @@ class Http2Connection:
         self._goaway_sent = False  # whether we said GOAWAY (once is enough)
         self._last_stream = 0  # past OPEN: streams above it are refused
         self._waiters = 0  # application threads waiting on _moved
+        # An application's thread framed output and asked the poller's side
+        # to send it; more output framed before that turn rides along.
+        self._flush_asked = False
         self._moved = threading.Condition(self._io)  # output left, or a stream ended
         self._body_budgets = self._connection_body_budgets(settings)
         # Response bytes in memory across the streams, and their bound.
@@ -194,6 +186,30 @@ class Http2Connection:
         self._reported = (0, 0)
         self.deadline = now + settings.keepalive_timeout
         self._start(initial, upgrade)
+
+    @staticmethod
+    def _library_connection(limits: ParserLimits, max_streams: int) -> h2.connection.H2Connection:
+        """The h2 state machine of one connection, with our settings and coders."""
+        # Inbound header blocks are checked by request_from_fields: the
+        # library would make a malformed one a connection error.
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_inbound_headers=False,
+                                           validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
+        connection = h2.connection.H2Connection(config)
+        # HPACK counts 32 bytes per field besides name and value (RFC 7541
+        # 4.1): the list size that matches our limit on the header section.
+        header_list_size = limits.max_header_bytes + 32 * limits.max_header_count
+        # Repeated header blocks (the same response fields, a client's same
+        # request) are coded from memory.
+        connection.encoder = RememberingEncoder()
+        connection.decoder = RememberingDecoder(header_list_size)
+        connection.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: header_list_size,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
+        })
+        return connection
 
     @staticmethod
     def _connection_body_budgets(settings: ConnectionSettings) -> BodyBudgets:
@@ -263,6 +279,7 @@ class Http2Connection:
         if life is _Life.LINGERING:
             return self._linger_read()
         with self._io:
+            self._flush_asked = False
             ready = self._read_some() if self._taking_frames() else []
             self._send()
             step = self._next_step()
@@ -285,6 +302,7 @@ class Http2Connection:
             return True
         now = self.clock.monotonic()
         with self._io:
+            self._flush_asked = False
             if self._out and self._out_progress_at + self.settings.write_timeout < now:
                 log.debug("%s: HTTP/2 output not read in time", self._peer_text())
                 self.transport.abort_on_close()
@@ -312,6 +330,7 @@ class Http2Connection:
         if self._life in (_Life.CLOSED, _Life.LINGERING):
             return
         with self._io:
+            self._flush_asked = False
             if not self._goaway_sent and self._life is not _Life.FAILING:
                 self._goaway(NO_ERROR)
                 self._send()
@@ -528,17 +547,33 @@ class Http2Connection:
         """Frame what the windows allow and send what the socket takes. Holds _io."""
         if self._life is _Life.CLOSED:
             return
+        # What the streams' threads framed may fill the output already: it
+        # goes first, then more is framed while the socket takes it all.
         while True:
-            moved = self._pump()
             self._flush()
-            if not moved or self._out or self._life is _Life.GONE:
+            if self._out or self._life is _Life.GONE:
+                break
+            if not self._pump() and not self._out:
                 break
         if self._waiters:
             self._moved.notify_all()
 
+    def _ask_poller(self) -> bool:
+        """From a thread not the poller's: something was queued (a head,
+        bytes, the end, a reset) that only the poller's side frames and
+        writes, so that the responses of all the streams that ran in one
+        turn go out in one write (one TLS record and one system call, not
+        one a stream). True when the poller's side must be asked to look
+        (``arm_for_output``): once until its next turn. Holds _io."""
+        if self._flush_asked:
+            return False
+        self._flush_asked = True
+        return True
+
     def _pump(self) -> bool:
         """Move queued response bytes into DATA frames, one frame per stream
         in turn, while the windows allow and the output is short."""
+        self._write_resets()
         self._collect()
         sending = self._sending
         moved_any = False
@@ -564,12 +599,30 @@ class Http2Connection:
                 stream.sent_all()
             else:
                 sending.rotate(-1)
+        self._write_resets()  # a file that ended short
         self._collect()
         return moved_any
+
+    def _write_resets(self) -> None:
+        """RST_STREAM for the streams reset since the last turn."""
+        resets = self._resets
+        while resets:
+            stream_id, code = resets.popleft()
+            try:
+                self._h2.reset_stream(stream_id, code)
+            except h2.exceptions.ProtocolError:
+                pass  # closed already on h2's side
 
     def _flush(self) -> None:
         out = self._out
         sent_any = False
+        if len(out) > 1:
+            # One write for what every stream framed (each TLS write is a
+            # record and a system call); the queue is bounded (_OUTPUT_LOW
+            # of DATA, what h2 answers besides).
+            joined = memoryview(b"".join(out))
+            out.clear()
+            out.append(joined)
         try:
             while out:
                 item = out[0]
@@ -611,13 +664,10 @@ class Http2Connection:
         or a GOAWAY either way and no stream left."""
         return self._life is _Life.FAILING or self._life is _Life.DRAINING and not self._streams
 
-    def _needs_poller(self) -> bool:
-        """Output waits for the socket, or the connection can end now."""
-        return bool(self._out) or self._life is _Life.GONE or self._finished()
-
     def arm_for_output(self) -> None:
-        """From an application's thread: output waits for the socket, or the
-        connection has something to finish; make sure the poller looks."""
+        """From a thread not the poller's: output waits to be framed and
+        written, or the connection has something to finish; make sure the
+        poller looks."""
         with self.lock:
             if self._life in (_Life.CLOSED, _Life.LINGERING):
                 return
@@ -715,6 +765,7 @@ class Http2Connection:
         it moved for --write-timeout (the stream is then reset)."""
         stream.went_long()
         write_timeout = self.settings.write_timeout
+        timed_out = False
         with self._io:
             while not satisfied():
                 if stream.canceled or not self._taking_frames():
@@ -725,8 +776,9 @@ class Http2Connection:
                     log.debug("%s: stream %d: response not read in time",
                               self._peer_text(), stream.id)
                     stream.reset(CANCEL)
-                    self._send()
-                    raise ClientDisconnected("the stream was closed")
+                    self._ask_poller()
+                    timed_out = True
+                    break
                 self._waiters += 1
                 stream.waiting = True
                 try:
@@ -734,6 +786,9 @@ class Http2Connection:
                 finally:
                     self._waiters -= 1
                     stream.waiting = False
+        if timed_out:  # the poller's side writes the RST_STREAM
+            self.arm_for_output()
+            raise ClientDisconnected("the stream was closed")
 
 
 class Http2Stream:
@@ -760,7 +815,9 @@ class Http2Stream:
         self._reset_after_end = False  # the client still sends a body nobody reads
         self._head: ResponseHead | None = None
         self._framer: BodyFramer | None = None
-        self._head_sent = False
+        self._head_sent = False  # the head is decided (its HEADERS may wait)
+        self._head_fields: list[tuple[bytes, bytes]] | None = None  # HEADERS to write
+        self._head_ends = False  # END_STREAM on the HEADERS
         self._end_queued = False  # END_STREAM goes once the queue is empty
         self._end_sent = False
         settings = connection.settings
@@ -840,20 +897,27 @@ class Http2Stream:
     def reset(self, code: int) -> None:
         """Reset the stream ourselves (RST_STREAM), then cancel it."""
         if not self.canceled and not self.connection.closed:
-            try:
-                self.connection._h2.reset_stream(self.id, code)
-            except h2.exceptions.ProtocolError:
-                pass  # closed already on h2's side
+            self.connection._resets.append((self.id, code))  # written by _pump
         self.cancel()
 
     @property
     def wants_to_send(self) -> bool:
-        return not self.canceled and (bool(self.output) or self._end_queued and not self._end_sent)
+        return not self.canceled and (self._head_fields is not None or bool(self.output) or
+                                      self._end_queued and not self._end_sent)
 
     def move(self, h2conn: h2.connection.H2Connection) -> int:
-        """Send one DATA frame (or END_STREAM) as the windows allow: bytes moved."""
+        """Send the HEADERS if they wait, then one DATA frame (or END_STREAM)
+        as the windows allow: body bytes moved."""
         if self.canceled:
             return 0
+        fields = self._head_fields
+        if fields is not None:
+            self._head_fields = None
+            h2conn.send_headers(self.id, fields, end_stream=self._head_ends)
+            if self._head_ends:
+                self._end_sent = True
+                self.progress_at = self.connection.clock.monotonic()
+                return 0
         output = self.output
         if not output:
             if self._end_queued and not self._end_sent:
@@ -938,13 +1002,12 @@ class Http2Stream:
                 self.reset(INTERNAL_ERROR)
             else:
                 connection._want_send(self)  # sent_all() ends it once all is out
-            connection._send()
             # A response left waiting for a window has a deadline of its own.
             connection.deadline = min(connection.deadline, self.deadline())
             # Output waiting for the socket, or a connection that can close
             # now: the poller side must look. (A window still shut waits for
             # the client's WINDOW_UPDATE, which wakes the poller side anyway.)
-            arm = connection._needs_poller()
+            arm = connection._ask_poller()
         if arm:
             connection.arm_for_output()
 
@@ -966,17 +1029,19 @@ class Http2Stream:
         self._framer = framer
         self._head_sent = True
         self._status = head.code
-        end = framer.framing is BodyFraming.NONE or (ending and body_length == 0)
-        self.connection._h2.send_headers(self.id, fields, end_stream=end)
-        if end:
-            self._end_queued = self._end_sent = True
-            self.connection._want_send(self)  # for sent_all()
+        # The poller's side writes the HEADERS (move), with END_STREAM when
+        # no body follows.
+        self._head_fields = fields
+        self._head_ends = framer.framing is BodyFraming.NONE or (ending and body_length == 0)
+        if self._head_ends:
+            self._end_queued = True
+        self.connection._want_send(self)
 
     def _queue_bytes(self, data: bytes) -> None:
         framer = self._framer
         assert framer is not None
         framed = framer.frame(data)
-        if framed and not self._end_sent:
+        if framed and not self._end_queued:
             self.output.add(framed)
             self.connection._want_send(self)
 
@@ -994,20 +1059,15 @@ class Http2Stream:
         connection = self.connection
         with connection._io:
             self._check()
-            try:
-                if not self._head_sent:
-                    self._start_head(body_length, end, exact=file is None)
-                for piece in pieces:
-                    self._queue_bytes(piece)
-                if file is not None:
-                    self._queue_file(*file)
-                if end:
-                    self._end()
-            except h2.exceptions.ProtocolError:  # h2 closed the stream under us
-                self.cancel()
-                raise ClientDisconnected("the stream was closed") from None
-            connection._send()
-            arm = connection._needs_poller()
+            if not self._head_sent:
+                self._start_head(body_length, end, exact=file is None)
+            for piece in pieces:
+                self._queue_bytes(piece)
+            if file is not None:
+                self._queue_file(*file)
+            if end:
+                self._end()
+            arm = connection._ask_poller()
             over = not self._has_room(wait, self._high_water)
         if arm:
             connection.arm_for_output()
@@ -1030,7 +1090,7 @@ class Http2Stream:
         assert framer is not None
         count = framer.raw_count(available)
         assert count is not None  # no chunking in HTTP/2
-        if count and not self._end_sent:
+        if count and not self._end_queued:
             self.output.add_file(fd, offset, count)
             framer.sent_raw(count)
             self.connection._want_send(self)
@@ -1059,7 +1119,7 @@ class Http2Stream:
                 self._cut_off = True  # the application's next write fails
             else:
                 self.reset(CANCEL)
-            connection._send()
+            connection._ask_poller()
         connection.arm_for_output()
 
     # -- ExchangeIO ----------------------------------------------------------
@@ -1071,7 +1131,7 @@ class Http2Stream:
 
     @property
     def head_sent(self) -> bool:
-        """True once the HEADERS went out."""
+        """True once the head is decided (its HEADERS are queued or sent)."""
         return self._head_sent
 
     def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
@@ -1111,8 +1171,7 @@ class Http2Stream:
                 return False
             method = self.request.method if self.request is not None else b"GET"
             self._respond_error(status, detail, method)
-            connection._send()
-            arm = bool(connection._out)
+            arm = connection._ask_poller()
         if arm:
             connection.arm_for_output()
         return True

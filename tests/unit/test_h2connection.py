@@ -17,7 +17,7 @@ import h2.events  # noqa: E402
 import h2.settings  # noqa: E402
 
 from wsgiserver.budget import BodyBudgets, Budget, FileCount  # noqa: E402
-from wsgiserver.drive import Http2Options  # noqa: E402
+from wsgiserver.drive import Http2Options, Step  # noqa: E402
 from wsgiserver.h2connection import Http2Connection  # noqa: E402
 from wsgiserver.output import SpoolSettings  # noqa: E402
 from wsgiserver.protocol.parser import ParserLimits  # noqa: E402
@@ -121,13 +121,28 @@ class Client:
             new += events
             if self.connection.closed:
                 break
-            if self.transport.readable() or (self.submitted and self.run_streams):
+            if self.transport.readable() or self._asked_to_write() or \
+                    (self.submitted and self.run_streams):
                 self.step = self.connection.on_ready()
                 continue
             if not sent and not outgoing and not self._threads_moving():
                 break
         self.events += new
         return new
+
+    def poller_turn(self) -> None:
+        """The poller's side sends what the streams' threads framed, as the
+        server does once a thread arms the socket for writing."""
+        if self._asked_to_write():
+            self.step = self.connection.on_ready()
+
+    def _asked_to_write(self) -> bool:
+        """Whether a stream's thread armed the socket for writing since the
+        last look (what it framed waits for the poller's side to send)."""
+        count = len(self.armed)  # threads may append meanwhile
+        asked = any(step is not Step.READ for step in self.armed[:count])
+        del self.armed[:count]
+        return asked
 
     def _threads_moving(self) -> bool:
         """Let the streams' threads run a moment: True if one sent since."""
@@ -136,7 +151,7 @@ class Client:
             return False
         before = self.transport.sent_count()
         self.threads[0].join(0.01)
-        return self.transport.sent_count() != before or \
+        return self.transport.sent_count() != before or bool(self.armed) or \
             not all(thread.is_alive() for thread in self.threads)
 
     def close(self) -> None:
@@ -417,6 +432,7 @@ def test_draining_says_goaway_and_lets_the_open_stream_finish():
     goaway = [f for f in frames_of(client.transport.take_sent()) if f.type == 0x7]
     assert [(f.error_code, f.last_stream_id) for f in goaway] == [(0, stream)]
     client.run_submitted()
+    client.poller_turn()
     sent = frames_of(client.transport.take_sent())
     assert [(f.type, f.stream_id) for f in sent] == [(0x1, stream), (0x0, stream)]
     assert sent[1].data == b"hello /last" and "END_STREAM" in sent[1].flags
@@ -566,3 +582,19 @@ def test_a_body_the_spool_has_no_room_for_is_503_with_retry_after_as_on_http11()
     assert headers[b":status"] == b"503" and headers[b"retry-after"] == b"5"
     assert b"cannot take this body now" in body
     assert budgets.memory.used == 0 and budgets.spool.used == 0
+
+
+def test_the_responses_of_one_turn_go_out_in_one_write():
+    client = Client(run_streams=False)
+    streams = [client.request(f"/{n}") for n in range(5)]
+    client.exchange()  # the requests are read; their streams wait for threads
+    writes = []
+    send = client.transport.send
+    client.transport.send = lambda data: writes.append(len(data)) or send(data)
+    client.run_submitted()
+    assert not writes, "the streams' threads frame, the poller's side writes"
+    client.poller_turn()
+    assert len(writes) == 1
+    client.exchange()
+    for stream in streams:
+        assert client.response(stream)[1:] == (b"hello /%d" % (stream // 2), True)
