@@ -105,19 +105,11 @@ def build_request(
         raise
     connection = special.get(b"connection")
     expect = special.get(b"expect")
-    return Request(
-        method=method,
-        target=target,
-        http_version=version,
-        headers=headers,
-        path=path,
-        query=query,
-        scheme=scheme,
-        authority=target_authority if authority is None else authority,
-        framing=framing,
-        content_length=length,
-        connection=_NO_OPTIONS if connection is None else _connection_options(connection),
-        expect_continue=expect is not None and not ended and _expects_continue(version, expect),
+    return Request(  # positionally: a NamedTuple's keywords cost a mapping per request
+        method, target, version, headers, path, query, scheme,
+        target_authority if authority is None else authority, framing, length,
+        _NO_OPTIONS if connection is None else _connection_options(connection),
+        expect is not None and not ended and _expects_continue(version, expect),
     )
 
 
