@@ -135,8 +135,9 @@ class WorkerPool:
         self.max_long = max_long
         self._name = name
         # One lock for the states, the lead and the tasks; the condition waits
-        # on it. ``with self._lock`` (C) on the hot path, not the condition's
-        # Python-level __enter__.
+        # on it. The lock itself (C) on the hot path, not the condition's
+        # Python-level __enter__; where every request passes (begin, end) as
+        # acquire/release in try/finally, which costs less than a ``with``.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._leader: Worker | None = None
@@ -369,7 +370,9 @@ class WorkerPool:
         """``worker`` enters a request's application call (the hot path: the
         state change of ``_set`` written out, under the lock)."""
         now = self._clock.monotonic()
-        with self._lock:
+        lock = self._lock  # acquire/release: a ``with`` costs more, every request
+        lock.acquire()
+        try:
             worker.cut = cut
             worker.stalled = stalled
             worker.since = self._turned_at = now
@@ -382,13 +385,17 @@ class WorkerPool:
             if self._slow and self._leader is worker:
                 self._leader = None
                 self._cond.notify()
+        finally:
+            lock.release()
         if self._dozing:
             self._wakeup.set()
 
     def end(self, worker: Worker) -> None:
         """``worker`` is out of the application call."""
         now = self._clock.monotonic()
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             since = worker.since
             worker.since = worker.cut = worker.stalled = None
             self._turned_at = now
@@ -397,6 +404,8 @@ class WorkerPool:
                 counts[_RUNNING] -= 1
                 counts[_LEADING] += 1
                 worker.state = _LEADING
+        finally:
+            lock.release()
         if since is not None:
             self._average += (now - since - self._average) / 8
             self._slow = self._average > self._promote_after
