@@ -4,10 +4,10 @@ it has just coded, given to the h2 library in place of its own coder.
 A server answers many responses with the same fields, and a client sends
 many requests with the same header block. Once every field of a block is in
 the dynamic table (RFC 7541 section 2.3), the block codes to the same bytes,
-and the same bytes decode to the same fields, until the table changes: so
-the last few blocks are kept, and forgotten whenever the table changes
-(an entry added or evicted, a size update). Knows nothing of frames, streams
-or sockets.
+and the same bytes decode to the same fields, until the table changes: so the
+first blocks coded after a change are kept (a few, small ones only), and
+forgotten whenever the table changes again (an entry added or evicted, a
+size update). Knows nothing of frames, streams or sockets.
 """
 
 from __future__ import annotations
@@ -20,10 +20,13 @@ from hpack.table import HeaderTable
 
 __all__ = ["RememberingEncoder", "RememberingDecoder"]
 
-# Blocks kept per direction and connection, and the largest kept: the
-# memory this costs stays small (a few KiB), whatever the client sends.
+# Blocks kept per direction and connection, the largest kept, and the most
+# fields a kept block may decode to (a byte per indexed field: 512 bytes can
+# name 512 fields): the memory stays small (some tens of KiB at most),
+# whatever the client sends.
 _BLOCKS_KEPT = 16
 _LARGEST_BLOCK = 512
+_MOST_FIELDS = 64
 
 
 class _CountedTable(HeaderTable):
@@ -74,7 +77,7 @@ class RememberingEncoder(Encoder):
             # Kept only if coding it changed nothing: it is then all
             # references, and codes the same way until the table changes.
             if table.changes == self._changes and len(block) <= _LARGEST_BLOCK and \
-                    len(self._blocks) < _BLOCKS_KEPT:
+                    len(headers) <= _MOST_FIELDS and len(self._blocks) < _BLOCKS_KEPT:
                 self._blocks[key] = block
         return block
 
@@ -104,7 +107,8 @@ class RememberingDecoder(Decoder):
         if fields is not None:
             return list(fields)
         decoded = list(super().decode(data, raw))
-        if self.header_table.changes == state[0] and len(self._blocks) < _BLOCKS_KEPT:
+        if self.header_table.changes == state[0] and len(self._blocks) < _BLOCKS_KEPT \
+                and len(decoded) <= _MOST_FIELDS:
             self._blocks[key] = decoded
             return list(decoded)
         return decoded

@@ -87,3 +87,26 @@ def test_a_header_list_over_the_limit_is_refused_even_after_it_was_taken():
     decoder.max_header_list_size = 50
     with pytest.raises(hpack.OversizedHeaderListError):
         decoder.decode(block, raw=True)
+
+
+def test_a_block_of_many_indexed_fields_is_not_kept():
+    # A byte per indexed field: 300 bytes can name 300 fields. Such a block
+    # decodes right, but is not kept (its fields would cost ~100x its bytes).
+    decoder = RememberingDecoder(1 << 20)
+    block = bytes([0x82]) * 300  # :method GET, 300 times (static table, index 2)
+    assert decoder.decode(block, raw=True) == [(b":method", b"GET")] * 300
+    assert decoder._blocks == {}
+    small = bytes([0x82]) * 3
+    decoder.decode(small, raw=True)
+    assert list(decoder._blocks) == [small]
+
+
+def test_the_table_changes_only_the_ways_the_counter_sees():
+    # h2hpack counts changes through HeaderTable.add and the maxsize setter;
+    # a new way to change the table in hpack would make kept blocks stale.
+    from hpack.table import HeaderTable
+
+    members = {name for name in vars(HeaderTable) if not name.startswith("__")}
+    assert members == {"DEFAULT_SIZE", "STATIC_TABLE", "STATIC_TABLE_LENGTH",
+                       "STATIC_TABLE_MAPPING", "_shrink", "add", "get_by_index",
+                       "maxsize", "search"}, "hpack's HeaderTable changed: review h2hpack.py"
