@@ -38,9 +38,8 @@ from .writer import (
     BodyFraming,
     ResponseHead,
     body_allowed,
-    framed_length,
-    known_length,
     length_field_kept,
+    response_length,
 )
 
 __all__ = ["request_from_fields", "check_trailers", "MalformedRequest", "response_fields",
@@ -238,7 +237,7 @@ def response_fields(
     the connection-specific fields are dropped.
     """
     code = head.code
-    length = _response_length(head, method, body_length, exact)
+    length = response_length(method, head, body_length, exact)
     if not body_allowed(method, code):
         framing = BodyFraming.NONE
     elif length is not None:
@@ -258,18 +257,6 @@ def response_fields(
     if server_name and not head.has_server:
         fields.append((b"server", server_name.encode("latin-1")))
     return fields, BodyFramer(framing, length)
-
-
-def _response_length(
-    head: ResponseHead, method: bytes, body_length: int | None, exact: bool
-) -> int | None:
-    """The length the body is framed by, as HTTP/1.1 would frame it."""
-    if exact:
-        return framed_length(method, head, body_length)
-    # A file's available bytes: a Content-Length may announce only a part.
-    if head.content_length is None and body_length is not None:
-        return known_length(method, head.code, body_length)
-    return head.content_length
 
 
 class FrameFlood(Exception):

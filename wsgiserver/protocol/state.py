@@ -27,10 +27,9 @@ from .writer import (
     choose_framing,
     encode_head,
     error_text,
-    framed_length,
-    known_length,
     length_field_kept,
     reason_phrase,
+    response_length,
     status_line,
 )
 
@@ -307,15 +306,10 @@ class ConnectionState:
         request = self.request
         method, version = (request.method, request.http_version) if request is not None \
             else _NO_REQUEST
-        length = head.content_length
-        if exact:
-            if body_length is not None and body_length != length:
-                length = framed_length(method, head, body_length)
-        elif length is None and body_length is not None:
-            # a file's bytes: a Content-Length may announce only a part of them
-            length = known_length(method, head.code, body_length)
+        length = response_length(method, head, body_length, exact)
         framing = choose_framing(version, method, head.code, length)
         fields = head.fields.copy()
+        # length_field_kept's first case asked here: a call less per response
         if framing is BODY_LENGTH or length_field_kept(framing, head.code, length):
             fields.append(("Content-Length", str(length)))
         elif framing is BODY_CHUNKED:

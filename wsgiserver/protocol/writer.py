@@ -23,6 +23,7 @@ __all__ = [
     "choose_framing",
     "known_length",
     "framed_length",
+    "response_length",
     "length_field_kept",
     "HOP_BY_HOP",
     "encode_head",
@@ -91,6 +92,25 @@ def framed_length(method: bytes, head: ResponseHead, body_length: int | None) ->
     if length != body_length and body_allowed(method, head.code):
         raise ResponseError(f"the application declared Content-Length: {length} "
                             f"and returned {body_length} bytes")
+    return length
+
+
+def response_length(method: bytes, head: ResponseHead, body_length: int | None,
+                    exact: bool = True) -> int | None:
+    """The length a response's body is framed by, on either protocol.
+
+    ``exact``: ``body_length`` is the whole body (see ``framed_length``);
+    else it is a file's available bytes, whose count frames the body only
+    when the application declared no Content-Length (which may announce a
+    part of them).
+    """
+    length = head.content_length
+    if body_length is None or body_length == length:
+        return length
+    if exact:
+        return framed_length(method, head, body_length)
+    if length is None:
+        return known_length(method, head.code, body_length)
     return length
 
 
