@@ -16,7 +16,7 @@ from .budget import BodyBudgets
 from .clock import Clock
 from .exchange import ExchangeSettings
 from .output import SpoolSettings
-from .protocol.parser import ParserLimits
+from .protocol.policy import ParserLimits
 from .proxy import ProxyTrust
 from .transport import Peer
 

@@ -67,7 +67,7 @@ from .protocol.http2 import (
     request_from_fields,
     response_fields,
 )
-from .protocol.parser import ParserLimits, body_too_large
+from .protocol.policy import ParserLimits, body_too_large
 from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
 from .transport import Peer, Transport
 

@@ -48,7 +48,7 @@ from .metrics import Board, Recorder, render
 from .output import SpoolSettings
 from .poller import BOTH, READ, WRITE, Poller, make_poller
 from .pool import Worker, WorkerPool
-from .protocol.parser import ParserLimits
+from .protocol.policy import ParserLimits
 from .proxy import ProxyTrust
 from .transport import SocketTransport, TlsTransport, Transport
 from .upgrade import KeepAlive, WebSocketRegistry

@@ -18,7 +18,8 @@ from wsgiserver.protocol.http2 import (
     request_from_fields,
     response_fields,
 )
-from wsgiserver.protocol.parser import ParserLimits, RequestParser
+from wsgiserver.protocol.parser import RequestParser
+from wsgiserver.protocol.policy import ParserLimits
 from wsgiserver.protocol.writer import BodyFraming, ResponseHead
 from wsgiserver.wsgi import EnvironBuilder
 

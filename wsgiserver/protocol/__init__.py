@@ -4,7 +4,8 @@ Nothing here knows sockets, threads, time, logging or WSGI.
 """
 
 from .events import NEED_DATA, PAUSED, Data, EndOfMessage, Event, Framing, Request
-from .parser import ParserLimits, RequestParser
+from .parser import RequestParser
+from .policy import ParserLimits
 from .state import After, ConnectionState
 from .writer import (
     BodyFramer,

@@ -17,26 +17,21 @@ from . import grammar
 from .events import FRAMING_CHUNKED, NEED_DATA, PAUSED, Data, EndOfMessage, Event, Request
 from .policy import (
     SPECIAL,
+    Fields,
     ParserLimits,
     Special,
     body_too_large,
     build_request,
     check_field_section,
-    content_length,
     header_section_too_large,
     request_line_too_long,
-    split_target,
 )
 
-# ParserLimits, body_too_large, content_length and split_target live with the
-# request policy both protocols share (policy.py); named here for importers.
-__all__ = ["RequestParser", "ParserLimits", "body_too_large", "content_length",
-           "parse_field_lines", "split_target"]
+# ParserLimits lives with the request policy both protocols share (policy.py).
+__all__ = ["RequestParser", "parse_field_lines"]
 
 # A chunk-size line with extensions; longer lines are an attack or a bug.
 _MAX_CHUNK_LINE = 4096
-
-Fields = tuple[tuple[bytes, bytes], ...]
 
 
 class _State(enum.Enum):

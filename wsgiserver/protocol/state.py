@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from ..errors import ProtocolError, ResponseError
 from .events import FRAMING_NONE, Event, Request
-from .parser import ParserLimits, RequestParser
+from .parser import RequestParser
+from .policy import ParserLimits
 from .writer import (
     BODY_CHUNKED,
     BODY_CLOSE,
