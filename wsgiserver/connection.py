@@ -615,9 +615,6 @@ def h2c_settings(request: Request) -> bytes | None:
     return payload if len(payload) % 6 == 0 else None
 
 
-_UNREAD: Mapping[str, str] = {}  # the connection's environ, not yet read
-
-
 class _ExchangeIO:
     """The connection as one exchange sees it: the body, the response sink,
     upgrades. Its sink methods run on the application's thread; ``cut`` may
@@ -636,8 +633,8 @@ class _ExchangeIO:
         self.body: IO[bytes] = NO_BODY
         self.peer: Peer = connection.transport.peer  # the client's (address, port)
         # What the connection adds to the environ (its TLS facts): read from
-        # the transport at the first exchange, once its handshake is done.
-        self.connection_environ: Mapping[str, str] = _UNREAD
+        # the transport (which keeps it) as each exchange begins, after the handshake.
+        self.connection_environ: Mapping[str, str] = {}
         self.upgraded = False
         self._cut = True  # until begin()
         self._leftover = b""  # bytes that came after the 101, before we read on
@@ -647,8 +644,7 @@ class _ExchangeIO:
         self.body = body
         self._detach = detach
         self._cut = False
-        if self.connection_environ is _UNREAD:
-            self.connection_environ = self._transport.environ
+        self.connection_environ = self._transport.environ
 
     def done(self) -> None:
         """The exchange is over: a late cut has nothing left to do."""

@@ -248,13 +248,11 @@ class _Call:
         if self.sink.upgraded:
             return  # the app spoke its own protocol on the connection
         if type(result) in (list, tuple):
-            if not self.started:
-                self._check_started()  # raises
+            self._check_started()
             pieces: Sequence[bytes] = result  # type: ignore[assignment]
-            if len(pieces) == 1 and type(pieces[0]) is bytes:  # the common case, checked inline
-                self.sink.write_whole(pieces[0])
-            elif len(pieces) <= 1:
-                self.sink.write_whole(_checked_bytes(pieces[0]) if pieces else b"")
+            if len(pieces) <= 1:
+                body = pieces[0] if pieces else b""
+                self.sink.write_whole(body if type(body) is bytes else _checked_bytes(body))
             else:
                 self.sink.write_all([_checked_bytes(piece) for piece in pieces])
             return

@@ -98,7 +98,7 @@ def build_request(
             raise ProtocolError(400, "invalid :authority")  # RFC 9113 section 8.3.1
         hosts = special.get(b"host")
         if hosts is None or len(hosts) != 1 or grammar.host.fullmatch(hosts[0]) is None:
-            _check_hosts(version, hosts)
+            _refuse_hosts(version, hosts)
         framing, length = _framing(special, version, limits, ended)
     except ProtocolError as error:
         error.head = RequestHead(method, target, version, headers)
@@ -148,8 +148,9 @@ def _valid_authority(authority: bytes) -> bool:
         grammar.host.fullmatch(authority) is not None
 
 
-def _check_hosts(version: Version, hosts: list[bytes] | None) -> None:
-    """Host fields other than one valid one: refused, but none from HTTP/1.0."""
+def _refuse_hosts(version: Version, hosts: list[bytes] | None) -> None:
+    """Host fields other than one valid one (the caller checked that case):
+    refused, save none at all from HTTP/1.0."""
     if hosts is not None and len(hosts) > 1:
         raise ProtocolError(400, "more than one Host field")
     if not hosts:
