@@ -15,12 +15,12 @@ calls the h2 library. Each stream's application runs on a pool thread and
 queues its response (the head's fields, its bytes, the end, a reset) on
 its stream, then arms the poller once until its next turn; that turn
 frames what the windows allow for every stream and writes it in one go.
-One lock (``_io``) guards the h2 state, the streams, the output queue and
+One lock (``io_lock``) guards the h2 state, the streams, the output queue and
 the socket. An application that must wait for its client (its share of memory
 used, a window held shut) never reads the client's frames: it is detached
 from the pool like a long request (so ``--threads 1`` still serves) and
 waits on ``_moved``, which the poller's side signals as output leaves.
-Lock order: ``lock``, then ``_io``, then the pool's.
+Lock order: ``lock``, then ``io_lock``, then the pool's.
 
 Memory. What one connection may hold is bounded as for HTTP/1.1, however
 many streams it opens: request bodies share ``2 x --body-memory-bytes``
@@ -28,6 +28,9 @@ in memory (past it, bodies go to their spool files), responses share
 ``4 x --response-buffer-bytes`` waiting for windows (past it, a response's
 bytes go to a spool file of its own within the server's spool budget, or
 its application waits for its client).
+
+A stream's own state and the face its exchange sees are ``h2stream.py``'s;
+they reach the connection only through its ``StreamHost`` methods.
 
 Knows nothing of the poller or the pool: the server gives it ``arm`` (watch
 my socket for this interest now) and ``submit`` (run this stream).
@@ -40,7 +43,7 @@ import enum
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from typing import IO
 
 import h2.config
@@ -50,13 +53,22 @@ import h2.exceptions
 import h2.settings
 from hyperframe.frame import GoAwayFrame
 
-from .body import NO_BODY, RequestBody, SpoolFull
+from .body import RequestBody, SpoolFull
 from .budget import BodyBudgets, Budget, FileCount
 from .drive import DRAIN_QUIET_SECONDS, SPOOL_FULL_RETRY_AFTER, ConnectionSettings, Step
-from .errors import ClientDisconnected, ProtocolError, ResponseError
-from .exchange import Exchange
+from .errors import ClientDisconnected, ProtocolError
 from .h2hpack import RememberingDecoder, RememberingEncoder
-from .h2output import FileEnded, Share, StreamOutput
+from .h2output import FileEnded, Share
+from .h2stream import (
+    CANCEL,
+    ENHANCE_YOUR_CALM,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+    Http2Stream,
+    Phase,
+)
 from .protocol.events import Request
 from .protocol.http2 import (
     FloodGuard,
@@ -65,23 +77,13 @@ from .protocol.http2 import (
     MalformedRequest,
     check_trailers,
     request_from_fields,
-    response_fields,
 )
 from .protocol.parser import ParserLimits, body_too_large
-from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
-from .transport import Peer, Transport
+from .transport import Transport
 
 __all__ = ["Http2Connection", "Http2Stream"]
 
 log = logging.getLogger("wsgiserver")
-
-# RFC 9113 section 7 error codes.
-NO_ERROR = 0x0
-PROTOCOL_ERROR = 0x1
-INTERNAL_ERROR = 0x2
-REFUSED_STREAM = 0x7
-CANCEL = 0x8
-ENHANCE_YOUR_CALM = 0xB
 
 # Receive windows we offer: bodies are stored as they arrive (memory, then a
 # spool file), so a window only paces the client, never our memory.
@@ -107,10 +109,6 @@ _BODY_MEMORY_SHARES = 2
 _OUTPUT_MEMORY_SHARES = 4
 
 
-def _never_long() -> None:
-    return None
-
-
 class _Life(enum.Enum):
     """Where the connection is in its life; it only moves down this list
     (DRAINING may be skipped, and GONE and CLOSED come from anywhere)."""
@@ -121,14 +119,6 @@ class _Life(enum.Enum):
     GONE = "gone"  # the client went away: close at once
     LINGERING = "lingering"  # all said: the write side is shut, what arrives is dropped
     CLOSED = "closed"
-
-
-class _Phase(enum.Enum):
-    RECEIVING = "receiving"  # its body is arriving
-    QUEUED = "queued"  # complete, waiting for a thread
-    RUNNING = "running"  # its application runs
-    SENDING = "sending"  # the application is done; DATA still waits for windows
-    DONE = "done"
 
 
 class Http2Connection:
@@ -153,7 +143,7 @@ class Http2Connection:
         self.settings = settings
         self.clock = settings.clock
         self.lock = threading.Lock()  # the driver's: see the module docstring
-        self._io = threading.Lock()
+        self.io_lock = threading.Lock()
         self._arm = arm
         self._submit = submit
         limits = settings.limits
@@ -177,7 +167,7 @@ class Http2Connection:
         # An application's thread framed output and asked the poller's side
         # to send it; more output framed before that turn rides along.
         self._flush_asked = False
-        self._moved = threading.Condition(self._io)  # output left, or a stream ended
+        self._moved = threading.Condition(self.io_lock)  # output left, or a stream ended
         self._body_budgets = self._connection_body_budgets(settings)
         # Response bytes in memory across the streams, and their bound.
         self.output_share = Share(_OUTPUT_MEMORY_SHARES * settings.output_high_water)
@@ -231,7 +221,7 @@ class Http2Connection:
     @property
     def busy(self) -> bool:
         """True while a stream's request runs or waits for a thread."""
-        return any(stream.phase in (_Phase.QUEUED, _Phase.RUNNING)
+        return any(stream.phase in (Phase.QUEUED, Phase.RUNNING)
                    for stream in list(self._streams.values()))
 
     @property
@@ -244,7 +234,7 @@ class Http2Connection:
     def _start(self, initial: bytes, upgrade: tuple[Request, IO[bytes], bytes] | None) -> None:
         ready: list[Http2Stream] = []
         self._pending_start = ready
-        with self._io:
+        with self.io_lock:
             try:
                 if upgrade is not None:
                     request, body, payload = upgrade
@@ -252,13 +242,13 @@ class Http2Connection:
                     stream = Http2Stream(self, 1, request)
                     self._streams[1] = stream
                     stream.input = body
-                    stream.phase = _Phase.QUEUED
+                    stream.phase = Phase.QUEUED
                     ready.append(stream)
                 else:
                     self._h2.initiate_connection()
                 self._h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
             except (h2.exceptions.ProtocolError, ValueError) as error:
-                log.debug("%s: HTTP/2 upgrade refused: %s", self._peer_text(), error)
+                log.debug("%s: HTTP/2 upgrade refused: %s", self.peer_text(), error)
                 self._life = _Life.FAILING
                 return
             if initial:
@@ -278,7 +268,7 @@ class Http2Connection:
             return Step.CLOSED
         if life is _Life.LINGERING:
             return self._linger_read()
-        with self._io:
+        with self.io_lock:
             self._flush_asked = False
             ready = self._read_some() if self._taking_frames() else []
             self._send()
@@ -297,14 +287,14 @@ class Http2Connection:
         if self._life is _Life.CLOSED:
             return True
         if self._life is _Life.LINGERING:
-            with self._io:
+            with self.io_lock:
                 self._close_now()
             return True
         now = self.clock.monotonic()
-        with self._io:
+        with self.io_lock:
             self._flush_asked = False
             if self._out and self._out_progress_at + self.settings.write_timeout < now:
-                log.debug("%s: HTTP/2 output not read in time", self._peer_text())
+                log.debug("%s: HTTP/2 output not read in time", self.peer_text())
                 self.transport.abort_on_close()
                 self._close_now()
                 return True
@@ -329,7 +319,7 @@ class Http2Connection:
         open streams finish, then the connection closes."""
         if self._life in (_Life.CLOSED, _Life.LINGERING):
             return
-        with self._io:
+        with self.io_lock:
             self._flush_asked = False
             if not self._goaway_sent and self._life is not _Life.FAILING:
                 self._goaway(NO_ERROR)
@@ -347,13 +337,13 @@ class Http2Connection:
 
     def close(self) -> None:
         """Close the socket now (idempotent); streams still running fail."""
-        with self._io:
+        with self.io_lock:
             self._close_now()
 
     # -- reading ---------------------------------------------------------------
 
     def _read_some(self) -> list[Http2Stream]:
-        """Read and handle what the socket has, a few reads at most. Holds _io."""
+        """Read and handle what the socket has, a few reads at most. Holds io_lock."""
         ready: list[Http2Stream] = []
         if self._out_bytes > _OUTPUT_LIMIT:
             return ready  # the client reads nothing: read nothing of it
@@ -370,7 +360,7 @@ class Http2Connection:
         return ready
 
     def _receive(self, data: bytes) -> list[Http2Stream]:
-        """Feed bytes to h2 and act on its events; streams now complete. Holds _io."""
+        """Feed bytes to h2 and act on its events; streams now complete. Holds io_lock."""
         self.received += len(data)
         ready: list[Http2Stream] = []
         try:
@@ -385,7 +375,7 @@ class Http2Connection:
             self._connection_error(ENHANCE_YOUR_CALM, str(flood))
         except h2.exceptions.ProtocolError as error:
             # h2 has queued its GOAWAY already.
-            log.debug("%s: HTTP/2 connection error: %s", self._peer_text(), error)
+            log.debug("%s: HTTP/2 connection error: %s", self.peer_text(), error)
             self._fail_streams()
             self._failing()
         self._block_started = None if not self._scanner.in_header_block else \
@@ -400,7 +390,7 @@ class Http2Connection:
             self._on_request(event)  # type: ignore[arg-type]
         elif kind is h2.events.StreamEnded:
             stream = self._streams.get(event.stream_id)  # type: ignore[attr-defined]
-            if stream is not None and stream.phase is _Phase.RECEIVING:
+            if stream is not None and stream.phase is Phase.RECEIVING:
                 stream.complete()
                 ready.append(stream)
         elif kind is h2.events.StreamReset:
@@ -409,7 +399,7 @@ class Http2Connection:
             self._on_trailers(event)  # type: ignore[arg-type]
         elif kind is h2.events.ConnectionTerminated:
             if event.error_code:  # type: ignore[attr-defined]
-                log.debug("%s: the client ended HTTP/2 with error %s", self._peer_text(),
+                log.debug("%s: the client ended HTTP/2 with error %s", self.peer_text(),
                           event.error_code)  # type: ignore[attr-defined]
                 self._fail_streams()
                 self._failing()
@@ -432,7 +422,7 @@ class Http2Connection:
             self._malformed(stream, error)
             return
         except ProtocolError as error:
-            log.debug("%s: stream %d: %d %s", self._peer_text(), stream_id, error.status,
+            log.debug("%s: stream %d: %d %s", self.peer_text(), stream_id, error.status,
                       error.detail)
             stream.refuse(error.status, error.detail, ended)
             return
@@ -458,7 +448,7 @@ class Http2Connection:
     def _malformed(self, stream: Http2Stream, error: MalformedRequest) -> None:
         """RFC 9113 8.1.1: a malformed request is a stream error; the
         connection and its other streams go on."""
-        log.debug("%s: stream %d: malformed request: %s", self._peer_text(), stream.id,
+        log.debug("%s: stream %d: malformed request: %s", self.peer_text(), stream.id,
                   error.detail)
         stream.reset(PROTOCOL_ERROR)
 
@@ -467,7 +457,7 @@ class Http2Connection:
         if event.flow_controlled_length:
             self._h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
         stream = self._streams.get(stream_id)
-        if stream is None or stream.phase is not _Phase.RECEIVING or stream.spool is None:
+        if stream is None or stream.phase is not Phase.RECEIVING or stream.spool is None:
             return  # refused or reset: dropped
         data = event.data or b""
         stream.body_at = self.clock.monotonic()
@@ -478,18 +468,18 @@ class Http2Connection:
         try:
             stream.spool.write(data)
         except SpoolFull as error:
-            log.warning("%s: stream %d: %s", self._peer_text(), stream_id, error)
+            log.warning("%s: stream %d: %s", self.peer_text(), stream_id, error)
             stream.refuse(503, "the server cannot take this body now", ended=False,
                           retry_after=SPOOL_FULL_RETRY_AFTER)
         except OSError as error:
-            log.error("%s: request body could not be stored: %s", self._peer_text(), error)
+            log.error("%s: request body could not be stored: %s", self.peer_text(), error)
             stream.refuse(503, "the request body could not be stored", ended=False)
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         stream = self._streams.get(event.stream_id)
         if stream is None:
             return
-        if stream.phase is not _Phase.DONE:
+        if stream.phase is not Phase.DONE:
             self._guard.reset_under_way()
         stream.cancel()
 
@@ -518,7 +508,7 @@ class Http2Connection:
             stream.cancel()
 
     def _connection_error(self, code: int, why: str) -> None:
-        log.debug("%s: HTTP/2 connection closed (%s)", self._peer_text(), why)
+        log.debug("%s: HTTP/2 connection closed (%s)", self.peer_text(), why)
         self._fail_streams()
         self._failing()
         self._goaway(code)
@@ -544,7 +534,7 @@ class Http2Connection:
         self._queue_out(self._h2.data_to_send())
 
     def _send(self) -> None:
-        """Frame what the windows allow and send what the socket takes. Holds _io."""
+        """Frame what the windows allow and send what the socket takes. Holds io_lock."""
         if self._life is _Life.CLOSED:
             return
         # What the streams' threads framed may fill the output already: it
@@ -558,13 +548,13 @@ class Http2Connection:
         if self._waiters:
             self._moved.notify_all()
 
-    def _ask_poller(self) -> bool:
+    def ask_poller(self) -> bool:
         """From a thread not the poller's: something was queued (a head,
         bytes, the end, a reset) that only the poller's side frames and
         writes, so that the responses of all the streams that ran in one
         turn go out in one write (one TLS record and one system call, not
         one a stream). True when the poller's side must be asked to look
-        (``arm_for_output``): once until its next turn. Holds _io."""
+        (``arm_for_output``): once until its next turn. Holds io_lock."""
         if self._flush_asked:
             return False
         self._flush_asked = True
@@ -583,7 +573,7 @@ class Http2Connection:
         while sending and budget > 0 and stalled < len(sending):
             stream = sending[0]
             try:
-                moved = stream.move(h2conn)
+                moved = self._move(stream, h2conn)
             except h2.exceptions.ProtocolError:  # closed on h2's side meanwhile
                 stream.cancel()
                 moved = 0
@@ -596,6 +586,8 @@ class Http2Connection:
                 stalled += 1
             if not stream.wants_to_send:
                 sending.popleft()
+                if stream.reset_after_end and stream.end_sent and not stream.canceled:
+                    self._reset_quietly(stream.id, NO_ERROR)
                 stream.sent_all()
             else:
                 sending.rotate(-1)
@@ -603,15 +595,53 @@ class Http2Connection:
         self._collect()
         return moved_any
 
+    def _move(self, stream: Http2Stream, h2conn: h2.connection.H2Connection) -> int:
+        """Send the stream's HEADERS if they wait, then one DATA frame (or
+        END_STREAM) as the windows allow: body bytes moved."""
+        if stream.canceled:
+            return 0
+        fields = stream.head_fields
+        if fields is not None:
+            stream.head_fields = None
+            h2conn.send_headers(stream.id, fields, end_stream=stream.head_ends)
+            if stream.head_ends:
+                stream.end_sent = True
+                stream.progress_at = self.clock.monotonic()
+                return 0
+        output = stream.output
+        if not output:
+            if stream.end_queued and not stream.end_sent:
+                h2conn.end_stream(stream.id)
+                stream.end_sent = True
+                stream.progress_at = self.clock.monotonic()
+            return 0
+        window = h2conn.local_flow_control_window(stream.id)
+        if window <= 0:
+            return 0
+        try:
+            piece = output.take(min(window, h2conn.max_outbound_frame_size))
+        except FileEnded:
+            log.error("stream %d: the file ended before its announced length", stream.id)
+            stream.reset(INTERNAL_ERROR)
+            return 0
+        last = stream.end_queued and not output
+        h2conn.send_data(stream.id, piece, end_stream=last)
+        if last:
+            stream.end_sent = True
+        stream.progress_at = self.clock.monotonic()
+        return len(piece)
+
     def _write_resets(self) -> None:
         """RST_STREAM for the streams reset since the last turn."""
         resets = self._resets
         while resets:
-            stream_id, code = resets.popleft()
-            try:
-                self._h2.reset_stream(stream_id, code)
-            except h2.exceptions.ProtocolError:
-                pass  # closed already on h2's side
+            self._reset_quietly(*resets.popleft())
+
+    def _reset_quietly(self, stream_id: int, code: int) -> None:
+        try:
+            self._h2.reset_stream(stream_id, code)
+        except h2.exceptions.ProtocolError:
+            pass  # closed already on h2's side
 
     def _flush(self) -> None:
         out = self._out
@@ -649,7 +679,7 @@ class Http2Connection:
         return Step.READ_WRITE if self._out else Step.READ
 
     def _next_step(self) -> Step:
-        """After acting: close, linger, or what to watch for. Holds _io."""
+        """After acting: close, linger, or what to watch for. Holds io_lock."""
         life = self._life
         if life is _Life.GONE:
             self._close_now()
@@ -671,7 +701,7 @@ class Http2Connection:
         with self.lock:
             if self._life in (_Life.CLOSED, _Life.LINGERING):
                 return
-            with self._io:
+            with self.io_lock:
                 step = Step.WRITE if self._life is _Life.FAILING else Step.READ_WRITE
             self._arm(step)
 
@@ -710,13 +740,13 @@ class Http2Connection:
     def _linger_read(self) -> Step:
         data = self.transport.recv(_RECV_SIZE)
         if data == b"":
-            with self._io:
+            with self.io_lock:
                 self._close_now()
             return Step.CLOSED
         return Step.READ
 
     def _close_now(self) -> None:
-        """Close the socket and fail what is still open. Holds _io (or owns
+        """Close the socket and fail what is still open. Holds io_lock (or owns
         the connection alone)."""
         if self._life is _Life.CLOSED:
             return
@@ -737,14 +767,14 @@ class Http2Connection:
                 metrics.transferred(received - self._reported[0], sent - self._reported[1])
                 self._reported = (received, sent)
 
-    def _peer_text(self) -> str:
+    def peer_text(self) -> str:
         address, port = self.transport.peer
         return f"{address}:{port}" if address else "peer"
 
     # -- what streams ask of their connection ------------------------------------
 
-    def _stream_done(self, stream: Http2Stream, completed: bool) -> None:
-        """A stream is over (holds _io): forget it; a response that ended
+    def stream_done(self, stream: Http2Stream, completed: bool) -> None:
+        """A stream is over (holds io_lock): forget it; a response that ended
         well earns back a reset."""
         if self._streams.get(stream.id) is stream:
             del self._streams[stream.id]
@@ -753,11 +783,20 @@ class Http2Connection:
         if not self._streams:
             self._quiet_since = self.clock.monotonic()
 
-    def _want_send(self, stream: Http2Stream) -> None:
+    def want_send(self, stream: Http2Stream) -> None:
+        """``stream`` has something to frame (holds io_lock)."""
         if stream not in self._sending:
             self._sending.append(stream)
 
-    def _wait(self, stream: Http2Stream, satisfied: Callable[[], bool]) -> None:
+    def queue_reset(self, stream_id: int, code: int) -> None:
+        """RST_STREAM for ``stream_id``, written at the next framing (holds io_lock)."""
+        self._resets.append((stream_id, code))
+
+    def expect_by(self, deadline: float) -> None:
+        """Something must happen by ``deadline``: the reaper looks then (holds io_lock)."""
+        self.deadline = min(self.deadline, deadline)
+
+    def wait_for_client(self, stream: Http2Stream, satisfied: Callable[[], bool]) -> None:
         """An application's thread waits for its client until ``satisfied``:
         detached from the pool first (a long request's place, so the pool
         keeps serving), then asleep until the poller's side says output
@@ -766,7 +805,7 @@ class Http2Connection:
         stream.went_long()
         write_timeout = self.settings.write_timeout
         timed_out = False
-        with self._io:
+        with self.io_lock:
             while not satisfied():
                 if stream.canceled or not self._taking_frames():
                     raise ClientDisconnected("the stream was closed")
@@ -774,9 +813,9 @@ class Http2Connection:
                 deadline = stream.progress_at + write_timeout
                 if now >= deadline:
                     log.debug("%s: stream %d: response not read in time",
-                              self._peer_text(), stream.id)
+                              self.peer_text(), stream.id)
                     stream.reset(CANCEL)
-                    self._ask_poller()
+                    self.ask_poller()
                     timed_out = True
                     break
                 self._waiters += 1
@@ -789,430 +828,3 @@ class Http2Connection:
         if timed_out:  # the poller's side writes the RST_STREAM
             self.arm_for_output()
             raise ClientDisconnected("the stream was closed")
-
-
-class Http2Stream:
-    """One stream: its request, its body, its response on the way out.
-
-    The poller side creates it and fills its body; ``run`` (a pool thread)
-    calls the application through the ``ExchangeIO`` methods below; the
-    connection frames what is queued as the windows allow.
-    """
-
-    upgraded = False
-
-    def __init__(self, connection: Http2Connection, stream_id: int,
-                 request: Request | None) -> None:
-        self.connection = connection
-        self.id = stream_id
-        self.request = request
-        self.phase = _Phase.RECEIVING
-        self.spool: RequestBody | None = None  # the body as it arrives
-        self.input: IO[bytes] = NO_BODY  # and as the application reads it
-        self.body_started = self.body_at = 0.0
-        self.canceled = False  # over for us: nothing more is sent
-        self._cut_off = False  # the application may not write any more
-        self._reset_after_end = False  # the client still sends a body nobody reads
-        self._head: ResponseHead | None = None
-        self._framer: BodyFramer | None = None
-        self._head_sent = False  # the head is decided (its HEADERS may wait)
-        self._head_fields: list[tuple[bytes, bytes]] | None = None  # HEADERS to write
-        self._head_ends = False  # END_STREAM on the HEADERS
-        self._end_queued = False  # END_STREAM goes once the queue is empty
-        self._end_sent = False
-        settings = connection.settings
-        self.output = StreamOutput(connection.output_share, settings.output_high_water,
-                                   settings.output_spool)
-        self.progress_at = connection.clock.monotonic()
-        self.waiting = False  # its application's thread waits for the client
-        self.went_long: Callable[[], None] = _never_long
-        self._status = 0
-        self._high_water = settings.output_high_water
-        self._low_water = settings.output_high_water // 4
-
-    # -- poller side (the connection holds _io) --------------------------------
-
-    def complete(self) -> None:
-        """The whole request is in: queue it for a thread."""
-        self.phase = _Phase.QUEUED
-        self.input = self.spool.finish() if self.spool is not None else NO_BODY
-
-    def refuse(self, status: int, detail: str, ended: bool,
-               retry_after: int | None = None) -> None:
-        """Answer a request we cannot take with a short error; a client still
-        sending its body is asked to stop (RST_STREAM NO_ERROR, RFC 9113 8.1)."""
-        connection = self.connection
-        self._release_body()
-        self.phase = _Phase.SENDING
-        method = self.request.method if self.request is not None else b"GET"
-        self._respond_error(status, detail, method, retry_after)
-        if not ended:
-            self._reset_after_end = True
-        connection._want_send(self)
-        exchange = connection.settings.exchange
-        if exchange.access_log is not None:
-            exchange.access_log.record_refused(connection.transport.peer, status, 0,
-                                               self.request)
-        if exchange.metrics is not None:
-            exchange.metrics.refused(status)
-
-    def deadline(self) -> float:
-        """When this stream's wait for its client ends."""
-        settings = self.connection.settings
-        if self.phase is _Phase.RECEIVING and self.spool is not None:
-            allowance = settings.body_timeout
-            if settings.min_body_rate:
-                allowance += self.spool.size / settings.min_body_rate
-            return min(self.body_at + settings.body_timeout, self.body_started + allowance)
-        if self.phase is _Phase.SENDING:
-            return self.progress_at + settings.write_timeout
-        return float("inf")
-
-    def expire(self, now: float) -> None:
-        """Past its deadline: 408 for a body that stopped, a reset for a
-        response whose window stayed shut."""
-        if self.deadline() >= now:
-            return
-        if self.phase is _Phase.RECEIVING:
-            log.debug("%s: stream %d: request not received in time",
-                      self.connection._peer_text(), self.id)
-            self.refuse(408, "request not received in time", ended=False)
-        elif self.phase is _Phase.SENDING:
-            log.debug("%s: stream %d: response not read in time",
-                      self.connection._peer_text(), self.id)
-            self.reset(CANCEL)
-
-    def cancel(self) -> None:
-        """The stream is over for us (reset by the client, or the connection
-        ends): drop what is queued; a running application's next write fails."""
-        if self.canceled:
-            return
-        self.canceled = True
-        self.output.clear()
-        if self.phase is not _Phase.RUNNING:
-            self._release_body()
-            self.phase = _Phase.DONE
-        self.connection._stream_done(self, completed=False)
-
-    def reset(self, code: int) -> None:
-        """Reset the stream ourselves (RST_STREAM), then cancel it."""
-        if not self.canceled and not self.connection.closed:
-            self.connection._resets.append((self.id, code))  # written by _pump
-        self.cancel()
-
-    @property
-    def wants_to_send(self) -> bool:
-        return not self.canceled and (self._head_fields is not None or bool(self.output) or
-                                      self._end_queued and not self._end_sent)
-
-    def move(self, h2conn: h2.connection.H2Connection) -> int:
-        """Send the HEADERS if they wait, then one DATA frame (or END_STREAM)
-        as the windows allow: body bytes moved."""
-        if self.canceled:
-            return 0
-        fields = self._head_fields
-        if fields is not None:
-            self._head_fields = None
-            h2conn.send_headers(self.id, fields, end_stream=self._head_ends)
-            if self._head_ends:
-                self._end_sent = True
-                self.progress_at = self.connection.clock.monotonic()
-                return 0
-        output = self.output
-        if not output:
-            if self._end_queued and not self._end_sent:
-                h2conn.end_stream(self.id)
-                self._end_sent = True
-                self.progress_at = self.connection.clock.monotonic()
-            return 0
-        window = h2conn.local_flow_control_window(self.id)
-        if window <= 0:
-            return 0
-        try:
-            piece = output.take(min(window, h2conn.max_outbound_frame_size))
-        except FileEnded:
-            log.error("stream %d: the file ended before its announced length", self.id)
-            self.reset(INTERNAL_ERROR)
-            return 0
-        last = self._end_queued and not output
-        h2conn.send_data(self.id, piece, end_stream=last)
-        if last:
-            self._end_sent = True
-        self.progress_at = self.connection.clock.monotonic()
-        return len(piece)
-
-    def sent_all(self) -> None:
-        """Nothing more to send: a finished response is done."""
-        if self._end_sent and not self.canceled:
-            if self._reset_after_end:
-                try:
-                    self.connection._h2.reset_stream(self.id, NO_ERROR)
-                except h2.exceptions.ProtocolError:
-                    pass
-            if self.phase is not _Phase.RUNNING:
-                self.phase = _Phase.DONE
-                self._release_body()
-                self.output.close_spool()
-                self.connection._stream_done(self, completed=True)
-
-    def stalled(self) -> float:
-        """From another thread: seconds its application has waited for the
-        client (0 while it works): what the pool's cap on long requests weighs."""
-        if not self.waiting:
-            return 0.0
-        return max(self.connection.clock.monotonic() - self.progress_at, 0.0)
-
-    def _release_body(self) -> None:
-        if self.spool is not None:
-            self.spool.close()
-            self.spool = None
-        self.input.close()
-        self.input = NO_BODY
-
-    # -- the application's thread ----------------------------------------------
-
-    def run(self, went_long: Callable[[], None] | None = None) -> None:
-        """Run the exchange (on a pool thread). ``went_long``: the pool's
-        way to detach this thread when it must wait for its client."""
-        if went_long is not None:
-            self.went_long = went_long
-        connection = self.connection
-        with connection._io:
-            if self.canceled or self.phase is not _Phase.QUEUED or self.request is None:
-                return
-            self.phase = _Phase.RUNNING
-        try:
-            Exchange(connection.settings.exchange, self.request, self).run()
-        finally:
-            self._exchange_done()
-
-    def _exchange_done(self) -> None:
-        connection = self.connection
-        with connection._io:
-            if self.phase is _Phase.RUNNING:
-                self.phase = _Phase.SENDING
-            self._release_body()
-            if self.canceled:
-                self.phase = _Phase.DONE
-                self.output.close_spool()
-                connection._stream_done(self, completed=False)
-            elif not self._end_queued:
-                # The application failed after its head, or fell short of its
-                # Content-Length: this response must not pass for whole.
-                self.reset(INTERNAL_ERROR)
-            else:
-                connection._want_send(self)  # sent_all() ends it once all is out
-            # A response left waiting for a window has a deadline of its own.
-            connection.deadline = min(connection.deadline, self.deadline())
-            # Output waiting for the socket, or a connection that can close
-            # now: the poller side must look. (A window still shut waits for
-            # the client's WINDOW_UPDATE, which wakes the poller side anyway.)
-            arm = connection._ask_poller()
-        if arm:
-            connection.arm_for_output()
-
-    def _check(self) -> None:
-        if self.canceled or self._cut_off:
-            raise ClientDisconnected("the stream was closed")
-
-    def _start_head(self, body_length: int | None, ending: bool, exact: bool = True) -> None:
-        """HEADERS for the application's head (holds _io)."""
-        head = self._head
-        if head is None:
-            raise ResponseError("no response head was set")
-        request = self.request
-        settings = self.connection.settings
-        fields, framer = response_fields(head, request.method if request else b"GET",
-                                         body_length,
-                                         settings.date() if settings.date else None,
-                                         settings.server_name, exact)
-        self._framer = framer
-        self._head_sent = True
-        self._status = head.code
-        # The poller's side writes the HEADERS (move), with END_STREAM when
-        # no body follows.
-        self._head_fields = fields
-        self._head_ends = framer.framing is BodyFraming.NONE or (ending and body_length == 0)
-        if self._head_ends:
-            self._end_queued = True
-        self.connection._want_send(self)
-
-    def _queue_bytes(self, data: bytes) -> None:
-        framer = self._framer
-        assert framer is not None
-        framed = framer.frame(data)
-        if framed and not self._end_queued:
-            self.output.add(framed)
-            self.connection._want_send(self)
-
-    def _end(self) -> None:
-        framer = self._framer
-        assert framer is not None
-        if not self._end_queued:
-            framer.end()  # ResponseError when short: the stream is then reset
-            self._end_queued = True
-            self.connection._want_send(self)
-
-    def _produce(self, pieces: Iterable[bytes], *, body_length: int | None = None,
-                 end: bool = False, wait: bool = False,
-                 file: tuple[int, int, int] | None = None) -> None:
-        connection = self.connection
-        with connection._io:
-            self._check()
-            if not self._head_sent:
-                self._start_head(body_length, end, exact=file is None)
-            for piece in pieces:
-                self._queue_bytes(piece)
-            if file is not None:
-                self._queue_file(*file)
-            if end:
-                self._end()
-            arm = connection._ask_poller()
-            over = not self._has_room(wait, self._high_water)
-        if arm:
-            connection.arm_for_output()
-        if over:
-            connection._wait(self, lambda: self._has_room(wait, self._low_water))
-        if self.canceled:
-            raise ClientDisconnected("the stream was closed")
-
-    def _has_room(self, producing: bool, mark: int) -> bool:
-        """Whether the application may go on: a producing one while its
-        memory queue is within ``mark``, and any while the connection's
-        memory is within its share (or none of it is this stream's)."""
-        in_memory = self.output.in_memory
-        if producing and in_memory > mark:
-            return False
-        return not self.connection.output_share.over or not in_memory
-
-    def _queue_file(self, fd: int, offset: int, available: int) -> None:
-        framer = self._framer
-        assert framer is not None
-        count = framer.raw_count(available)
-        assert count is not None  # no chunking in HTTP/2
-        if count and not self._end_queued:
-            self.output.add_file(fd, offset, count)
-            framer.sent_raw(count)
-            self.connection._want_send(self)
-
-    def _respond_error(self, status: int, detail: str, method: bytes,
-                       retry_after: int | None = None) -> None:
-        """A whole short error response of the server's own (holds _io)."""
-        text, head = error_text(status, detail, retry_after)
-        self._head = head
-        self._start_head(len(text) if method != b"HEAD" else None, ending=True)
-        self._queue_bytes(text)
-        self._end()
-
-    def cut(self) -> None:
-        """From another thread: a 503 if no head went out, else a reset."""
-        connection = self.connection
-        with connection._io:
-            if self.phase is not _Phase.RUNNING or self.canceled:
-                return
-            metrics = connection.settings.exchange.metrics
-            if metrics is not None:
-                metrics.refused(503)
-            if not self._head_sent:
-                method = self.request.method if self.request is not None else b"GET"
-                self._respond_error(503, "too many long-running requests", method)
-                self._cut_off = True  # the application's next write fails
-            else:
-                self.reset(CANCEL)
-            connection._ask_poller()
-        connection.arm_for_output()
-
-    # -- ExchangeIO ----------------------------------------------------------
-
-    @property
-    def body(self) -> IO[bytes]:
-        """The request body, received whole (``wsgi.input``)."""
-        return self.input
-
-    @property
-    def head_sent(self) -> bool:
-        """True once the head is decided (its HEADERS are queued or sent)."""
-        return self._head_sent
-
-    def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
-        """Set or replace the pending head."""
-        with self.connection._io:
-            self._check()
-            if self._head_sent:
-                raise ResponseError("the response head was already sent")
-            self._head = ResponseHead(status, headers)
-
-    def write(self, data: bytes) -> None:
-        """Send body data (the head first), waiting for the client past the bound."""
-        self._produce((data,), wait=True)
-
-    def write_whole(self, data: bytes) -> None:
-        """The whole body at once: its length is the Content-Length."""
-        self._produce((data,), body_length=len(data), end=True)
-
-    def write_all(self, pieces: Sequence[bytes]) -> None:
-        """A body made in full: queued, never waited on."""
-        self._produce(pieces, body_length=sum(map(len, pieces)), end=True)
-
-    def finish(self) -> None:
-        """End the response."""
-        self._produce((), body_length=0 if not self._head_sent else None, end=True)
-
-    def send_file(self, file_fd: int, offset: int, available: int) -> bool:
-        """A file body, read into DATA frames as the windows allow."""
-        self._produce((), body_length=available, end=True, file=(file_fd, offset, available))
-        return True
-
-    def send_error(self, status: int, detail: str, close: bool) -> bool:
-        """A short error response of the server's own, unless a head went out."""
-        connection = self.connection
-        with connection._io:
-            if self.canceled or self._head_sent:
-                return False
-            method = self.request.method if self.request is not None else b"GET"
-            self._respond_error(status, detail, method)
-            arm = connection._ask_poller()
-        if arm:
-            connection.arm_for_output()
-        return True
-
-    @property
-    def peer(self) -> Peer:
-        """The client's (address, port)."""
-        return self.connection.transport.peer
-
-    @property
-    def connection_environ(self) -> Mapping[str, str]:
-        """What the connection adds to the environ (its TLS facts)."""
-        return self.connection.transport.environ
-
-    @property
-    def status_code(self) -> int:
-        """The response's status."""
-        return self._status or (self._head.code if self._head is not None else 0)
-
-    @property
-    def response_fields(self) -> Sequence[tuple[str, str]]:
-        """The application's response fields."""
-        return self._head.fields if self._head is not None else []
-
-    @property
-    def body_bytes(self) -> int:
-        """Response body bytes sent (or queued to be)."""
-        return self._framer.body_bytes if self._framer is not None else 0
-
-    def switch_protocols(self, fields: list[tuple[str, str]]) -> None:
-        """No protocol switch on HTTP/2 (RFC 9113 section 8.6)."""
-        raise ResponseError("no protocol upgrade on HTTP/2")
-
-    def upgraded_recv(self, max_bytes: int, wait: float | None) -> bytes | None:
-        """Never reached: no upgrade on HTTP/2."""
-        raise ResponseError("no protocol upgrade on HTTP/2")
-
-    def upgraded_wake(self) -> None:
-        """Never reached: no upgrade on HTTP/2."""
-        raise ResponseError("no protocol upgrade on HTTP/2")
-
-    def upgraded_send(self, data: bytes) -> None:
-        """Never reached: no upgrade on HTTP/2."""
-        raise ResponseError("no protocol upgrade on HTTP/2")
