@@ -55,10 +55,12 @@ from hyperframe.frame import GoAwayFrame
 
 from .body import RequestBody, SpoolFull
 from .budget import BodyBudgets, Budget, FileCount
+from .clock import Clock
 from .drive import DRAIN_QUIET_SECONDS, SPOOL_FULL_RETRY_AFTER, ConnectionSettings, Step
 from .errors import ClientDisconnected, ProtocolError
 from .h2hpack import RememberingDecoder, RememberingEncoder
 from .h2output import FileEnded, Share
+from .h2send import OUTPUT_LOW, SendQueue
 from .h2stream import (
     CANCEL,
     ENHANCE_YOUR_CALM,
@@ -92,11 +94,6 @@ _CONNECTION_WINDOW = 16 << 20
 # Reads per wake-up of the poller: the others connections get their turn.
 _READS_PER_WAKE = 4
 _RECV_SIZE = 256 * 1024
-# DATA is framed while less than this waits for the socket; beyond
-# _OUTPUT_LIMIT unsent (the client reads nothing, while sending frames that
-# want answers) nothing more is read from it until it reads.
-_OUTPUT_LOW = 128 * 1024
-_OUTPUT_LIMIT = 1 << 20
 # After the last GOAWAY, what the client still sends is read and dropped
 # this long, so that closing does not reset the connection under our answers.
 _LINGER_SECONDS = 2.0
@@ -119,6 +116,40 @@ class _Life(enum.Enum):
     GONE = "gone"  # the client went away: close at once
     LINGERING = "lingering"  # all said: the write side is shut, what arrives is dropped
     CLOSED = "closed"
+
+
+def _library_connection(limits: ParserLimits, max_streams: int) -> h2.connection.H2Connection:
+    """The h2 state machine of one connection, with our settings and coders."""
+    # Inbound header blocks are checked by request_from_fields: the
+    # library would make a malformed one a connection error.
+    config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                       validate_inbound_headers=False,
+                                       validate_outbound_headers=False,
+                                       normalize_outbound_headers=False)
+    connection = h2.connection.H2Connection(config)
+    # HPACK counts 32 bytes per field besides name and value (RFC 7541
+    # 4.1): the list size that matches our limit on the header section.
+    header_list_size = limits.max_header_bytes + 32 * limits.max_header_count
+    # Repeated header blocks (the same response fields, a client's same
+    # request) are coded from memory.
+    connection.encoder = RememberingEncoder()
+    connection.decoder = RememberingDecoder(header_list_size)
+    connection.local_settings = h2.settings.Settings(client=False, initial_values={
+        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
+        h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: header_list_size,
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
+    })
+    return connection
+
+
+def _connection_body_budgets(settings: ConnectionSettings) -> BodyBudgets:
+    """The connection's share of body memory, drawn from the server's."""
+    shared = settings.body_budgets
+    limit = _BODY_MEMORY_SHARES * settings.body_memory_bytes
+    if shared is None:
+        unbounded = 1 << 62
+        return BodyBudgets(Budget(limit), Budget(unbounded), FileCount(unbounded))
+    return BodyBudgets(Budget(limit, parent=shared.memory), shared.spool, shared.files)
 
 
 class Http2Connection:
@@ -146,70 +177,23 @@ class Http2Connection:
         self.io_lock = threading.Lock()
         self._arm = arm
         self._submit = submit
-        limits = settings.limits
-        self._max_streams = settings.http2.max_concurrent_streams
-        self._h2 = self._library_connection(limits, self._max_streams)
-        self._scanner = FrameScanner(header_block_limit=2 * limits.max_header_bytes + 1024)
-        self._streams: dict[int, Http2Stream] = {}
-        self._sending: deque[Http2Stream] = deque()  # streams with DATA or END_STREAM to go
-        self._resets: deque[tuple[int, int]] = deque()  # RST_STREAM to write: (stream, code)
-        self._out: deque[memoryview] = deque()
-        self._out_bytes = 0
+        max_streams = settings.http2.max_concurrent_streams
+        self._h2 = _library_connection(settings.limits, max_streams)
+        self.streams: dict[int, Http2Stream] = {}
         now = self.clock.monotonic()
-        self._out_progress_at = now
         self._quiet_since = now
-        self._block_started: float | None = None  # an unfinished header block
-        self._guard = FloodGuard(self._max_streams, now)
+        self._guard = FloodGuard(max_streams, now)
         self._life = _Life.OPEN
         self._goaway_sent = False  # whether we said GOAWAY (once is enough)
         self._last_stream = 0  # past OPEN: streams above it are refused
-        self._waiters = 0  # application threads waiting on _moved
-        # An application's thread framed output and asked the poller's side
-        # to send it; more output framed before that turn rides along.
-        self._flush_asked = False
-        self._moved = threading.Condition(self.io_lock)  # output left, or a stream ended
-        self._body_budgets = self._connection_body_budgets(settings)
+        self._queue = SendQueue(transport, self.clock, self.io_lock)
+        self._framer = _Framer(self._h2, self._queue, self._guard, self.clock)
+        self._inbound = _Inbound(self, self._h2, self._guard)
         # Response bytes in memory across the streams, and their bound.
         self.output_share = Share(_OUTPUT_MEMORY_SHARES * settings.output_high_water)
-        self.received = 0
-        self.sent = 0
         self._reported = (0, 0)
         self.deadline = now + settings.keepalive_timeout
         self._start(initial, upgrade)
-
-    @staticmethod
-    def _library_connection(limits: ParserLimits, max_streams: int) -> h2.connection.H2Connection:
-        """The h2 state machine of one connection, with our settings and coders."""
-        # Inbound header blocks are checked by request_from_fields: the
-        # library would make a malformed one a connection error.
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                           validate_inbound_headers=False,
-                                           validate_outbound_headers=False,
-                                           normalize_outbound_headers=False)
-        connection = h2.connection.H2Connection(config)
-        # HPACK counts 32 bytes per field besides name and value (RFC 7541
-        # 4.1): the list size that matches our limit on the header section.
-        header_list_size = limits.max_header_bytes + 32 * limits.max_header_count
-        # Repeated header blocks (the same response fields, a client's same
-        # request) are coded from memory.
-        connection.encoder = RememberingEncoder()
-        connection.decoder = RememberingDecoder(header_list_size)
-        connection.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: header_list_size,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
-        })
-        return connection
-
-    @staticmethod
-    def _connection_body_budgets(settings: ConnectionSettings) -> BodyBudgets:
-        """The connection's share of body memory, drawn from the server's."""
-        shared = settings.body_budgets
-        limit = _BODY_MEMORY_SHARES * settings.body_memory_bytes
-        if shared is None:
-            unbounded = 1 << 62
-            return BodyBudgets(Budget(limit), Budget(unbounded), FileCount(unbounded))
-        return BodyBudgets(Budget(limit, parent=shared.memory), shared.spool, shared.files)
 
     # -- what the server reads -------------------------------------------------
 
@@ -222,12 +206,12 @@ class Http2Connection:
     def busy(self) -> bool:
         """True while a stream's request runs or waits for a thread."""
         return any(stream.phase in (Phase.QUEUED, Phase.RUNNING)
-                   for stream in list(self._streams.values()))
+                   for stream in list(self.streams.values()))
 
     @property
     def idle(self) -> bool:
         """True with no stream open and nothing to send."""
-        return not self._streams and not self._out
+        return not self.streams and not self._queue
 
     # -- driven by the server --------------------------------------------------
 
@@ -240,7 +224,7 @@ class Http2Connection:
                     request, body, payload = upgrade
                     self._h2.initiate_upgrade_connection(base64.urlsafe_b64encode(payload))
                     stream = Http2Stream(self, 1, request)
-                    self._streams[1] = stream
+                    self.streams[1] = stream
                     stream.input = body
                     stream.phase = Phase.QUEUED
                     ready.append(stream)
@@ -252,7 +236,7 @@ class Http2Connection:
                 self._life = _Life.FAILING
                 return
             if initial:
-                ready += self._receive(initial)
+                ready += self._inbound.receive(initial)
 
     def start(self) -> Step:
         """Begin: the server's preface goes out, what arrived is handled."""
@@ -269,7 +253,7 @@ class Http2Connection:
         if life is _Life.LINGERING:
             return self._linger_read()
         with self.io_lock:
-            self._flush_asked = False
+            self._queue.flush_asked = False
             ready = self._read_some() if self._taking_frames() else []
             self._send()
             step = self._next_step()
@@ -292,20 +276,13 @@ class Http2Connection:
             return True
         now = self.clock.monotonic()
         with self.io_lock:
-            self._flush_asked = False
-            if self._out and self._out_progress_at + self.settings.write_timeout < now:
+            self._queue.flush_asked = False
+            if self._queue and self._queue.progress_at + self.settings.write_timeout < now:
                 log.debug("%s: HTTP/2 output not read in time", self.peer_text())
                 self.transport.abort_on_close()
                 self._close_now()
                 return True
-            if self._block_started is not None and \
-                    self._block_started + self.settings.header_timeout < now:
-                self._connection_error(PROTOCOL_ERROR, "header block not finished in time")
-            for stream in list(self._streams.values()):
-                stream.expire(now)
-            if not self._streams and not self._out and self._life is not _Life.FAILING and \
-                    self._quiet_since + self._idle_wait() < now:
-                self._goaway(NO_ERROR)
+            self._expire_parts(now)
             self._send()
             step = self._next_step()
         self._count_transfer()
@@ -314,13 +291,24 @@ class Http2Connection:
         self._arm(step)
         return False
 
+    def _expire_parts(self, now: float) -> None:
+        """What is late: a header block, the streams, an idle connection."""
+        block_started = self._inbound.block_started
+        if block_started is not None and block_started + self.settings.header_timeout < now:
+            self.connection_error(PROTOCOL_ERROR, "header block not finished in time")
+        for stream in list(self.streams.values()):
+            stream.expire(now)
+        if not self.streams and not self._queue and self._life is not _Life.FAILING and \
+                self._quiet_since + self._idle_wait() < now:
+            self._goaway(NO_ERROR)
+
     def begin_draining(self) -> None:
         """The server is draining (the reaper holds ``lock``): GOAWAY once, the
         open streams finish, then the connection closes."""
         if self._life in (_Life.CLOSED, _Life.LINGERING):
             return
         with self.io_lock:
-            self._flush_asked = False
+            self._queue.flush_asked = False
             if not self._goaway_sent and self._life is not _Life.FAILING:
                 self._goaway(NO_ERROR)
                 self._send()
@@ -332,7 +320,7 @@ class Http2Connection:
     def cut(self) -> None:
         """From another thread: end every running stream early (503 before a
         head, a reset after); their applications' next writes fail."""
-        for stream in list(self._streams.values()):
+        for stream in list(self.streams.values()):
             stream.cut()
 
     def close(self) -> None:
@@ -340,12 +328,10 @@ class Http2Connection:
         with self.io_lock:
             self._close_now()
 
-    # -- reading ---------------------------------------------------------------
-
     def _read_some(self) -> list[Http2Stream]:
         """Read and handle what the socket has, a few reads at most. Holds io_lock."""
         ready: list[Http2Stream] = []
-        if self._out_bytes > _OUTPUT_LIMIT:
+        if self._queue.over_limit:
             return ready  # the client reads nothing: read nothing of it
         for _ in range(_READS_PER_WAKE):
             data = self.transport.recv(_RECV_SIZE)
@@ -354,134 +340,16 @@ class Http2Connection:
             if not data:
                 self._went_away()
                 break
-            ready += self._receive(data)
-            if self._life is not _Life.OPEN and self._life is not _Life.DRAINING:
+            ready += self._inbound.receive(data)
+            if not self._taking_frames():
                 break
         return ready
 
-    def _receive(self, data: bytes) -> list[Http2Stream]:
-        """Feed bytes to h2 and act on its events; streams now complete. Holds io_lock."""
-        self.received += len(data)
-        ready: list[Http2Stream] = []
-        try:
-            scanner = self._scanner
-            cheap = scanner.feed(data)
-            updates, scanner.window_updates = scanner.window_updates, 0
-            self._guard.received(cheap, updates, self.clock.monotonic())
-            events = self._h2.receive_data(data)
-            for event in events:
-                self._handle(event, ready)
-        except FrameFlood as flood:
-            self._connection_error(ENHANCE_YOUR_CALM, str(flood))
-        except h2.exceptions.ProtocolError as error:
-            # h2 has queued its GOAWAY already.
-            log.debug("%s: HTTP/2 connection error: %s", self.peer_text(), error)
-            self._fail_streams()
-            self._failing()
-        self._block_started = None if not self._scanner.in_header_block else \
-            (self._block_started or self.clock.monotonic())
-        return ready
+    # -- its life --------------------------------------------------------------
 
-    def _handle(self, event: object, ready: list[Http2Stream]) -> None:
-        kind = type(event)
-        if kind is h2.events.DataReceived:
-            self._on_data(event)  # type: ignore[arg-type]
-        elif kind is h2.events.RequestReceived:
-            self._on_request(event)  # type: ignore[arg-type]
-        elif kind is h2.events.StreamEnded:
-            stream = self._streams.get(event.stream_id)  # type: ignore[attr-defined]
-            if stream is not None and stream.phase is Phase.RECEIVING:
-                stream.complete()
-                ready.append(stream)
-        elif kind is h2.events.StreamReset:
-            self._on_reset(event)  # type: ignore[arg-type]
-        elif kind is h2.events.TrailersReceived:
-            self._on_trailers(event)  # type: ignore[arg-type]
-        elif kind is h2.events.ConnectionTerminated:
-            if event.error_code:  # type: ignore[attr-defined]
-                log.debug("%s: the client ended HTTP/2 with error %s", self.peer_text(),
-                          event.error_code)  # type: ignore[attr-defined]
-                self._fail_streams()
-                self._failing()
-            else:  # it takes no new streams from us, nor we from it
-                self._draining(self._h2.highest_inbound_stream_id)
-        # WindowUpdated and RemoteSettingsChanged give credit: _send follows.
-        # PING and SETTINGS are answered by h2; their floods are counted.
-
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
-        stream_id = event.stream_id
-        if self._life is not _Life.OPEN and stream_id > self._last_stream:
-            self._h2.reset_stream(stream_id, REFUSED_STREAM)
-            return
-        ended = event.stream_ended is not None
-        stream = Http2Stream(self, stream_id, None)
-        self._streams[stream_id] = stream
-        try:
-            request = request_from_fields(event.headers or (), self.settings.limits, ended)
-        except MalformedRequest as error:
-            self._malformed(stream, error)
-            return
-        except ProtocolError as error:
-            log.debug("%s: stream %d: %d %s", self.peer_text(), stream_id, error.status,
-                      error.detail)
-            stream.refuse(error.status, error.detail, ended)
-            return
-        stream.request = request
-        if not ended:
-            stream.spool = RequestBody(self.settings.body_memory_bytes, self.settings.spool_dir,
-                                       self._body_budgets)
-            stream.body_started = stream.body_at = self.clock.monotonic()
-            if request.expect_continue:
-                self._h2.send_headers(stream_id, [(b":status", b"100")])
-
-    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
-        """Trailers are read and dropped (the body is whole without them),
-        unless RFC 9113 calls them malformed."""
-        stream = self._streams.get(event.stream_id)
-        if stream is None:
-            return
-        try:
-            check_trailers(event.headers or ())
-        except MalformedRequest as error:
-            self._malformed(stream, error)
-
-    def _malformed(self, stream: Http2Stream, error: MalformedRequest) -> None:
-        """RFC 9113 8.1.1: a malformed request is a stream error; the
-        connection and its other streams go on."""
-        log.debug("%s: stream %d: malformed request: %s", self.peer_text(), stream.id,
-                  error.detail)
-        stream.reset(PROTOCOL_ERROR)
-
-    def _on_data(self, event: h2.events.DataReceived) -> None:
-        stream_id = event.stream_id
-        if event.flow_controlled_length:
-            self._h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.phase is not Phase.RECEIVING or stream.spool is None:
-            return  # refused or reset: dropped
-        data = event.data or b""
-        stream.body_at = self.clock.monotonic()
-        if stream.spool.size + len(data) > self.settings.limits.max_body_bytes:
-            too_large = body_too_large(self.settings.limits.max_body_bytes)
-            stream.refuse(413, too_large.detail, ended=False)
-            return
-        try:
-            stream.spool.write(data)
-        except SpoolFull as error:
-            log.warning("%s: stream %d: %s", self.peer_text(), stream_id, error)
-            stream.refuse(503, "the server cannot take this body now", ended=False,
-                          retry_after=SPOOL_FULL_RETRY_AFTER)
-        except OSError as error:
-            log.error("%s: request body could not be stored: %s", self.peer_text(), error)
-            stream.refuse(503, "the request body could not be stored", ended=False)
-
-    def _on_reset(self, event: h2.events.StreamReset) -> None:
-        stream = self._streams.get(event.stream_id)
-        if stream is None:
-            return
-        if stream.phase is not Phase.DONE:
-            self._guard.reset_under_way()
-        stream.cancel()
+    def accepts(self, stream_id: int) -> bool:
+        """Whether a new stream is taken: none above the last after a GOAWAY."""
+        return self._life is _Life.OPEN or stream_id <= self._last_stream
 
     def _went_away(self) -> None:
         if self._life is not _Life.CLOSED:
@@ -492,191 +360,50 @@ class Http2Connection:
         """Whether what the client sends is still read and acted on."""
         return self._life is _Life.OPEN or self._life is _Life.DRAINING
 
-    def _draining(self, last_stream: int) -> None:
+    def drain(self, last_stream: int) -> None:
         """No new streams above ``last_stream``; those open finish."""
         if self._life is _Life.OPEN:
             self._life = _Life.DRAINING
             self._last_stream = last_stream
 
-    def _failing(self) -> None:
-        """A connection error: what is queued goes out, then the connection closes."""
+    def fail(self) -> None:
+        """A connection error whose GOAWAY is said (by h2, or by the client):
+        the streams end, what is queued goes out, then the connection closes."""
+        self._fail_streams()
         if self._life is _Life.OPEN or self._life is _Life.DRAINING:
             self._life = _Life.FAILING
 
     def _fail_streams(self) -> None:
-        for stream in list(self._streams.values()):
+        for stream in list(self.streams.values()):
             stream.cancel()
 
-    def _connection_error(self, code: int, why: str) -> None:
+    def connection_error(self, code: int, why: str) -> None:
+        """A connection error of ours: GOAWAY ``code``, then close."""
         log.debug("%s: HTTP/2 connection closed (%s)", self.peer_text(), why)
-        self._fail_streams()
-        self._failing()
+        self.fail()
         self._goaway(code)
 
     def _goaway(self, code: int) -> None:
-        """GOAWAY written by us: h2's own would end its state machine, and
-        streams under way must be able to finish after a graceful one."""
-        last = self._h2.highest_inbound_stream_id
-        frame = GoAwayFrame(0, last_stream_id=last, error_code=code)
-        self._collect()  # what h2 has queued goes first
-        self._queue_out(frame.serialize())
+        self.drain(self._framer.goaway(code))
         self._goaway_sent = True
-        self._draining(last)
 
     # -- sending ----------------------------------------------------------------
-
-    def _queue_out(self, data: bytes) -> None:
-        if data:
-            self._out.append(memoryview(data))
-            self._out_bytes += len(data)
-
-    def _collect(self) -> None:
-        self._queue_out(self._h2.data_to_send())
 
     def _send(self) -> None:
         """Frame what the windows allow and send what the socket takes. Holds io_lock."""
         if self._life is _Life.CLOSED:
             return
+        queue = self._queue
         # What the streams' threads framed may fill the output already: it
         # goes first, then more is framed while the socket takes it all.
         while True:
-            self._flush()
-            if self._out or self._life is _Life.GONE:
+            if not queue.flush():
+                self._went_away()
+            if queue or self._life is _Life.GONE:
                 break
-            if not self._pump() and not self._out:
+            if not self._framer.pump() and not queue:
                 break
-        if self._waiters:
-            self._moved.notify_all()
-
-    def ask_poller(self) -> bool:
-        """From a thread not the poller's: something was queued (a head,
-        bytes, the end, a reset) that only the poller's side frames and
-        writes, so that the responses of all the streams that ran in one
-        turn go out in one write (one TLS record and one system call, not
-        one a stream). True when the poller's side must be asked to look
-        (``arm_for_output``): once until its next turn. Holds io_lock."""
-        if self._flush_asked:
-            return False
-        self._flush_asked = True
-        return True
-
-    def _pump(self) -> bool:
-        """Move queued response bytes into DATA frames, one frame per stream
-        in turn, while the windows allow and the output is short."""
-        self._write_resets()
-        self._collect()
-        sending = self._sending
-        moved_any = False
-        stalled = 0
-        budget = _OUTPUT_LOW - self._out_bytes
-        h2conn = self._h2
-        while sending and budget > 0 and stalled < len(sending):
-            stream = sending[0]
-            try:
-                moved = self._move(stream, h2conn)
-            except h2.exceptions.ProtocolError:  # closed on h2's side meanwhile
-                stream.cancel()
-                moved = 0
-            if moved:
-                moved_any = True
-                budget -= moved + 9
-                self._guard.data_sent()
-                stalled = 0
-            else:
-                stalled += 1
-            if not stream.wants_to_send:
-                sending.popleft()
-                if stream.reset_after_end and stream.end_sent and not stream.canceled:
-                    self._reset_quietly(stream.id, NO_ERROR)
-                stream.sent_all()
-            else:
-                sending.rotate(-1)
-        self._write_resets()  # a file that ended short
-        self._collect()
-        return moved_any
-
-    def _move(self, stream: Http2Stream, h2conn: h2.connection.H2Connection) -> int:
-        """Send the stream's HEADERS if they wait, then one DATA frame (or
-        END_STREAM) as the windows allow: body bytes moved."""
-        if stream.canceled:
-            return 0
-        fields = stream.head_fields
-        if fields is not None:
-            stream.head_fields = None
-            h2conn.send_headers(stream.id, fields, end_stream=stream.head_ends)
-            if stream.head_ends:
-                stream.end_sent = True
-                stream.progress_at = self.clock.monotonic()
-                return 0
-        output = stream.output
-        if not output:
-            if stream.end_queued and not stream.end_sent:
-                h2conn.end_stream(stream.id)
-                stream.end_sent = True
-                stream.progress_at = self.clock.monotonic()
-            return 0
-        window = h2conn.local_flow_control_window(stream.id)
-        if window <= 0:
-            return 0
-        try:
-            piece = output.take(min(window, h2conn.max_outbound_frame_size))
-        except FileEnded:
-            log.error("stream %d: the file ended before its announced length", stream.id)
-            stream.reset(INTERNAL_ERROR)
-            return 0
-        last = stream.end_queued and not output
-        h2conn.send_data(stream.id, piece, end_stream=last)
-        if last:
-            stream.end_sent = True
-        stream.progress_at = self.clock.monotonic()
-        return len(piece)
-
-    def _write_resets(self) -> None:
-        """RST_STREAM for the streams reset since the last turn."""
-        resets = self._resets
-        while resets:
-            self._reset_quietly(*resets.popleft())
-
-    def _reset_quietly(self, stream_id: int, code: int) -> None:
-        try:
-            self._h2.reset_stream(stream_id, code)
-        except h2.exceptions.ProtocolError:
-            pass  # closed already on h2's side
-
-    def _flush(self) -> None:
-        out = self._out
-        sent_any = False
-        if len(out) > 1:
-            # One write for what every stream framed (each TLS write is a
-            # record and a system call); the queue is bounded (_OUTPUT_LOW
-            # of DATA, what h2 answers besides).
-            joined = memoryview(b"".join(out))
-            out.clear()
-            out.append(joined)
-        try:
-            while out:
-                item = out[0]
-                sent = self.transport.send(item)
-                if not sent:
-                    break
-                sent_any = True
-                self.sent += sent
-                self._out_bytes -= sent
-                if sent == len(item):
-                    out.popleft()
-                else:
-                    out[0] = item[sent:]
-        except ClientDisconnected:
-            out.clear()
-            self._out_bytes = 0
-            self._went_away()
-        if sent_any:
-            self._out_progress_at = self.clock.monotonic()
-
-    def _interest(self) -> Step:
-        if self._out_bytes > _OUTPUT_LIMIT:
-            return Step.WRITE
-        return Step.READ_WRITE if self._out else Step.READ
+        queue.moved()
 
     def _next_step(self) -> Step:
         """After acting: close, linger, or what to watch for. Holds io_lock."""
@@ -684,15 +411,15 @@ class Http2Connection:
         if life is _Life.GONE:
             self._close_now()
             return Step.CLOSED
-        if self._finished() and not self._out:
+        if self._finished() and not self._queue:
             return self._start_linger()
         self._update_deadline()
-        return Step.WRITE if life is _Life.FAILING else self._interest()
+        return Step.WRITE if life is _Life.FAILING else self._queue.interest()
 
     def _finished(self) -> bool:
         """Nothing more will be said but what is queued: a connection error,
         or a GOAWAY either way and no stream left."""
-        return self._life is _Life.FAILING or self._life is _Life.DRAINING and not self._streams
+        return self._life is _Life.FAILING or self._life is _Life.DRAINING and not self.streams
 
     def arm_for_output(self) -> None:
         """From a thread not the poller's: output waits to be framed and
@@ -713,16 +440,17 @@ class Http2Connection:
     def _update_deadline(self) -> None:
         settings = self.settings
         now = self.clock.monotonic()
-        if self._out:
-            deadline = self._out_progress_at + settings.write_timeout
+        if self._queue:
+            deadline = self._queue.progress_at + settings.write_timeout
         else:
             deadline = now + settings.keepalive_timeout
-        if self._block_started is not None:
-            deadline = min(deadline, self._block_started + settings.header_timeout)
-        if self._streams:
-            for stream in list(self._streams.values()):
+        block_started = self._inbound.block_started
+        if block_started is not None:
+            deadline = min(deadline, block_started + settings.header_timeout)
+        if self.streams:
+            for stream in list(self.streams.values()):
                 deadline = min(deadline, stream.deadline())
-        elif not self._out:
+        elif not self._queue:
             deadline = min(deadline, self._quiet_since + self._idle_wait())
         self.deadline = deadline
 
@@ -751,46 +479,49 @@ class Http2Connection:
         if self._life is _Life.CLOSED:
             return
         self._life = _Life.CLOSED
-        for stream in list(self._streams.values()):
+        for stream in list(self.streams.values()):
             stream.cancel()
-        self._out.clear()
-        self._out_bytes = 0
+        self._queue.clear()
         self.transport.close()
-        if self._waiters:
-            self._moved.notify_all()  # waiting applications see the end at once
+        self._queue.moved()  # waiting applications see the end at once
 
     def _count_transfer(self) -> None:
         metrics = self.settings.exchange.metrics
         if metrics is not None:
-            received, sent = self.received, self.sent
+            received, sent = self._inbound.received, self._queue.sent
             if (received, sent) != self._reported:
                 metrics.transferred(received - self._reported[0], sent - self._reported[1])
                 self._reported = (received, sent)
 
+    # -- what streams ask of their connection (StreamHost) -----------------------
+
     def peer_text(self) -> str:
+        """The client, for log lines."""
         address, port = self.transport.peer
         return f"{address}:{port}" if address else "peer"
-
-    # -- what streams ask of their connection ------------------------------------
 
     def stream_done(self, stream: Http2Stream, completed: bool) -> None:
         """A stream is over (holds io_lock): forget it; a response that ended
         well earns back a reset."""
-        if self._streams.get(stream.id) is stream:
-            del self._streams[stream.id]
+        if self.streams.get(stream.id) is stream:
+            del self.streams[stream.id]
         if completed:
             self._guard.completed()
-        if not self._streams:
+        if not self.streams:
             self._quiet_since = self.clock.monotonic()
 
     def want_send(self, stream: Http2Stream) -> None:
         """``stream`` has something to frame (holds io_lock)."""
-        if stream not in self._sending:
-            self._sending.append(stream)
+        self._framer.want_send(stream)
 
     def queue_reset(self, stream_id: int, code: int) -> None:
         """RST_STREAM for ``stream_id``, written at the next framing (holds io_lock)."""
-        self._resets.append((stream_id, code))
+        self._framer.queue_reset(stream_id, code)
+
+    def ask_poller(self) -> bool:
+        """From a stream's thread: True when the poller's side must be asked
+        to frame and write (``arm_for_output``). Holds io_lock."""
+        return self._queue.ask_poller()
 
     def expect_by(self, deadline: float) -> None:
         """Something must happen by ``deadline``: the reaper looks then (holds io_lock)."""
@@ -818,13 +549,277 @@ class Http2Connection:
                     self.ask_poller()
                     timed_out = True
                     break
-                self._waiters += 1
                 stream.waiting = True
                 try:
-                    self._moved.wait(min(deadline - now, _WAIT_SLICE))
+                    self._queue.sleep(min(deadline - now, _WAIT_SLICE))
                 finally:
-                    self._waiters -= 1
                     stream.waiting = False
         if timed_out:  # the poller's side writes the RST_STREAM
             self.arm_for_output()
             raise ClientDisconnected("the stream was closed")
+
+
+class _Inbound:
+    """Frames in: the client's bytes to h2 events, the events to streams
+    (their requests, their bodies, their resets). Runs on the poller's side,
+    holding io_lock; the connection's life is changed through its methods."""
+
+    def __init__(self, connection: Http2Connection, h2conn: h2.connection.H2Connection,
+                 guard: FloodGuard) -> None:
+        self._connection = connection
+        self._h2 = h2conn
+        self._guard = guard
+        settings = connection.settings
+        self._settings = settings
+        self._clock = settings.clock
+        self._streams = connection.streams
+        limits = settings.limits
+        self._scanner = FrameScanner(header_block_limit=2 * limits.max_header_bytes + 1024)
+        self._body_budgets = _connection_body_budgets(settings)
+        self.block_started: float | None = None  # an unfinished header block
+        self.received = 0
+
+    def receive(self, data: bytes) -> list[Http2Stream]:
+        """Feed bytes to h2 and act on its events; streams now complete."""
+        self.received += len(data)
+        ready: list[Http2Stream] = []
+        try:
+            scanner = self._scanner
+            cheap = scanner.feed(data)
+            updates, scanner.window_updates = scanner.window_updates, 0
+            self._guard.received(cheap, updates, self._clock.monotonic())
+            events = self._h2.receive_data(data)
+            for event in events:
+                self._handle(event, ready)
+        except FrameFlood as flood:
+            self._connection.connection_error(ENHANCE_YOUR_CALM, str(flood))
+        except h2.exceptions.ProtocolError as error:
+            # h2 has queued its GOAWAY already.
+            log.debug("%s: HTTP/2 connection error: %s", self._connection.peer_text(), error)
+            self._connection.fail()
+        self.block_started = None if not self._scanner.in_header_block else \
+            (self.block_started or self._clock.monotonic())
+        return ready
+
+    def _handle(self, event: object, ready: list[Http2Stream]) -> None:
+        kind = type(event)
+        if kind is h2.events.DataReceived:
+            self._on_data(event)  # type: ignore[arg-type]
+        elif kind is h2.events.RequestReceived:
+            self._on_request(event)  # type: ignore[arg-type]
+        elif kind is h2.events.StreamEnded:
+            stream = self._streams.get(event.stream_id)  # type: ignore[attr-defined]
+            if stream is not None and stream.phase is Phase.RECEIVING:
+                stream.complete()
+                ready.append(stream)
+        elif kind is h2.events.StreamReset:
+            self._on_reset(event)  # type: ignore[arg-type]
+        elif kind is h2.events.TrailersReceived:
+            self._on_trailers(event)  # type: ignore[arg-type]
+        elif kind is h2.events.ConnectionTerminated:
+            if event.error_code:  # type: ignore[attr-defined]
+                log.debug("%s: the client ended HTTP/2 with error %s",
+                          self._connection.peer_text(),
+                          event.error_code)  # type: ignore[attr-defined]
+                self._connection.fail()
+            else:  # it takes no new streams from us, nor we from it
+                self._connection.drain(self._h2.highest_inbound_stream_id)
+        # WindowUpdated and RemoteSettingsChanged give credit: _send follows.
+        # PING and SETTINGS are answered by h2; their floods are counted.
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if not self._connection.accepts(stream_id):
+            self._h2.reset_stream(stream_id, REFUSED_STREAM)
+            return
+        ended = event.stream_ended is not None
+        stream = Http2Stream(self._connection, stream_id, None)
+        self._streams[stream_id] = stream
+        settings = self._settings
+        try:
+            request = request_from_fields(event.headers or (), settings.limits, ended)
+        except MalformedRequest as error:
+            self._malformed(stream, error)
+            return
+        except ProtocolError as error:
+            log.debug("%s: stream %d: %d %s", self._connection.peer_text(), stream_id,
+                      error.status, error.detail)
+            stream.refuse(error.status, error.detail, ended)
+            return
+        stream.request = request
+        if not ended:
+            stream.spool = RequestBody(settings.body_memory_bytes, settings.spool_dir,
+                                       self._body_budgets)
+            stream.body_started = stream.body_at = self._clock.monotonic()
+            if request.expect_continue:
+                self._h2.send_headers(stream_id, [(b":status", b"100")])
+
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        """Trailers are read and dropped (the body is whole without them),
+        unless RFC 9113 calls them malformed."""
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        try:
+            check_trailers(event.headers or ())
+        except MalformedRequest as error:
+            self._malformed(stream, error)
+
+    def _malformed(self, stream: Http2Stream, error: MalformedRequest) -> None:
+        """RFC 9113 8.1.1: a malformed request is a stream error; the
+        connection and its other streams go on."""
+        log.debug("%s: stream %d: malformed request: %s", self._connection.peer_text(),
+                  stream.id, error.detail)
+        stream.reset(PROTOCOL_ERROR)
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        stream_id = event.stream_id
+        if event.flow_controlled_length:
+            self._h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.phase is not Phase.RECEIVING or stream.spool is None:
+            return  # refused or reset: dropped
+        data = event.data or b""
+        stream.body_at = self._clock.monotonic()
+        max_body_bytes = self._settings.limits.max_body_bytes
+        if stream.spool.size + len(data) > max_body_bytes:
+            stream.refuse(413, body_too_large(max_body_bytes).detail, ended=False)
+            return
+        try:
+            stream.spool.write(data)
+        except SpoolFull as error:
+            log.warning("%s: stream %d: %s", self._connection.peer_text(), stream_id, error)
+            stream.refuse(503, "the server cannot take this body now", ended=False,
+                          retry_after=SPOOL_FULL_RETRY_AFTER)
+        except OSError as error:
+            log.error("%s: request body could not be stored: %s",
+                      self._connection.peer_text(), error)
+            stream.refuse(503, "the request body could not be stored", ended=False)
+
+    def _on_reset(self, event: h2.events.StreamReset) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            return
+        if stream.phase is not Phase.DONE:
+            self._guard.reset_under_way()
+        stream.cancel()
+
+
+class _Framer:
+    """Frames out: the streams with something to send framed in turn, one
+    DATA frame each, within the windows and while the output is short; the
+    resets; GOAWAY. What it frames goes to the ``SendQueue``. Runs on the
+    poller's side, holding io_lock."""
+
+    def __init__(self, h2conn: h2.connection.H2Connection, queue: SendQueue,
+                 guard: FloodGuard, clock: Clock) -> None:
+        self._h2 = h2conn
+        self._queue = queue
+        self._guard = guard
+        self._clock = clock
+        self._sending: deque[Http2Stream] = deque()  # streams with DATA or END_STREAM to go
+        self._resets: deque[tuple[int, int]] = deque()  # RST_STREAM to write: (stream, code)
+
+    def want_send(self, stream: Http2Stream) -> None:
+        if stream not in self._sending:
+            self._sending.append(stream)
+
+    def queue_reset(self, stream_id: int, code: int) -> None:
+        self._resets.append((stream_id, code))
+
+    def collect(self) -> None:
+        """What h2 has framed (answers, HEADERS, DATA) goes to the queue."""
+        self._queue.add(self._h2.data_to_send())
+
+    def goaway(self, code: int) -> int:
+        """GOAWAY written by us (h2's own would end its state machine, and
+        streams under way must be able to finish after a graceful one): the
+        last stream it lets finish."""
+        last = self._h2.highest_inbound_stream_id
+        frame = GoAwayFrame(0, last_stream_id=last, error_code=code)
+        self.collect()  # what h2 has queued goes first
+        self._queue.add(frame.serialize())
+        return last
+
+    def pump(self) -> bool:
+        """Move queued response bytes into DATA frames, one frame per stream
+        in turn, while the windows allow and the output is short."""
+        self._write_resets()
+        self.collect()
+        sending = self._sending
+        moved_any = False
+        stalled = 0
+        budget = OUTPUT_LOW - self._queue.waiting_bytes
+        h2conn = self._h2
+        while sending and budget > 0 and stalled < len(sending):
+            stream = sending[0]
+            try:
+                moved = self._move(stream, h2conn)
+            except h2.exceptions.ProtocolError:  # closed on h2's side meanwhile
+                stream.cancel()
+                moved = 0
+            if moved:
+                moved_any = True
+                budget -= moved + 9
+                self._guard.data_sent()
+                stalled = 0
+            else:
+                stalled += 1
+            if not stream.wants_to_send:
+                sending.popleft()
+                if stream.reset_after_end and stream.end_sent and not stream.canceled:
+                    self._reset_quietly(stream.id, NO_ERROR)
+                stream.sent_all()
+            else:
+                sending.rotate(-1)
+        self._write_resets()  # a file that ended short
+        self.collect()
+        return moved_any
+
+    def _move(self, stream: Http2Stream, h2conn: h2.connection.H2Connection) -> int:
+        """Send the stream's HEADERS if they wait, then one DATA frame (or
+        END_STREAM) as the windows allow: body bytes moved."""
+        if stream.canceled:
+            return 0
+        fields = stream.head_fields
+        if fields is not None:
+            stream.head_fields = None
+            h2conn.send_headers(stream.id, fields, end_stream=stream.head_ends)
+            if stream.head_ends:
+                stream.end_sent = True
+                stream.progress_at = self._clock.monotonic()
+                return 0
+        output = stream.output
+        if not output:
+            if stream.end_queued and not stream.end_sent:
+                h2conn.end_stream(stream.id)
+                stream.end_sent = True
+                stream.progress_at = self._clock.monotonic()
+            return 0
+        window = h2conn.local_flow_control_window(stream.id)
+        if window <= 0:
+            return 0
+        try:
+            piece = output.take(min(window, h2conn.max_outbound_frame_size))
+        except FileEnded:
+            log.error("stream %d: the file ended before its announced length", stream.id)
+            stream.reset(INTERNAL_ERROR)
+            return 0
+        last = stream.end_queued and not output
+        h2conn.send_data(stream.id, piece, end_stream=last)
+        if last:
+            stream.end_sent = True
+        stream.progress_at = self._clock.monotonic()
+        return len(piece)
+
+    def _write_resets(self) -> None:
+        """RST_STREAM for the streams reset since the last turn."""
+        resets = self._resets
+        while resets:
+            self._reset_quietly(*resets.popleft())
+
+    def _reset_quietly(self, stream_id: int, code: int) -> None:
+        try:
+            self._h2.reset_stream(stream_id, code)
+        except h2.exceptions.ProtocolError:
+            pass  # closed already on h2's side

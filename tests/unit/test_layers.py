@@ -30,6 +30,8 @@ FORBIDDEN = {
                      "wsgi", "connection"},
     "h2stream": {"h2", "socket", "select", "poller", "pool", "connection", "h2connection",
                  "server"},
+    "h2send": {"h2", "socket", "select", "poller", "pool", "connection", "h2connection",
+               "h2stream", "server"},
     "h2output": {"h2", "socket", "select", "connection", "h2connection", "server", "pool"},
     # What both protocols' connections share: neither of them.
     "drive": {"connection", "h2connection", "h2", "socket", "poller", "pool", "server"},
