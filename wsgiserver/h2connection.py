@@ -19,7 +19,8 @@ One lock (``io_lock``) guards the h2 state, the streams, the output queue and
 the socket. An application that must wait for its client (its share of memory
 used, a window held shut) never reads the client's frames: it is detached
 from the pool like a long request (so ``--threads 1`` still serves) and
-waits on ``_moved``, which the poller's side signals as output leaves.
+sleeps on the ``SendQueue`` (``h2send.py``), which the poller's side
+wakes as output leaves.
 Lock order: ``lock``, then ``io_lock``, then the pool's.
 
 Memory. What one connection may hold is bounded as for HTTP/1.1, however
@@ -29,8 +30,12 @@ in memory (past it, bodies go to their spool files), responses share
 bytes go to a spool file of its own within the server's spool budget, or
 its application waits for its client).
 
-A stream's own state and the face its exchange sees are ``h2stream.py``'s;
-they reach the connection only through its ``StreamHost`` methods.
+Inside: ``Http2Connection`` keeps the connection's life and the poller's
+interface; ``_Inbound`` turns the client's bytes into events and the events
+into streams; ``_Framer`` frames the streams' output in turn and hands it
+to the ``SendQueue``; ``_StreamHost`` is the connection as its streams see
+it. A stream's own state and the face its exchange sees are
+``h2stream.py``'s; they reach the connection only through ``_StreamHost``.
 
 Knows nothing of the poller or the pool: the server gives it ``arm`` (watch
 my socket for this interest now) and ``submit`` (run this stream).
@@ -57,12 +62,11 @@ from .body import RequestBody, SpoolFull
 from .budget import BodyBudgets, Budget, FileCount
 from .clock import Clock
 from .drive import DRAIN_QUIET_SECONDS, SPOOL_FULL_RETRY_AFTER, ConnectionSettings, Step
-from .errors import ClientDisconnected, ProtocolError
+from .errors import ProtocolError
 from .h2hpack import RememberingDecoder, RememberingEncoder
 from .h2output import FileEnded, Share
 from .h2send import OUTPUT_LOW, SendQueue
 from .h2stream import (
-    CANCEL,
     ENHANCE_YOUR_CALM,
     INTERNAL_ERROR,
     NO_ERROR,
@@ -97,9 +101,6 @@ _RECV_SIZE = 256 * 1024
 # After the last GOAWAY, what the client still sends is read and dropped
 # this long, so that closing does not reset the connection under our answers.
 _LINGER_SECONDS = 2.0
-# How long an application's wait sleeps before it looks at its deadline again
-# (output that moves wakes it at once).
-_WAIT_SLICE = 1.0
 # One connection's share of memory, in units of one HTTP/1.1 connection's:
 # request bodies (--body-memory-bytes) and responses (--response-buffer-bytes).
 _BODY_MEMORY_SHARES = 2
@@ -181,16 +182,16 @@ class Http2Connection:
         self._h2 = _library_connection(settings.limits, max_streams)
         self.streams: dict[int, Http2Stream] = {}
         now = self.clock.monotonic()
-        self._quiet_since = now
         self._guard = FloodGuard(max_streams, now)
         self._life = _Life.OPEN
         self._goaway_sent = False  # whether we said GOAWAY (once is enough)
         self._last_stream = 0  # past OPEN: streams above it are refused
-        self._queue = SendQueue(transport, self.clock, self.io_lock)
-        self._framer = _Framer(self._h2, self._queue, self._guard, self.clock)
-        self._inbound = _Inbound(self, self._h2, self._guard)
         # Response bytes in memory across the streams, and their bound.
         self.output_share = Share(_OUTPUT_MEMORY_SHARES * settings.output_high_water)
+        self._queue = SendQueue(transport, self.clock, self.io_lock)
+        self._framer = _Framer(self._h2, self._queue, self._guard, self.clock)
+        self._host = _StreamHost(self, self._queue, self._framer, self._guard)
+        self._inbound = _Inbound(self, self._host, self._h2, self._guard)
         self._reported = (0, 0)
         self.deadline = now + settings.keepalive_timeout
         self._start(initial, upgrade)
@@ -223,7 +224,7 @@ class Http2Connection:
                 if upgrade is not None:
                     request, body, payload = upgrade
                     self._h2.initiate_upgrade_connection(base64.urlsafe_b64encode(payload))
-                    stream = Http2Stream(self, 1, request)
+                    stream = Http2Stream(self._host, 1, request)
                     self.streams[1] = stream
                     stream.input = body
                     stream.phase = Phase.QUEUED
@@ -232,7 +233,7 @@ class Http2Connection:
                     self._h2.initiate_connection()
                 self._h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
             except (h2.exceptions.ProtocolError, ValueError) as error:
-                log.debug("%s: HTTP/2 upgrade refused: %s", self.peer_text(), error)
+                log.debug("%s: HTTP/2 upgrade refused: %s", self._host.peer_text(), error)
                 self._life = _Life.FAILING
                 return
             if initial:
@@ -254,7 +255,7 @@ class Http2Connection:
             return self._linger_read()
         with self.io_lock:
             self._queue.flush_asked = False
-            ready = self._read_some() if self._taking_frames() else []
+            ready = self._read_some() if self.taking_frames else []
             self._send()
             step = self._next_step()
         self._count_transfer()
@@ -278,7 +279,7 @@ class Http2Connection:
         with self.io_lock:
             self._queue.flush_asked = False
             if self._queue and self._queue.progress_at + self.settings.write_timeout < now:
-                log.debug("%s: HTTP/2 output not read in time", self.peer_text())
+                log.debug("%s: HTTP/2 output not read in time", self._host.peer_text())
                 self.transport.abort_on_close()
                 self._close_now()
                 return True
@@ -299,7 +300,7 @@ class Http2Connection:
         for stream in list(self.streams.values()):
             stream.expire(now)
         if not self.streams and not self._queue and self._life is not _Life.FAILING and \
-                self._quiet_since + self._idle_wait() < now:
+                self._host.quiet_since + self._idle_wait() < now:
             self._goaway(NO_ERROR)
 
     def begin_draining(self) -> None:
@@ -341,7 +342,7 @@ class Http2Connection:
                 self._went_away()
                 break
             ready += self._inbound.receive(data)
-            if not self._taking_frames():
+            if not self.taking_frames:
                 break
         return ready
 
@@ -355,10 +356,6 @@ class Http2Connection:
         if self._life is not _Life.CLOSED:
             self._life = _Life.GONE
         self._fail_streams()
-
-    def _taking_frames(self) -> bool:
-        """Whether what the client sends is still read and acted on."""
-        return self._life is _Life.OPEN or self._life is _Life.DRAINING
 
     def drain(self, last_stream: int) -> None:
         """No new streams above ``last_stream``; those open finish."""
@@ -379,7 +376,7 @@ class Http2Connection:
 
     def connection_error(self, code: int, why: str) -> None:
         """A connection error of ours: GOAWAY ``code``, then close."""
-        log.debug("%s: HTTP/2 connection closed (%s)", self.peer_text(), why)
+        log.debug("%s: HTTP/2 connection closed (%s)", self._host.peer_text(), why)
         self.fail()
         self._goaway(code)
 
@@ -451,7 +448,7 @@ class Http2Connection:
             for stream in list(self.streams.values()):
                 deadline = min(deadline, stream.deadline())
         elif not self._queue:
-            deadline = min(deadline, self._quiet_since + self._idle_wait())
+            deadline = min(deadline, self._host.quiet_since + self._idle_wait())
         self.deadline = deadline
 
     # -- closing ---------------------------------------------------------------
@@ -493,7 +490,48 @@ class Http2Connection:
                 metrics.transferred(received - self._reported[0], sent - self._reported[1])
                 self._reported = (received, sent)
 
-    # -- what streams ask of their connection (StreamHost) -----------------------
+    def expect_by(self, deadline: float) -> None:
+        """Something must happen by ``deadline``: the reaper looks then (holds io_lock)."""
+        self.deadline = min(self.deadline, deadline)
+
+    @property
+    def taking_frames(self) -> bool:
+        """Whether what the client sends is still read and acted on."""
+        return self._life is _Life.OPEN or self._life is _Life.DRAINING
+
+
+class _StreamHost:
+    """The connection as its streams see it (``StreamHost``), as
+    ``_ExchangeIO`` is the HTTP/1.1 connection as an exchange sees it: the
+    settings, the lock, the output share, and what a stream may ask (to be
+    framed, a reset, its end, the poller's look, a sleep until output moves).
+    Its asks are the owners' own methods, so a stream's call costs no more."""
+
+    def __init__(self, connection: Http2Connection, queue: SendQueue, framer: _Framer,
+                 guard: FloodGuard) -> None:
+        self._connection = connection
+        self._guard = guard
+        self.settings = connection.settings
+        self.clock = connection.clock
+        self.transport = connection.transport
+        self.io_lock = connection.io_lock
+        self.output_share = connection.output_share
+        self.streams = connection.streams
+        self.quiet_since = self.clock.monotonic()  # when the last stream ended
+        self.want_send = framer.want_send
+        self.queue_reset = framer.queue_reset
+        self.ask_poller = queue.ask_poller
+        self.sleep = queue.sleep
+        self.arm_for_output = connection.arm_for_output
+        self.expect_by = connection.expect_by
+
+    @property
+    def closed(self) -> bool:
+        return self._connection.closed
+
+    @property
+    def serving(self) -> bool:
+        return self._connection.taking_frames
 
     def peer_text(self) -> str:
         """The client, for log lines."""
@@ -508,55 +546,7 @@ class Http2Connection:
         if completed:
             self._guard.completed()
         if not self.streams:
-            self._quiet_since = self.clock.monotonic()
-
-    def want_send(self, stream: Http2Stream) -> None:
-        """``stream`` has something to frame (holds io_lock)."""
-        self._framer.want_send(stream)
-
-    def queue_reset(self, stream_id: int, code: int) -> None:
-        """RST_STREAM for ``stream_id``, written at the next framing (holds io_lock)."""
-        self._framer.queue_reset(stream_id, code)
-
-    def ask_poller(self) -> bool:
-        """From a stream's thread: True when the poller's side must be asked
-        to frame and write (``arm_for_output``). Holds io_lock."""
-        return self._queue.ask_poller()
-
-    def expect_by(self, deadline: float) -> None:
-        """Something must happen by ``deadline``: the reaper looks then (holds io_lock)."""
-        self.deadline = min(self.deadline, deadline)
-
-    def wait_for_client(self, stream: Http2Stream, satisfied: Callable[[], bool]) -> None:
-        """An application's thread waits for its client until ``satisfied``:
-        detached from the pool first (a long request's place, so the pool
-        keeps serving), then asleep until the poller's side says output
-        moved. ClientDisconnected when the stream ends, or when nothing of
-        it moved for --write-timeout (the stream is then reset)."""
-        stream.went_long()
-        write_timeout = self.settings.write_timeout
-        timed_out = False
-        with self.io_lock:
-            while not satisfied():
-                if stream.canceled or not self._taking_frames():
-                    raise ClientDisconnected("the stream was closed")
-                now = self.clock.monotonic()
-                deadline = stream.progress_at + write_timeout
-                if now >= deadline:
-                    log.debug("%s: stream %d: response not read in time",
-                              self.peer_text(), stream.id)
-                    stream.reset(CANCEL)
-                    self.ask_poller()
-                    timed_out = True
-                    break
-                stream.waiting = True
-                try:
-                    self._queue.sleep(min(deadline - now, _WAIT_SLICE))
-                finally:
-                    stream.waiting = False
-        if timed_out:  # the poller's side writes the RST_STREAM
-            self.arm_for_output()
-            raise ClientDisconnected("the stream was closed")
+            self.quiet_since = self.clock.monotonic()
 
 
 class _Inbound:
@@ -564,9 +554,10 @@ class _Inbound:
     (their requests, their bodies, their resets). Runs on the poller's side,
     holding io_lock; the connection's life is changed through its methods."""
 
-    def __init__(self, connection: Http2Connection, h2conn: h2.connection.H2Connection,
-                 guard: FloodGuard) -> None:
+    def __init__(self, connection: Http2Connection, host: _StreamHost,
+                 h2conn: h2.connection.H2Connection, guard: FloodGuard) -> None:
         self._connection = connection
+        self._host = host
         self._h2 = h2conn
         self._guard = guard
         settings = connection.settings
@@ -595,7 +586,7 @@ class _Inbound:
             self._connection.connection_error(ENHANCE_YOUR_CALM, str(flood))
         except h2.exceptions.ProtocolError as error:
             # h2 has queued its GOAWAY already.
-            log.debug("%s: HTTP/2 connection error: %s", self._connection.peer_text(), error)
+            log.debug("%s: HTTP/2 connection error: %s", self._host.peer_text(), error)
             self._connection.fail()
         self.block_started = None if not self._scanner.in_header_block else \
             (self.block_started or self._clock.monotonic())
@@ -619,7 +610,7 @@ class _Inbound:
         elif kind is h2.events.ConnectionTerminated:
             if event.error_code:  # type: ignore[attr-defined]
                 log.debug("%s: the client ended HTTP/2 with error %s",
-                          self._connection.peer_text(),
+                          self._host.peer_text(),
                           event.error_code)  # type: ignore[attr-defined]
                 self._connection.fail()
             else:  # it takes no new streams from us, nor we from it
@@ -633,7 +624,7 @@ class _Inbound:
             self._h2.reset_stream(stream_id, REFUSED_STREAM)
             return
         ended = event.stream_ended is not None
-        stream = Http2Stream(self._connection, stream_id, None)
+        stream = Http2Stream(self._host, stream_id, None)
         self._streams[stream_id] = stream
         settings = self._settings
         try:
@@ -642,7 +633,7 @@ class _Inbound:
             self._malformed(stream, error)
             return
         except ProtocolError as error:
-            log.debug("%s: stream %d: %d %s", self._connection.peer_text(), stream_id,
+            log.debug("%s: stream %d: %d %s", self._host.peer_text(), stream_id,
                       error.status, error.detail)
             stream.refuse(error.status, error.detail, ended)
             return
@@ -668,7 +659,7 @@ class _Inbound:
     def _malformed(self, stream: Http2Stream, error: MalformedRequest) -> None:
         """RFC 9113 8.1.1: a malformed request is a stream error; the
         connection and its other streams go on."""
-        log.debug("%s: stream %d: malformed request: %s", self._connection.peer_text(),
+        log.debug("%s: stream %d: malformed request: %s", self._host.peer_text(),
                   stream.id, error.detail)
         stream.reset(PROTOCOL_ERROR)
 
@@ -688,12 +679,12 @@ class _Inbound:
         try:
             stream.spool.write(data)
         except SpoolFull as error:
-            log.warning("%s: stream %d: %s", self._connection.peer_text(), stream_id, error)
+            log.warning("%s: stream %d: %s", self._host.peer_text(), stream_id, error)
             stream.refuse(503, "the server cannot take this body now", ended=False,
                           retry_after=SPOOL_FULL_RETRY_AFTER)
         except OSError as error:
             log.error("%s: request body could not be stored: %s",
-                      self._connection.peer_text(), error)
+                      self._host.peer_text(), error)
             stream.refuse(503, "the request body could not be stored", ended=False)
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:

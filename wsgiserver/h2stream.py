@@ -42,6 +42,9 @@ INTERNAL_ERROR = 0x2
 REFUSED_STREAM = 0x7
 CANCEL = 0x8
 ENHANCE_YOUR_CALM = 0xB
+# How long an application's wait sleeps before it looks at its deadline again
+# (output that moves wakes it at once).
+_WAIT_SLICE = 1.0
 
 
 def _never_long() -> None:
@@ -89,8 +92,12 @@ class StreamHost(Protocol):
     def expect_by(self, deadline: float) -> None:
         """Something must happen by ``deadline`` (holds io_lock)."""
 
-    def wait_for_client(self, stream: Http2Stream, satisfied: Callable[[], bool]) -> None:
-        """Sleep until ``satisfied`` (io_lock not held); ClientDisconnected if never."""
+    @property
+    def serving(self) -> bool:
+        """Whether the connection still reads its client (no error, not closed)."""
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep until output moves or a stream ends, ``seconds`` at most (holds io_lock)."""
 
 
 class Http2Stream:
@@ -386,8 +393,41 @@ class StreamExchange:
         if arm:
             host.arm_for_output()
         if over:
-            host.wait_for_client(self._stream, lambda: self._has_room(wait, self._low_water))
+            self._wait_for_client(lambda: self._has_room(wait, self._low_water))
         if self._stream.canceled:
+            raise ClientDisconnected("the stream was closed")
+
+    def _wait_for_client(self, satisfied: Callable[[], bool]) -> None:
+        """The application's thread waits for its client until ``satisfied``:
+        detached from the pool first (a long request's place, so the pool
+        keeps serving), then asleep until the poller's side says output
+        moved; it never reads frames. ClientDisconnected when the stream
+        ends, or when nothing of it moved for --write-timeout (the stream is
+        then reset)."""
+        stream, host = self._stream, self._host
+        stream.went_long()
+        write_timeout = self._settings.write_timeout
+        timed_out = False
+        with host.io_lock:
+            while not satisfied():
+                if stream.canceled or not host.serving:
+                    raise ClientDisconnected("the stream was closed")
+                now = host.clock.monotonic()
+                deadline = stream.progress_at + write_timeout
+                if now >= deadline:
+                    log.debug("%s: stream %d: response not read in time",
+                              host.peer_text(), stream.id)
+                    stream.reset(CANCEL)
+                    host.ask_poller()
+                    timed_out = True
+                    break
+                stream.waiting = True
+                try:
+                    host.sleep(min(deadline - now, _WAIT_SLICE))
+                finally:
+                    stream.waiting = False
+        if timed_out:  # the poller's side writes the RST_STREAM
+            host.arm_for_output()
             raise ClientDisconnected("the stream was closed")
 
     def _has_room(self, producing: bool, mark: int) -> bool:
