@@ -206,8 +206,7 @@ class Http2Connection:
     @property
     def busy(self) -> bool:
         """True while a stream's request runs or waits for a thread."""
-        return any(stream.phase in (Phase.QUEUED, Phase.RUNNING)
-                   for stream in list(self.streams.values()))
+        return self._host.busy
 
     @property
     def idle(self) -> bool:
@@ -221,17 +220,7 @@ class Http2Connection:
         self._pending_start = ready
         with self.io_lock:
             try:
-                if upgrade is not None:
-                    request, body, payload = upgrade
-                    self._h2.initiate_upgrade_connection(base64.urlsafe_b64encode(payload))
-                    stream = Http2Stream(self._host, 1, request)
-                    self.streams[1] = stream
-                    stream.input = body
-                    stream.phase = Phase.QUEUED
-                    ready.append(stream)
-                else:
-                    self._h2.initiate_connection()
-                self._h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+                self._inbound.begin(upgrade, ready)
             except (h2.exceptions.ProtocolError, ValueError) as error:
                 log.debug("%s: HTTP/2 upgrade refused: %s", self._host.peer_text(), error)
                 self._life = _Life.FAILING
@@ -255,7 +244,9 @@ class Http2Connection:
             return self._linger_read()
         with self.io_lock:
             self._queue.flush_asked = False
-            ready = self._read_some() if self.taking_frames else []
+            # A client that reads nothing gets nothing of it read.
+            reading = self.taking_frames and not self._queue.over_limit
+            ready = self._inbound.read() if reading else []
             self._send()
             step = self._next_step()
         self._count_transfer()
@@ -297,10 +288,9 @@ class Http2Connection:
         block_started = self._inbound.block_started
         if block_started is not None and block_started + self.settings.header_timeout < now:
             self.connection_error(PROTOCOL_ERROR, "header block not finished in time")
-        for stream in list(self.streams.values()):
-            stream.expire(now)
+        self._host.expire_streams(now)
         if not self.streams and not self._queue and self._life is not _Life.FAILING and \
-                self._host.quiet_since + self._idle_wait() < now:
+                self._host.idle_until() < now:
             self._goaway(NO_ERROR)
 
     def begin_draining(self) -> None:
@@ -321,30 +311,12 @@ class Http2Connection:
     def cut(self) -> None:
         """From another thread: end every running stream early (503 before a
         head, a reset after); their applications' next writes fail."""
-        for stream in list(self.streams.values()):
-            stream.cut()
+        self._host.cut_streams()
 
     def close(self) -> None:
         """Close the socket now (idempotent); streams still running fail."""
         with self.io_lock:
             self._close_now()
-
-    def _read_some(self) -> list[Http2Stream]:
-        """Read and handle what the socket has, a few reads at most. Holds io_lock."""
-        ready: list[Http2Stream] = []
-        if self._queue.over_limit:
-            return ready  # the client reads nothing: read nothing of it
-        for _ in range(_READS_PER_WAKE):
-            data = self.transport.recv(_RECV_SIZE)
-            if data is None:
-                break
-            if not data:
-                self._went_away()
-                break
-            ready += self._inbound.receive(data)
-            if not self.taking_frames:
-                break
-        return ready
 
     # -- its life --------------------------------------------------------------
 
@@ -352,10 +324,11 @@ class Http2Connection:
         """Whether a new stream is taken: none above the last after a GOAWAY."""
         return self._life is _Life.OPEN or stream_id <= self._last_stream
 
-    def _went_away(self) -> None:
+    def went_away(self) -> None:
+        """The client is gone: close at once."""
         if self._life is not _Life.CLOSED:
             self._life = _Life.GONE
-        self._fail_streams()
+        self._host.cancel_streams()
 
     def drain(self, last_stream: int) -> None:
         """No new streams above ``last_stream``; those open finish."""
@@ -366,13 +339,9 @@ class Http2Connection:
     def fail(self) -> None:
         """A connection error whose GOAWAY is said (by h2, or by the client):
         the streams end, what is queued goes out, then the connection closes."""
-        self._fail_streams()
+        self._host.cancel_streams()
         if self._life is _Life.OPEN or self._life is _Life.DRAINING:
             self._life = _Life.FAILING
-
-    def _fail_streams(self) -> None:
-        for stream in list(self.streams.values()):
-            stream.cancel()
 
     def connection_error(self, code: int, why: str) -> None:
         """A connection error of ours: GOAWAY ``code``, then close."""
@@ -388,19 +357,15 @@ class Http2Connection:
 
     def _send(self) -> None:
         """Frame what the windows allow and send what the socket takes. Holds io_lock."""
-        if self._life is _Life.CLOSED:
+        life = self._life
+        if life is _Life.CLOSED:
             return
-        queue = self._queue
-        # What the streams' threads framed may fill the output already: it
-        # goes first, then more is framed while the socket takes it all.
-        while True:
-            if not queue.flush():
-                self._went_away()
-            if queue or self._life is _Life.GONE:
-                break
-            if not self._framer.pump() and not queue:
-                break
-        queue.moved()
+        if life is _Life.GONE:  # what is queued may still go; nothing more
+            if not self._queue.flush():
+                self.went_away()
+        elif not self._framer.send():
+            self.went_away()
+        self._queue.moved()
 
     def _next_step(self) -> Step:
         """After acting: close, linger, or what to watch for. Holds io_lock."""
@@ -431,9 +396,6 @@ class Http2Connection:
 
     # -- deadlines -----------------------------------------------------------
 
-    def _idle_wait(self) -> float:
-        return DRAIN_QUIET_SECONDS if self.settings.draining() else self.settings.keepalive_timeout
-
     def _update_deadline(self) -> None:
         settings = self.settings
         now = self.clock.monotonic()
@@ -445,10 +407,9 @@ class Http2Connection:
         if block_started is not None:
             deadline = min(deadline, block_started + settings.header_timeout)
         if self.streams:
-            for stream in list(self.streams.values()):
-                deadline = min(deadline, stream.deadline())
+            deadline = min(deadline, self._host.streams_deadline())
         elif not self._queue:
-            deadline = min(deadline, self._host.quiet_since + self._idle_wait())
+            deadline = min(deadline, self._host.idle_until())
         self.deadline = deadline
 
     # -- closing ---------------------------------------------------------------
@@ -463,8 +424,7 @@ class Http2Connection:
         return Step.READ
 
     def _linger_read(self) -> Step:
-        data = self.transport.recv(_RECV_SIZE)
-        if data == b"":
+        if self._inbound.drop_what_arrives():
             with self.io_lock:
                 self._close_now()
             return Step.CLOSED
@@ -476,8 +436,7 @@ class Http2Connection:
         if self._life is _Life.CLOSED:
             return
         self._life = _Life.CLOSED
-        for stream in list(self.streams.values()):
-            stream.cancel()
+        self._host.cancel_streams()
         self._queue.clear()
         self.transport.close()
         self._queue.moved()  # waiting applications see the end at once
@@ -489,10 +448,6 @@ class Http2Connection:
             if (received, sent) != self._reported:
                 metrics.transferred(received - self._reported[0], sent - self._reported[1])
                 self._reported = (received, sent)
-
-    def expect_by(self, deadline: float) -> None:
-        """Something must happen by ``deadline``: the reaper looks then (holds io_lock)."""
-        self.deadline = min(self.deadline, deadline)
 
     @property
     def taking_frames(self) -> bool:
@@ -523,7 +478,6 @@ class _StreamHost:
         self.ask_poller = queue.ask_poller
         self.sleep = queue.sleep
         self.arm_for_output = connection.arm_for_output
-        self.expect_by = connection.expect_by
 
     @property
     def closed(self) -> bool:
@@ -537,6 +491,42 @@ class _StreamHost:
         """The client, for log lines."""
         address, port = self.transport.peer
         return f"{address}:{port}" if address else "peer"
+
+    # -- the streams, as the connection sees them -----------------------------
+
+    def idle_until(self) -> float:
+        """When a connection without streams is closed as idle."""
+        settings = self.settings
+        wait = DRAIN_QUIET_SECONDS if settings.draining() else settings.keepalive_timeout
+        return self.quiet_since + wait
+
+    @property
+    def busy(self) -> bool:
+        """True while a stream's request runs or waits for a thread."""
+        return any(stream.phase in (Phase.QUEUED, Phase.RUNNING)
+                   for stream in list(self.streams.values()))
+
+    def streams_deadline(self) -> float:
+        """The earliest of the streams' deadlines."""
+        return min((stream.deadline() for stream in list(self.streams.values())),
+                   default=float("inf"))
+
+    def expire_streams(self, now: float) -> None:
+        for stream in list(self.streams.values()):
+            stream.expire(now)
+
+    def cut_streams(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.cut()
+
+    def cancel_streams(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.cancel()
+
+    def expect_by(self, deadline: float) -> None:
+        """Something must happen by ``deadline``: the reaper looks then (holds io_lock)."""
+        connection = self._connection
+        connection.deadline = min(connection.deadline, deadline)
 
     def stream_done(self, stream: Http2Stream, completed: bool) -> None:
         """A stream is over (holds io_lock): forget it; a response that ended
@@ -563,12 +553,51 @@ class _Inbound:
         settings = connection.settings
         self._settings = settings
         self._clock = settings.clock
+        self._transport = connection.transport
         self._streams = connection.streams
         limits = settings.limits
         self._scanner = FrameScanner(header_block_limit=2 * limits.max_header_bytes + 1024)
         self._body_budgets = _connection_body_budgets(settings)
         self.block_started: float | None = None  # an unfinished header block
         self.received = 0
+
+    def drop_what_arrives(self) -> bool:
+        """While lingering: read and drop; True at the end of the stream."""
+        return self._transport.recv(_RECV_SIZE) == b""
+
+    def begin(self, upgrade: tuple[Request, IO[bytes], bytes] | None,
+              ready: list[Http2Stream]) -> None:
+        """The server's preface; after an ``Upgrade: h2c``, its request as
+        stream 1, complete (put on ``ready``)."""
+        h2conn = self._h2
+        if upgrade is not None:
+            request, body, payload = upgrade
+            h2conn.initiate_upgrade_connection(base64.urlsafe_b64encode(payload))
+            stream = Http2Stream(self._host, 1, request)
+            self._streams[1] = stream
+            stream.input = body
+            stream.phase = Phase.QUEUED
+            ready.append(stream)
+        else:
+            h2conn.initiate_connection()
+        h2conn.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+
+    def read(self) -> list[Http2Stream]:
+        """Read and handle what the socket has, a few reads at most; streams
+        now complete."""
+        ready: list[Http2Stream] = []
+        connection = self._connection
+        for _ in range(_READS_PER_WAKE):
+            data = self._transport.recv(_RECV_SIZE)
+            if data is None:
+                break
+            if not data:
+                connection.went_away()
+                break
+            ready += self.receive(data)
+            if not connection.taking_frames:
+                break
+        return ready
 
     def receive(self, data: bytes) -> list[Http2Stream]:
         """Feed bytes to h2 and act on its events; streams now complete."""
@@ -731,6 +760,18 @@ class _Framer:
         self.collect()  # what h2 has queued goes first
         self._queue.add(frame.serialize())
         return last
+
+    def send(self) -> bool:
+        """Frame what the windows allow and send what the socket takes;
+        False when the client went away."""
+        queue = self._queue
+        # What the streams' threads framed may fill the output already: it
+        # goes first, then more is framed while the socket takes it all.
+        while True:
+            if not queue.flush():
+                return False
+            if queue or not self.pump() and not queue:
+                return True
 
     def pump(self) -> bool:
         """Move queued response bytes into DATA frames, one frame per stream
