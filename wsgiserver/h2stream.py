@@ -311,8 +311,9 @@ class Http2Stream:
 
 class StreamExchange:
     """The stream as one exchange sees it (``ExchangeIO``): the body, the
-    response head and its framing, the writes of the application's thread.
-    Every method but the properties takes the connection's io_lock."""
+    response head and its framing, the writes of the application's thread
+    and its waits for the client. The sink's methods take the connection's
+    io_lock (``cut`` may come from the watchdog meanwhile)."""
 
     upgraded = False
 
