@@ -243,7 +243,6 @@ class Http2Connection:
         if life is _Life.LINGERING:
             return self._linger_read()
         with self.io_lock:
-            self._queue.flush_asked = False
             # A client that reads nothing gets nothing of it read.
             reading = self.taking_frames and not self._queue.over_limit
             ready = self._inbound.read() if reading else []
@@ -268,12 +267,12 @@ class Http2Connection:
             return True
         now = self.clock.monotonic()
         with self.io_lock:
-            self._queue.flush_asked = False
             if self._queue and self._queue.progress_at + self.settings.write_timeout < now:
                 log.debug("%s: HTTP/2 output not read in time", self._host.peer_text())
                 self.transport.abort_on_close()
                 self._close_now()
                 return True
+            self._send()  # what the streams queued moves before they are judged late
             self._expire_parts(now)
             self._send()
             step = self._next_step()
@@ -299,10 +298,11 @@ class Http2Connection:
         if self._life in (_Life.CLOSED, _Life.LINGERING):
             return
         with self.io_lock:
-            self._queue.flush_asked = False
             if not self._goaway_sent and self._life is not _Life.FAILING:
                 self._goaway(NO_ERROR)
-                self._send()
+            # Always: this turn answers a stream's request to be written (a
+            # re-arm for reading alone would leave its output waiting).
+            self._send()
             self._update_deadline()
             step = self._next_step()
         if step is not Step.CLOSED:
@@ -356,7 +356,10 @@ class Http2Connection:
     # -- sending ----------------------------------------------------------------
 
     def _send(self) -> None:
-        """Frame what the windows allow and send what the socket takes. Holds io_lock."""
+        """Frame what the windows allow and send what the socket takes: what a
+        stream's thread asked the poller's side for (``flush_asked``) is done
+        here, whichever entry point calls it. Holds io_lock."""
+        self._queue.flush_asked = False
         life = self._life
         if life is _Life.CLOSED:
             return
@@ -765,17 +768,25 @@ class _Framer:
         """Frame what the windows allow and send what the socket takes;
         False when the client went away."""
         queue = self._queue
-        # What the streams' threads framed may fill the output already: it
-        # goes first, then more is framed while the socket takes it all.
+        # What was framed before (and h2's own answers) goes first, then more
+        # is framed while the socket takes it all.
         while True:
             if not queue.flush():
                 return False
-            if queue or not self.pump() and not queue:
+            if queue:
+                # The socket is full: no more DATA, but what h2 answers on
+                # its own (PING and SETTINGS acknowledgements) and our resets
+                # join the queue, counted against its limit, not left in h2.
+                self._write_resets()
+                self.collect()
+                return True
+            if not self.pump() and not queue:
                 return True
 
     def pump(self) -> bool:
-        """Move queued response bytes into DATA frames, one frame per stream
-        in turn, while the windows allow and the output is short."""
+        """Write the streams' queued HEADERS, DATA (one frame per stream in
+        turn, while the windows allow and the output is short), ends and
+        resets."""
         self._write_resets()
         self.collect()
         sending = self._sending
@@ -798,6 +809,7 @@ class _Framer:
             else:
                 stalled += 1
             if not stream.wants_to_send:
+                stalled = 0  # it is done (a head alone with END_STREAM moves no bytes)
                 sending.popleft()
                 if stream.reset_after_end and stream.end_sent and not stream.canceled:
                     self._reset_quietly(stream.id, NO_ERROR)

@@ -37,8 +37,8 @@ class SendQueue:
         self.waiting_bytes = 0
         self.progress_at = clock.monotonic()  # when bytes last left
         self.sent = 0
-        # An application's thread framed output and asked the poller's side
-        # to send it; more output framed before that turn rides along.
+        # An application's thread queued output and asked the poller's side
+        # to frame and send it; more queued before that turn rides along.
         self.flush_asked = False
         self._waiters = 0  # application threads asleep on _moved
         self._moved = threading.Condition(lock)  # output left, or a stream ended

@@ -230,23 +230,36 @@ class Http2Stream:
 
     def queue_head(self, fields: list[tuple[bytes, bytes]], ends: bool) -> None:
         """HEADERS for the poller's side to write, with END_STREAM when ``ends``."""
+        waited = self.wants_to_send
         self.head_fields = fields
         self.head_ends = ends
         if ends:
             self.end_queued = True
-        self.host.want_send(self)
+        self._queued(waited)
 
     def queue_bytes(self, framed: bytes) -> None:
         if framed and not self.end_queued:
+            waited = self.wants_to_send
             self.output.add(framed)
-            self.host.want_send(self)
+            self._queued(waited)
 
     def queue_file(self, fd: int, offset: int, count: int) -> None:
+        waited = self.wants_to_send
         self.output.add_file(fd, offset, count)
-        self.host.want_send(self)
+        self._queued(waited)
 
     def queue_end(self) -> None:
+        waited = self.wants_to_send
         self.end_queued = True
+        self._queued(waited)
+
+    def _queued(self, waited: bool) -> None:
+        """Something was queued; if nothing waited before, the client's time
+        to take it (``progress_at``, what --write-timeout weighs) starts now,
+        not when the stream last moved: an application may work for longer
+        than the timeout between writes."""
+        if not waited:
+            self.progress_at = self.host.clock.monotonic()
         self.host.want_send(self)
 
     # -- the application's thread ----------------------------------------------
@@ -284,9 +297,8 @@ class Http2Stream:
                 host.want_send(self)  # sent_all() ends it once all is out
             # A response left waiting for a window has a deadline of its own.
             host.expect_by(self.deadline())
-            # Output waiting for the socket, or a connection that can close
-            # now: the poller side must look. (A window still shut waits for
-            # the client's WINDOW_UPDATE, which wakes the poller side anyway.)
+            # The end (and whatever is queued) is for the poller's side to
+            # frame and write: ask it to look, once per turn.
             arm = host.ask_poller()
         if arm:
             host.arm_for_output()
@@ -339,7 +351,8 @@ class StreamExchange:
         return request.method if request is not None else b"GET"
 
     def _start_head(self, body_length: int | None, ending: bool, exact: bool = True) -> None:
-        """HEADERS for the application's head (holds io_lock)."""
+        """The application's head as HEADERS fields, queued for the poller's
+        side to write (holds io_lock)."""
         head = self._head
         if head is None:
             raise ResponseError("no response head was set")

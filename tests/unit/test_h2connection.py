@@ -598,3 +598,92 @@ def test_the_responses_of_one_turn_go_out_in_one_write():
     client.exchange()
     for stream in streams:
         assert client.response(stream)[1:] == (b"hello /%d" % (stream // 2), True)
+
+
+def test_an_app_slower_than_the_write_timeout_still_gets_its_big_write_out():
+    # The client's time to take output counts from when it was queued, not
+    # from when the stream last moved: an application that works longer than
+    # --write-timeout before a write larger than its buffer is not reset.
+    clients = []
+
+    def slow(environ, start_response):
+        clients[0].clock.advance(31.0)  # past the 30 s write timeout
+        start_response("200 OK", [])
+        return iter([b"x" * 100_000, b"y" * 10])
+
+    client = Client.__new__(Client)
+    clients.append(client)
+    Client.__init__(client, slow, output_high_water=60_000)
+    stream = client.request("/")
+    client.exchange()
+    assert not [e for e in client.of_type(h2.events.StreamReset) if e.stream_id == stream]
+    _, body, ended = client.response(stream)
+    assert ended and len(body) == 100_010
+
+
+def test_the_reaper_looking_before_the_poller_does_not_reset_a_finished_response():
+    clients = []
+
+    def slow(environ, start_response):
+        clients[0].clock.advance(31.0)
+        start_response("200 OK", [])
+        return [b"x" * 10]
+
+    client = Client.__new__(Client)
+    clients.append(client)
+    Client.__init__(client, slow, run_streams=False)
+    stream = client.request("/")
+    client.exchange()
+    client.submitted.pop(0).run()  # the stream's thread, then the reaper first
+    if client.connection.deadline < client.clock.monotonic():
+        client.connection.expire()
+    client.exchange()
+    assert not [e for e in client.of_type(h2.events.StreamReset) if e.stream_id == stream]
+    _, body, ended = client.response(stream)
+    assert ended and body == b"x" * 10
+
+
+def test_a_second_draining_pass_writes_what_a_stream_asked_for():
+    client = Client(run_streams=False)
+    client.request("/last")
+    client.exchange()
+    client.connection.begin_draining()  # the reaper's first pass: GOAWAY
+    client.transport.take_sent()
+    client.run_submitted()  # the application answers and asks the poller to look
+    client.connection.begin_draining()  # the reaper's next pass, before the poller's turn
+    assert client.transport.take_sent(), "the response waits for a turn that may never come"
+
+
+def test_head_only_streams_do_not_split_a_turn_into_two_writes():
+    client = Client(run_streams=False)
+    for path, method in [("/a", "HEAD"), ("/b", "HEAD"), ("/c", "GET")]:
+        client.request(path, method=method)
+    client.exchange()
+    writes = []
+    send = client.transport.send
+    client.transport.send = lambda data: writes.append(len(data)) or send(data)
+    client.run_submitted()
+    client.poller_turn()
+    assert len(writes) == 1, writes
+
+
+def test_answers_to_a_client_that_reads_nothing_are_counted_not_left_in_h2():
+    # While the socket takes nothing, h2's own answers (PING acknowledgements)
+    # join the send queue, where they count against the limit past which the
+    # connection stops reading its client; they used to pile up inside h2.
+    def big(environ, start_response):
+        start_response("200 OK", [])
+        return [b"x" * 60_000]
+
+    client = Client(big)
+    client.transport.reads = 0  # the client stops reading
+    client.request("/")
+    client.exchange()
+    connection = client.connection
+    queued = connection._queue.waiting_bytes
+    for n in range(50):
+        client.h2.ping(b"%08d" % n)
+        client.transport.arrive(client.h2.data_to_send())
+        client.clock.advance(0.5)  # slowly: under the flood guard
+        connection.on_ready()
+    assert connection._queue.waiting_bytes >= queued + 50 * 17  # a PING ACK is 17 bytes
