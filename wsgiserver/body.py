@@ -2,7 +2,9 @@
 threshold, beyond it in an unlinked temporary file.
 
 Owns where the bytes are kept, the stream ``wsgi.input`` reads them from,
-and the body's share of the server's budgets: bytes in memory across
+when a body still arriving must next show progress (``BodyClock``, the same
+rule for an HTTP/1.1 connection and an HTTP/2 stream), and the body's share
+of the server's budgets: bytes in memory across
 connections (past it, a body goes to disk however small), bytes spooled
 across connections (past it, the body is refused: SpoolFull, a 503), and
 open spool files (each a descriptor). Knows no sockets, framing or limits
@@ -18,7 +20,57 @@ from typing import IO
 from .budget import BodyBudgets
 from .errors import SpoolFull
 
-__all__ = ["RequestBody", "SpoolFull", "NO_BODY"]
+__all__ = ["RequestBody", "BodyClock", "SpoolFull", "NO_BODY", "BODY_RATE_WINDOW"]
+
+# The window a body's arrival rate is measured over (--min-body-rate).
+BODY_RATE_WINDOW = 20.0
+
+
+class BodyClock:
+    """When a body being received must next show progress, and whether it
+    has: a byte within ``body_timeout``, at least ``min_rate`` bytes a
+    second over each window (first judged once the body has had
+    ``body_timeout`` seconds, over all of them; then over each window after:
+    sliding, so a fast start buys no later stall), the whole body within
+    ``max_seconds``. Time and the body's size come from the caller."""
+
+    __slots__ = ("_timeout", "_max_seconds", "_min_rate", "_started", "_progress_at",
+                 "_window_at", "_window_size")
+
+    def __init__(self, now: float, body_timeout: float, max_seconds: float,
+                 min_rate: int) -> None:
+        self._timeout = body_timeout
+        self._max_seconds = max_seconds
+        self._min_rate = min_rate
+        self._started = self._progress_at = self._window_at = now
+        self._window_size = 0  # the body's size when its window began
+
+    def arrived(self, now: float) -> None:
+        """Bytes of the body arrived (or its head did)."""
+        self._progress_at = now
+
+    def deadline(self) -> float:
+        """When the body must next have shown progress."""
+        deadline = min(self._progress_at + self._timeout, self._started + self._max_seconds)
+        if self._min_rate:
+            deadline = min(deadline, self._rate_due())
+        return deadline
+
+    def on_time(self, now: float, size: int) -> bool:
+        """At the deadline, with ``size`` bytes received: whether the body may
+        go on; a window whose rate was met slides on."""
+        if now >= self._progress_at + self._timeout or now >= self._started + self._max_seconds:
+            return False
+        due = self._rate_due()
+        if self._min_rate and now >= due:
+            # Judged over the window as it was due, however late the look.
+            if size - self._window_size < self._min_rate * (due - self._window_at):
+                return False
+            self._window_at, self._window_size = due, size
+        return True
+
+    def _rate_due(self) -> float:
+        return max(self._window_at + BODY_RATE_WINDOW, self._started + self._timeout)
 
 
 class RequestBody:

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-from .body import NO_BODY, RequestBody, SpoolFull
+from .body import NO_BODY, BodyClock, RequestBody, SpoolFull
 from .drive import (
     DRAIN_QUIET_SECONDS,
     SPOOL_FULL_RETRY_AFTER,
@@ -59,8 +59,6 @@ log = logging.getLogger("wsgiserver")
 # away for a moment before closing; closing with unread data makes the
 # kernel send RST, which can destroy the response before the client reads it.
 _LINGER_SECONDS = 2.0
-# The window a body's arrival rate is measured over (--min-body-rate).
-BODY_RATE_WINDOW = 20.0
 # Reads while a body arrives are larger than while a head does: fewer calls
 # for an upload, and a head never needs more than one read of this size.
 _HEAD_RECV = 64 * 1024
@@ -134,9 +132,7 @@ class Connection:
         self._head_started: float | None = None
         self._request: Request | None = None
         self._body: RequestBody | None = None
-        self._body_started = 0.0
-        self._body_progress_at = self._window_at = 0.0  # the body's last byte; its rate window
-        self._window_size = 0  # the body's size when its window began
+        self._body_clock: BodyClock | None = None  # while a body arrives
         self._current: _ExchangeIO | None = None  # the exchange running, for cut()
         self.received = 0  # bytes read from the client (for the metrics)
         self._reported = (0, 0)  # (received, sent) already counted in the metrics
@@ -261,7 +257,7 @@ class Connection:
             exchange_io.done()
             if body is not None:
                 body.close()
-            self._request = self._body = None
+            self._request = self._body = self._body_clock = None
         if self.settings.exchange.metrics is not None:
             self._count_transfer()
         after = self.state.after_response()
@@ -286,7 +282,7 @@ class Connection:
             return self._close()
         self.switch_data = self.state.take_buffered()
         self.upgrade_request = (request, body.finish() if body is not None else NO_BODY)
-        self._request = self._body = None
+        self._request = self._body = self._body_clock = None
         return STEP_SWITCH
 
     def cut(self) -> None:
@@ -334,9 +330,10 @@ class Connection:
             self.transport.abort_on_close()
             return True
         waiting = self._head_started is not None or self._request is not None
-        if phase is _REQUEST and self._request is not None and \
-                self._body_on_time(self.clock.monotonic()):
-            self.deadline = self._body_deadline()
+        clock, body = self._body_clock, self._body
+        if phase is _REQUEST and self._request is not None and clock is not None and \
+                clock.on_time(self.clock.monotonic(), body.size if body is not None else 0):
+            self.deadline = clock.deadline()
             return False
         if phase is _REQUEST and waiting:
             self.state.input_failed()
@@ -427,8 +424,8 @@ class Connection:
         settings = self.settings
         self._body = RequestBody(settings.body_memory_bytes, settings.spool_dir,
                                  settings.body_budgets)
-        self._body_started = self._body_progress_at = self._window_at = self.clock.monotonic()
-        self._window_size = 0
+        self._body_clock = BodyClock(self.clock.monotonic(), settings.body_timeout,
+                                     settings.max_body_seconds, settings.min_body_rate)
         # Refused before a byte of it is read (or a 100 Continue sent) when the
         # spool has no room for all it announced: the bodies admitted finish.
         if request.content_length is not None and not self._body.reserve(request.content_length):
@@ -441,9 +438,10 @@ class Connection:
     def _wait_for_bytes(self) -> None:
         now = self.clock.monotonic()
         settings = self.settings
-        if self._request is not None:
-            self._body_progress_at = now  # bytes just arrived (or the head did)
-            self.deadline = self._body_deadline()
+        body_clock = self._body_clock
+        if self._request is not None and body_clock is not None:
+            body_clock.arrived(now)  # bytes just arrived (or the head did)
+            self.deadline = body_clock.deadline()
         elif self.state.buffered:
             if self._head_started is None:
                 self._head_started = now
@@ -452,36 +450,6 @@ class Connection:
             self._quiet_since = now
             wait = DRAIN_QUIET_SECONDS if settings.draining() else settings.keepalive_timeout
             self.deadline = now + wait
-
-    def _body_deadline(self) -> float:
-        """When the body must next have shown progress: a byte within the body
-        timeout, the minimum rate by the end of its window (sliding: a fast
-        start buys no later stall), and the whole body within its hard cap."""
-        settings = self.settings
-        deadline = min(self._body_progress_at + settings.body_timeout,
-                       self._body_started + settings.max_body_seconds)
-        if settings.min_body_rate:
-            # The rate is first judged once the body has had body_timeout
-            # seconds, over all of them; then over each window after.
-            deadline = min(deadline, max(self._window_at + BODY_RATE_WINDOW,
-                                         self._body_started + settings.body_timeout))
-        return deadline
-
-    def _body_on_time(self, now: float) -> bool:
-        """At the body's deadline: whether it may go on; a window whose rate
-        was met slides on."""
-        settings = self.settings
-        if now >= self._body_progress_at + settings.body_timeout or \
-                now >= self._body_started + settings.max_body_seconds:
-            return False
-        body = self._body
-        due = max(self._window_at + BODY_RATE_WINDOW, self._body_started + settings.body_timeout)
-        if settings.min_body_rate and body is not None and now >= due:
-            # Judged over the window as it was due, however late the look.
-            if body.size - self._window_size < settings.min_body_rate * (due - self._window_at):
-                return False
-            self._window_at, self._window_size = due, body.size
-        return True
 
     # -- after a response ------------------------------------------------------
 

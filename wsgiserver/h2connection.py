@@ -58,7 +58,7 @@ import h2.exceptions
 import h2.settings
 from hyperframe.frame import GoAwayFrame
 
-from .body import RequestBody, SpoolFull
+from .body import BodyClock, RequestBody, SpoolFull
 from .budget import BodyBudgets, Budget, FileCount
 from .clock import Clock
 from .drive import DRAIN_QUIET_SECONDS, SPOOL_FULL_RETRY_AFTER, ConnectionSettings, Step
@@ -673,7 +673,8 @@ class _Inbound:
         if not ended:
             stream.spool = RequestBody(settings.body_memory_bytes, settings.spool_dir,
                                        self._body_budgets)
-            stream.body_started = stream.body_at = self._clock.monotonic()
+            stream.body_clock = BodyClock(self._clock.monotonic(), settings.body_timeout,
+                                          settings.max_body_seconds, settings.min_body_rate)
             if request.expect_continue:
                 self._h2.send_headers(stream_id, [(b":status", b"100")])
 
@@ -703,7 +704,8 @@ class _Inbound:
         if stream is None or stream.phase is not Phase.RECEIVING or stream.spool is None:
             return  # refused or reset: dropped
         data = event.data or b""
-        stream.body_at = self._clock.monotonic()
+        if stream.body_clock is not None:
+            stream.body_clock.arrived(self._clock.monotonic())
         max_body_bytes = self._settings.limits.max_body_bytes
         if stream.spool.size + len(data) > max_body_bytes:
             stream.refuse(413, body_too_large(max_body_bytes).detail, ended=False)

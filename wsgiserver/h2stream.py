@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Protocol
 
-from .body import NO_BODY, RequestBody
+from .body import NO_BODY, BodyClock, RequestBody
 from .clock import Clock
 from .drive import ConnectionSettings
 from .errors import ClientDisconnected, ResponseError
@@ -116,7 +116,7 @@ class Http2Stream:
         self.phase = Phase.RECEIVING
         self.spool: RequestBody | None = None  # the body as it arrives
         self.input: IO[bytes] = NO_BODY  # and as the application reads it
-        self.body_started = self.body_at = 0.0
+        self.body_clock: BodyClock | None = None  # while the body arrives
         self.canceled = False  # over for us: nothing more is sent
         self.reset_after_end = False  # the client still sends a body nobody reads
         self.head_fields: list[tuple[bytes, bytes]] | None = None  # HEADERS to write
@@ -158,11 +158,8 @@ class Http2Stream:
     def deadline(self) -> float:
         """When this stream's wait for its client ends."""
         settings = self.host.settings
-        if self.phase is Phase.RECEIVING and self.spool is not None:
-            allowance = settings.body_timeout
-            if settings.min_body_rate:
-                allowance += self.spool.size / settings.min_body_rate
-            return min(self.body_at + settings.body_timeout, self.body_started + allowance)
+        if self.phase is Phase.RECEIVING and self.body_clock is not None:
+            return self.body_clock.deadline()  # HTTP/1.1's rule (body.BodyClock)
         if self.phase is Phase.SENDING:
             return self.progress_at + settings.write_timeout
         return float("inf")
@@ -170,9 +167,12 @@ class Http2Stream:
     def expire(self, now: float) -> None:
         """Past its deadline: 408 for a body that stopped, a reset for a
         response whose window stayed shut."""
-        if self.deadline() >= now:
+        if self.deadline() > now:
             return
         if self.phase is Phase.RECEIVING:
+            clock, spool = self.body_clock, self.spool
+            if clock is not None and spool is not None and clock.on_time(now, spool.size):
+                return  # the rate was met: its window slides on
             log.debug("%s: stream %d: request not received in time",
                       self.host.peer_text(), self.id)
             self.refuse(408, "request not received in time", ended=False)

@@ -74,3 +74,21 @@ def test_close_never_raises_when_the_disk_fails_to_flush():
     body.close()  # must not raise: closing a connection must close its socket
     assert real is not None
     real.close()
+
+
+def test_the_body_clock_slides_its_rate_window_and_keeps_its_hard_cap():
+    from wsgiserver.body import BODY_RATE_WINDOW, BodyClock
+
+    clock = BodyClock(100.0, body_timeout=30.0, max_seconds=300.0, min_rate=1000)
+    assert clock.deadline() == 130.0  # the rate is first judged after body_timeout
+    clock.arrived(125.0)
+    assert clock.on_time(130.0, 30_000)  # 30,000 B in 30 s: met, the window slides
+    assert clock.deadline() == 130.0 + BODY_RATE_WINDOW
+    clock.arrived(149.0)
+    assert not clock.on_time(150.0, 30_000 + 19_999)  # 19,999 B in the next 20 s
+
+    capped = BodyClock(100.0, body_timeout=30.0, max_seconds=300.0, min_rate=0)
+    capped.arrived(399.0)
+    assert capped.deadline() == 400.0 and capped.on_time(399.0, 1)
+    assert not capped.on_time(400.0, 1)  # a byte a moment ago, but 300 s in all
+    assert not BodyClock(0.0, 30.0, 300.0, 0).on_time(30.0, 10)  # no byte for 30 s
