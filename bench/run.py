@@ -739,7 +739,11 @@ def chart_panels(rows: list[Result]) -> list[dict]:
 
     Plain data (no matplotlib) so it is tested without it. Throughput panels
     show req/s, labelled with the value and, over a peer, wsgiserver/peer;
-    slow-client panels show how many timed requests were answered."""
+    slow-client panels show how many timed requests were answered. A server
+    that failed in every scenario (not installed) is left out; one that
+    failed in some is drawn FAILED there."""
+    working = {r.server for r in rows if not r.failed}
+    rows = [r for r in rows if r.server in working]
     panels = []
     for name in dict.fromkeys(r.scenario for r in rows):
         group = [r for r in rows if r.scenario == name]

@@ -146,11 +146,12 @@ def test_ratio_is_wsgiserver_over_the_peer():
 
 def test_chart_panels_label_peers_with_the_ratio_and_slow_rows_with_answered():
     rows = [Result("wsgiserver", "hello", rps=12_345.0), Result("waitress", "hello", rps=6000.0),
+            Result("gthread", "hello", rps=3000.0),
             slow_row("wsgiserver", 0, None), slow_row("waitress", 20, 6.4),
             Result("gthread", "slowup", failed=True)]
     hello, slowup = bench_run.chart_panels(rows)
     assert not hello["slow"] and hello["ylabel"] == "req/s"
-    assert [b["label"] for b in hello["bars"]] == ["12.3k", "6.0k\n2.06x"]
+    assert [b["label"] for b in hello["bars"]] == ["12.3k", "6.0k\n2.06x", "3.0k\n4.12x"]
     assert slowup["slow"] and slowup["ymax"] == 20
     assert [(b["value"], b["label"]) for b in slowup["bars"]] == [
         (0, "0/20"), (20, "20/20\nmax 6 ms"), (0, "FAILED")]
@@ -201,3 +202,13 @@ def test_h2_servers_speak_h2c_in_clear_and_tls_with_the_run_s_files(name):
     assert "8000" in " ".join(clear) and "8000" in " ".join(tls)
     assert bench_h2.url(8000, None, "/x") == "http://127.0.0.1:8000/x"
     assert bench_h2.url(8000, ("c", "k"), "/x") == "https://127.0.0.1:8000/x"
+
+
+def test_the_chart_leaves_out_a_server_that_failed_everywhere():
+    rows = [Result("wsgiserver", "hello", rps=9000.0), Result("cheroot", "hello", failed=True),
+            Result("waitress", "hello", failed=True), Result("wsgiserver", "close", rps=5000.0),
+            Result("cheroot", "close", failed=True), Result("waitress", "close", rps=3000.0)]
+    panels = bench_run.chart_panels(rows)
+    assert [[b["server"] for b in p["bars"]] for p in panels] == \
+        [["wsgiserver", "waitress"], ["wsgiserver", "waitress"]]
+    assert panels[0]["bars"][1]["label"] == "FAILED"  # failed here, not everywhere
