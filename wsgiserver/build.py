@@ -22,6 +22,7 @@ COMPILED_MODULES = (
     "wsgiserver/protocol/events.py",
     "wsgiserver/protocol/parser.py",
     "wsgiserver/protocol/policy.py",
+    "wsgiserver/protocol/response.py",
     "wsgiserver/protocol/state.py",
     "wsgiserver/protocol/writer.py",
     "wsgiserver/wsgi.py",

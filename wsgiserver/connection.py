@@ -501,7 +501,7 @@ class Connection:
         received, else what a refused head carried)."""
         access_log = self.settings.exchange.access_log
         if access_log is not None:
-            access_log.record_refused(self.transport.peer, status, self.state.body_bytes,
+            access_log.record_refused(self.transport.peer, status, self.state.response.body_bytes,
                                       self.state.request or head)
         metrics = self.settings.exchange.metrics
         if metrics is not None:
@@ -592,6 +592,7 @@ class _ExchangeIO:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._state = connection.state
+        self._response = connection.state.response
         self._output = connection.output
         self._transport = connection.transport
         self._clock = connection.clock
@@ -635,7 +636,7 @@ class _ExchangeIO:
             metrics = self._settings.exchange.metrics
             if metrics is not None:
                 metrics.refused(503)
-            if not self._state.head_sent:
+            if not self._response.head_sent:
                 try:
                     response = self._state.error_response(
                         503, "too many long-running requests", close=True)
@@ -655,7 +656,7 @@ class _ExchangeIO:
     @property
     def head_sent(self) -> bool:
         """True once the head has gone out."""
-        return self._state.head_sent
+        return self._response.head_sent
 
     def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
         """Set or replace the pending head."""
@@ -664,7 +665,7 @@ class _ExchangeIO:
         try:
             if self._cut:
                 self._cut_off()
-            self._state.set_head(status, headers)
+            self._response.set_head(status, headers)
         finally:
             lock.release()
 
@@ -727,7 +728,7 @@ class _ExchangeIO:
     def send_error(self, status: int, detail: str, close: bool) -> bool:
         """Answer with a short error response, unless a head already went."""
         with self._lock:
-            if self._cut or self._state.head_sent:
+            if self._cut or self._response.head_sent:
                 return False
             try:
                 self._output.write(self._state.error_response(status, detail, close=close),
@@ -741,17 +742,17 @@ class _ExchangeIO:
     @property
     def status_code(self) -> int:
         """The response's status."""
-        return self._state.status_code
+        return self._response.status_code
 
     @property
     def response_fields(self) -> Sequence[tuple[str, str]]:
         """The application's response fields."""
-        return self._state.response_fields
+        return self._response.fields
 
     @property
     def body_bytes(self) -> int:
         """Response body bytes sent (or queued to be)."""
-        return self._state.body_bytes
+        return self._response.body_bytes
 
     # -- upgrades ----------------------------------------------------------
 

@@ -669,14 +669,14 @@ class _Inbound:
                       error.status, error.detail)
             stream.refuse(error.status, error.detail, ended)
             return
-        stream.request = request
+        interim = stream.begin(request, ended)
         if not ended:
             stream.spool = RequestBody(settings.body_memory_bytes, settings.spool_dir,
                                        self._body_budgets)
             stream.body_clock = BodyClock(self._clock.monotonic(), settings.body_timeout,
                                           settings.max_body_seconds, settings.min_body_rate)
-            if request.expect_continue:
-                self._h2.send_headers(stream_id, [(b":status", b"100")])
+        if interim is not None:  # the 100 Continue, as the stream's response decides it
+            self._h2.send_headers(stream_id, interim)
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         """Trailers are read and dropped (the body is whole without them),

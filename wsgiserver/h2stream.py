@@ -25,8 +25,9 @@ from .errors import ClientDisconnected, ResponseError
 from .exchange import Exchange
 from .h2output import Share, StreamOutput
 from .protocol.events import Request
-from .protocol.http2 import response_fields
-from .protocol.writer import BodyFramer, BodyFraming, ResponseHead, error_text
+from .protocol.http2 import Http2Encoder
+from .protocol.response import ResponseState
+from .protocol.writer import BODY_NONE
 from .transport import Peer, Transport
 
 __all__ = ["Http2Stream", "StreamExchange", "StreamHost", "Phase",
@@ -130,6 +131,15 @@ class Http2Stream:
         self.waiting = False  # its application's thread waits for the client
         self.went_long: Callable[[], None] = _never_long
         self.exchange = StreamExchange(self)
+        if request is not None:  # stream 1 of an h2c upgrade: its body is in
+            self.exchange.begin(request, True)
+
+    def begin(self, request: Request, ended: bool) -> list[tuple[bytes, bytes]] | None:
+        """Its request is known: the response will answer it. The fields of
+        a ``100 Continue`` to send now if the client waits for one before
+        its body (``ended``: it has none)."""
+        self.request = request
+        return self.exchange.begin(request, ended)
 
     # -- poller side (the connection holds io_lock) ----------------------------
 
@@ -335,10 +345,10 @@ class StreamExchange:
         settings = stream.host.settings
         self._settings = settings
         self.cut_off = False  # the application may not write any more
-        self._head: ResponseHead | None = None
-        self._framer: BodyFramer | None = None
-        self._head_sent = False  # the head is decided (its HEADERS may wait)
-        self._status = 0
+        # The head, its framing and the 100, as HTTP/1.1 decides them; its
+        # HEADERS go out when the poller's side writes them.
+        self._response: ResponseState[list[tuple[bytes, bytes]]] = ResponseState(
+            Http2Encoder(settings.date, settings.server_name))
         self._high_water = settings.output_high_water
         self._low_water = settings.output_high_water // 4
 
@@ -346,47 +356,37 @@ class StreamExchange:
         if self._stream.canceled or self.cut_off:
             raise ClientDisconnected("the stream was closed")
 
-    def _method(self) -> bytes:
-        request = self._stream.request
-        return request.method if request is not None else b"GET"
+    def begin(self, request: Request, ended: bool) -> list[tuple[bytes, bytes]] | None:
+        """The response answers ``request``; the 100's fields if it is due now."""
+        response = self._response
+        response.begin(request.method, request.expect_continue and not ended)
+        return response.continue_head()
 
     def _start_head(self, body_length: int | None, ending: bool, exact: bool = True) -> None:
-        """The application's head as HEADERS fields, queued for the poller's
+        """The head decided and its HEADERS fields queued for the poller's
         side to write (holds io_lock)."""
-        head = self._head
-        if head is None:
-            raise ResponseError("no response head was set")
-        settings = self._settings
-        fields, framer = response_fields(head, self._method(), body_length,
-                                         settings.date() if settings.date else None,
-                                         settings.server_name, exact)
-        self._framer = framer
-        self._head_sent = True
-        self._status = head.code
-        # The poller's side writes the HEADERS, with END_STREAM when no body follows.
-        self._stream.queue_head(fields, framer.framing is BodyFraming.NONE or
-                                (ending and body_length == 0))
+        response = self._response
+        fields = response.start(body_length, exact)
+        # END_STREAM on the HEADERS when no body follows.
+        self._stream.queue_head(fields, response.framer is not None and
+                                (response.framer.framing is BODY_NONE or
+                                 (ending and body_length == 0)))
 
     def _queue_bytes(self, data: bytes) -> None:
-        framer = self._framer
-        assert framer is not None
-        self._stream.queue_bytes(framer.frame(data))
+        self._stream.queue_bytes(self._response.frame(data))
 
     def _end(self) -> None:
-        framer = self._framer
-        assert framer is not None
         if not self._stream.end_queued:
-            framer.end()  # ResponseError when short: the stream is then reset
+            self._response.end()  # ResponseError when short: the stream is then reset
             self._stream.queue_end()
 
     def _queue_file(self, fd: int, offset: int, available: int) -> None:
-        framer = self._framer
-        assert framer is not None
-        count = framer.raw_count(available)
+        response = self._response
+        count = response.raw_count(available)
         assert count is not None  # no chunking in HTTP/2
         if count and not self._stream.end_queued:
             self._stream.queue_file(fd, offset, count)
-            framer.sent_raw(count)
+            response.sent_raw(count)
 
     def _produce(self, pieces: Iterable[bytes], *, body_length: int | None = None,
                  end: bool = False, wait: bool = False,
@@ -394,7 +394,7 @@ class StreamExchange:
         host = self._host
         with host.io_lock:
             self._check()
-            if not self._head_sent:
+            if not self._response.head_sent:
                 self._start_head(body_length, end, exact=file is None)
             for piece in pieces:
                 self._queue_bytes(piece)
@@ -455,9 +455,8 @@ class StreamExchange:
 
     def respond_error(self, status: int, detail: str, retry_after: int | None = None) -> None:
         """A whole short error response of the server's own (holds io_lock)."""
-        text, head = error_text(status, detail, retry_after)
-        self._head = head
-        self._start_head(len(text) if self._method() != b"HEAD" else None, ending=True)
+        text = self._response.set_error(status, detail, retry_after)
+        self._start_head(len(text), ending=True)
         self._queue_bytes(text)
         self._end()
 
@@ -471,15 +470,13 @@ class StreamExchange:
     @property
     def head_sent(self) -> bool:
         """True once the head is decided (its HEADERS are queued or sent)."""
-        return self._head_sent
+        return self._response.head_sent
 
     def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
         """Set or replace the pending head."""
         with self._host.io_lock:
             self._check()
-            if self._head_sent:
-                raise ResponseError("the response head was already sent")
-            self._head = ResponseHead(status, headers)
+            self._response.set_head(status, headers)
 
     def write(self, data: bytes) -> None:
         """Send body data (the head first), waiting for the client past the bound."""
@@ -495,7 +492,7 @@ class StreamExchange:
 
     def finish(self) -> None:
         """End the response."""
-        self._produce((), body_length=0 if not self._head_sent else None, end=True)
+        self._produce((), body_length=0 if not self._response.head_sent else None, end=True)
 
     def send_file(self, file_fd: int, offset: int, available: int) -> bool:
         """A file body, read into DATA frames as the windows allow."""
@@ -506,7 +503,7 @@ class StreamExchange:
         """A short error response of the server's own, unless a head went out."""
         host = self._host
         with host.io_lock:
-            if self._stream.canceled or self._head_sent:
+            if self._stream.canceled or self._response.head_sent:
                 return False
             self.respond_error(status, detail)
             arm = host.ask_poller()
@@ -527,17 +524,17 @@ class StreamExchange:
     @property
     def status_code(self) -> int:
         """The response's status."""
-        return self._status or (self._head.code if self._head is not None else 0)
+        return self._response.status_code
 
     @property
     def response_fields(self) -> Sequence[tuple[str, str]]:
         """The application's response fields."""
-        return self._head.fields if self._head is not None else []
+        return self._response.fields
 
     @property
     def body_bytes(self) -> int:
         """Response body bytes sent (or queued to be)."""
-        return self._framer.body_bytes if self._framer is not None else 0
+        return self._response.body_bytes
 
     def switch_protocols(self, fields: list[tuple[str, str]]) -> None:
         """No protocol switch on HTTP/2 (RFC 9113 section 8.6)."""

@@ -175,27 +175,26 @@ def test_upgrade_h2c_is_ignored_when_untrusted_or_malformed(h2c, allowed, settin
 
 
 def test_streams_of_one_connection_run_side_by_side(h2c):
-    running = []
-    most = []
-    lock = threading.Lock()
+    # Each application waits until all sixteen are running: served one after
+    # another (gunicorn's gthread), the first would wait out the barrier's
+    # timeout and every one would fail. No sleeps, so a loaded machine
+    # cannot make it pass or fail by timing.
+    together = threading.Barrier(16, timeout=20)
 
-    def sleeper(environ, start_response):
-        with lock:
-            running.append(1)
-            most.append(len(running))
-        time.sleep(0.3)
-        with lock:
-            running.pop()
+    def meet(environ, start_response):
+        try:
+            together.wait()
+        except threading.BrokenBarrierError:
+            start_response("500 Alone", [])
+            return [b"alone"]
         start_response("200 OK", [])
-        return [b"slept"]
+        return [b"met"]
 
-    server = h2c(application=sleeper, threads=16)
+    server = h2c(application=meet, threads=16)
     with H2Socket(server.address) as client:
         ids = [client.request("/") for _ in range(16)]
         answers = [client.response(stream) for stream in ids]
-    assert all(status == 200 for status, _, _ in answers)
-    # Not one after another (gunicorn's gthread): all sixteen at once.
-    assert max(most) == 16
+    assert [(status, body) for status, _, body in answers] == [(200, b"met")] * 16
 
 
 def test_the_environ_is_the_same_over_http11_and_http2(h2c):

@@ -13,14 +13,15 @@ from wsgiserver.protocol.events import Framing
 from wsgiserver.protocol.http2 import (
     FrameFlood,
     FrameScanner,
+    Http2Encoder,
     MalformedRequest,
     check_trailers,
     request_from_fields,
-    response_fields,
 )
 from wsgiserver.protocol.parser import RequestParser
 from wsgiserver.protocol.policy import ParserLimits
-from wsgiserver.protocol.writer import BodyFraming, ResponseHead
+from wsgiserver.protocol.response import ResponseState
+from wsgiserver.protocol.writer import BodyFraming
 from wsgiserver.wsgi import EnvironBuilder
 
 LIMITS = ParserLimits()
@@ -208,7 +209,16 @@ def test_the_environ_is_the_http11_one_key_by_key():
 
 
 def head(status="200 OK", headers=()):
-    return ResponseHead(status, list(headers))
+    return status, list(headers)
+
+
+def response_fields(head_, method, body_length, date, server_name):
+    """The HEADERS fields and the framer a stream's response state makes."""
+    state = ResponseState(Http2Encoder((lambda: date) if date else None, server_name))
+    state.begin(method)
+    state.set_head(*head_)
+    fields_ = state.start(body_length)
+    return fields_, state.framer
 
 
 def test_response_fields_drop_what_http2_forbids_and_lower_the_names():

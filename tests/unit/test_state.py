@@ -93,7 +93,7 @@ def test_keep_alive_matrix(version, connection, framing, response, app_close, dr
     receive(state, matrix_request(version, connection, framing))
     read_body(state)
     headers = [("Content-Type", "text/plain")] + ([("Connection", "close")] if app_close else [])
-    state.set_head("200 OK", headers)
+    state.response.set_head("200 OK", headers)
     if response == "whole":
         sent = state.write_whole(b"body")
     else:
@@ -118,14 +118,14 @@ def test_draining_that_starts_after_the_head_keeps_its_promise_once():
     twice = request_bytes(b"GET / HTTP/1.1", HOST[:-2]) * 2
     receive(state, twice)
     read_body(state)
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     assert "connection" not in head_of(state.write_whole(b"x"))
     draining[0] = True
     # The client may be sending its next request already: it gets an answer.
     assert state.after_response() is After.NEXT_REQUEST
     state.start_next_request()
     assert type(state.next_event()) is Request
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     assert head_of(state.write_whole(b"x"))["connection"] == "close"
     assert state.after_response() is After.CLOSE
 
@@ -138,12 +138,12 @@ def test_next_request_comes_out_after_start_next_request():
     assert request.target == b"/1"
     assert read_body(state) == b""
     assert state.next_event() is PAUSED
-    state.set_head("204 No Content", [])
+    state.response.set_head("204 No Content", [])
     state.finish()
     assert state.after_response() is After.NEXT_REQUEST
     state.start_next_request()
     assert state.next_event().target == b"/2"
-    assert not state.head_sent and state.status_code == 0
+    assert not state.response.head_sent and state.response.status_code == 0
 
 
 # -- 100-continue (RFC 9110 section 10.1.1) ----------------------------------
@@ -164,7 +164,7 @@ def test_exactly_one_100_continue_before_the_body(bytewise):
     assert state.continue_head() == b""
     state.feed(b"hello")
     assert read_body(state) == b"hello"
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     assert state.write_whole(b"ok").startswith(b"HTTP/1.1 200 OK\r\n")
     assert state.after_response() is After.NEXT_REQUEST
 
@@ -172,7 +172,7 @@ def test_exactly_one_100_continue_before_the_body(bytewise):
 def test_no_100_continue_once_a_final_response_started():
     state = ConnectionState()
     receive(state, expect_request())
-    state.set_head("413 Content Too Large", [])
+    state.response.set_head("413 Content Too Large", [])
     sent = state.write_whole(b"too big")
     assert state.continue_head() == b""
     # The client may never send the body: say so, and do not wait for it.
@@ -199,7 +199,7 @@ def test_a_body_not_read_to_its_end_ends_the_connection():
     # pending, the connection's framing is unknown: it is not reused.
     state = ConnectionState()
     receive(state, request_bytes(b"POST / HTTP/1.1", HOST[:-2], b"Content-Length: 5", body=b"hel"))
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     assert head_of(state.write_whole(b"x"))["connection"] == "close"
     assert state.after_response() is After.LINGER
 
@@ -250,7 +250,7 @@ def test_error_response_to_head_has_a_length_and_no_body():
 def test_error_response_replaces_a_head_not_yet_sent():
     state = ConnectionState()
     receive(state, request_bytes(b"GET / HTTP/1.1", HOST[:-2]))
-    state.set_head("200 OK", [("X-App", "1")])
+    state.response.set_head("200 OK", [("X-App", "1")])
     sent = state.error_response(500)
     assert sent.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and b"X-App" not in sent
     assert state.after_response() is After.NEXT_REQUEST  # an app error keeps the connection
@@ -259,7 +259,7 @@ def test_error_response_replaces_a_head_not_yet_sent():
 def test_no_error_response_once_the_head_went_out():
     state = ConnectionState()
     receive(state, request_bytes(b"GET / HTTP/1.1", HOST[:-2]))
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     state.write(b"partial")
     with pytest.raises(ResponseError):
         state.error_response(500)
@@ -282,7 +282,7 @@ def test_switching_protocols_hands_over_the_bytes_that_follow():
     assert sent == (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                     b"Connection: Upgrade\r\n\r\n")
     assert state.take_buffered() == b"\x81\x80frame"
-    assert state.status_code == 101 and state.after_response() is After.SWITCHED
+    assert state.response.status_code == 101 and state.after_response() is After.SWITCHED
 
 
 # -- response framing (RFC 9112 section 6, RFC 9110 sections 6.6, 8.6) --------------
@@ -296,7 +296,7 @@ def responding(method=b"GET", version=b"HTTP/1.1", **options) -> ConnectionState
 
 def test_hop_by_hop_fields_from_the_app_are_dropped_and_close_is_honoured():
     state = responding()
-    state.set_head("200 OK", [("Connection", "close"), ("Transfer-Encoding", "chunked"),
+    state.response.set_head("200 OK", [("Connection", "close"), ("Transfer-Encoding", "chunked"),
                               ("Keep-Alive", "timeout=5"), ("X-Kept", "1")])
     head = state.write_whole(b"body").split(b"\r\n\r\n")[0]
     assert b"Transfer-Encoding" not in head and b"Keep-Alive" not in head
@@ -306,7 +306,7 @@ def test_hop_by_hop_fields_from_the_app_are_dropped_and_close_is_honoured():
 
 def test_body_longer_than_content_length_is_cut_and_the_connection_closed():
     state = responding()
-    state.set_head("200 OK", [("Content-Length", "3")])
+    state.response.set_head("200 OK", [("Content-Length", "3")])
     sent = state.write(b"abcdef") + state.finish()
     assert sent.endswith(b"\r\n\r\nabc")
     assert state.after_response() is After.CLOSE
@@ -314,7 +314,7 @@ def test_body_longer_than_content_length_is_cut_and_the_connection_closed():
 
 def test_body_shorter_than_content_length_is_an_error_and_aborts():
     state = responding()
-    state.set_head("200 OK", [("Content-Length", "10")])
+    state.response.set_head("200 OK", [("Content-Length", "10")])
     state.write(b"abc")
     with pytest.raises(ResponseError):
         state.finish()
@@ -324,12 +324,12 @@ def test_body_shorter_than_content_length_is_an_error_and_aborts():
 @pytest.mark.parametrize("value", ["-1", "1e3", "ten", "\u0661", "5, 6", "1" * 19])
 def test_invalid_content_length_from_the_app_is_an_error(value):
     with pytest.raises(ResponseError):
-        responding().set_head("200 OK", [("Content-Length", value)])
+        responding().response.set_head("200 OK", [("Content-Length", value)])
 
 
 def test_http10_without_length_is_close_delimited():
     state = responding(version=b"HTTP/1.0")
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     sent = state.write(b"abc") + state.finish()
     assert b"Transfer-Encoding" not in sent and sent.endswith(b"\r\n\r\nabc")
     assert state.after_response() is After.CLOSE
@@ -337,7 +337,7 @@ def test_http10_without_length_is_close_delimited():
 
 def test_streamed_http11_body_is_chunked():
     state = responding()
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     sent = state.write(b"abc") + state.write(b"") + state.write(b"de") + state.finish()
     assert sent.endswith(b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
 
@@ -352,7 +352,7 @@ def test_streamed_http11_body_is_chunked():
 ])
 def test_no_body_for_head_204_205_304(method, status, expect_length, expect_body):
     state = responding(method)
-    state.set_head(status, [])
+    state.response.set_head(status, [])
     sent = state.write_whole(b"hello")
     assert head_of(sent).get("content-length") == expect_length
     assert sent.split(b"\r\n\r\n", 1)[1] == expect_body
@@ -362,7 +362,7 @@ def test_no_body_for_head_204_205_304(method, status, expect_length, expect_body
 @pytest.mark.parametrize("send", ["whole", "streamed", "pieces"])
 def test_205_with_a_body_and_its_length_from_the_app_sends_length_0_and_no_body(send):
     state = responding()
-    state.set_head("205 Reset Content", [("Content-Length", "5")])
+    state.response.set_head("205 Reset Content", [("Content-Length", "5")])
     if send == "whole":
         sent = state.write_whole(b"hello")
     elif send == "streamed":
@@ -380,13 +380,13 @@ def test_205_with_a_body_and_its_length_from_the_app_sends_length_0_and_no_body(
 def test_a_whole_body_that_disagrees_with_its_content_length_is_refused_before_the_head(
         declared, body):
     state = responding()
-    state.set_head("200 OK", [("Content-Length", declared)])
+    state.response.set_head("200 OK", [("Content-Length", declared)])
     with pytest.raises(ResponseError, match="Content-Length"):
         if len(body) > 1:
             state.write_pieces(body)
         else:
             state.write_whole(b"".join(body))
-    assert not state.head_sent  # so the server can still answer 500 instead
+    assert not state.response.head_sent  # so the server can still answer 500 instead
     answer = state.error_response(500)
     assert answer.startswith(b"HTTP/1.1 500 ")
 
@@ -394,20 +394,20 @@ def test_a_whole_body_that_disagrees_with_its_content_length_is_refused_before_t
 @pytest.mark.parametrize("method, status", [(b"HEAD", "200 OK"), (b"GET", "304 Not Modified")])
 def test_a_declared_length_without_a_body_stands_where_no_body_is_sent(method, status):
     state = responding(method)
-    state.set_head(status, [("Content-Length", "100")])
+    state.response.set_head(status, [("Content-Length", "100")])
     assert head_of(state.write_whole(b"")).get("content-length") == "100"
 
 
 def test_a_file_may_send_only_the_part_its_content_length_announces():
     state = responding()
-    state.set_head("200 OK", [("Content-Length", "10")])
+    state.response.set_head("200 OK", [("Content-Length", "10")])
     assert head_of(state.file_head(1000)).get("content-length") == "10"
     assert state.raw_count(1000) == 10
 
 
 def test_pieces_of_a_body_made_in_full_get_a_content_length_not_chunks():
     state = responding()
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     sent = b"".join(state.write_pieces([b"abc", b"de"]))
     assert head_of(sent).get("content-length") == "5"
     assert sent.endswith(b"\r\n\r\nabcde")
@@ -415,47 +415,47 @@ def test_pieces_of_a_body_made_in_full_get_a_content_length_not_chunks():
 
 def test_empty_head_body_says_nothing_of_the_length():
     state = responding(b"HEAD")
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     assert "content-length" not in head_of(state.write_whole(b""))
 
 
 def test_date_and_server_are_added_unless_the_app_set_them():
     state = responding(date=lambda: "D", server_name="S")
-    state.set_head("200 OK", [("Server", "app")])
+    state.response.set_head("200 OK", [("Server", "app")])
     fields = head_of(state.write_whole(b""))
     assert fields["date"] == "D" and fields["server"] == "app"
 
 
 def test_upgrade_field_is_listed_in_connection():
     state = responding()
-    state.set_head("426 Upgrade Required", [("Upgrade", "websocket")])
+    state.response.set_head("426 Upgrade Required", [("Upgrade", "websocket")])
     assert b"Connection: upgrade\r\n" in state.write_whole(b"")
     state = responding(version=b"HTTP/1.0")
-    state.set_head("426 Upgrade Required", [("Upgrade", "websocket")])
+    state.response.set_head("426 Upgrade Required", [("Upgrade", "websocket")])
     assert b"Connection: close, upgrade\r\n" in state.write_whole(b"")
 
 
 def test_head_cannot_change_once_sent():
     state = responding()
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     state.write(b"x")
     with pytest.raises(ResponseError):
-        state.set_head("500 Internal Server Error", [])
+        state.response.set_head("500 Internal Server Error", [])
 
 
 def test_file_body_goes_out_raw_with_its_length():
     state = responding()
-    state.set_head("200 OK", [])
+    state.response.set_head("200 OK", [])
     head = state.file_head(1000)
     assert head_of(head)["content-length"] == "1000"
     assert state.raw_count(1000) == 1000
     state.sent_raw(1000)
-    assert state.finish() == b"" and state.body_bytes == 1000
+    assert state.finish() == b"" and state.response.body_bytes == 1000
     assert state.after_response() is After.NEXT_REQUEST
 
 
 def test_file_body_under_an_apps_shorter_length_is_cut():
     state = responding()
-    state.set_head("200 OK", [("Content-Length", "100")])
+    state.response.set_head("200 OK", [("Content-Length", "100")])
     state.file_head(1000)
     assert state.raw_count(1000) == 100

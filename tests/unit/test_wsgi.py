@@ -26,10 +26,10 @@ class StateSink:
 
     @property
     def head_sent(self) -> bool:
-        return self.state.head_sent
+        return self.state.response.head_sent
 
     def set_head(self, status, headers) -> None:
-        self.state.set_head(status, headers)
+        self.state.response.set_head(status, headers)
 
     def write(self, data: bytes) -> None:
         self.sent.append(self.state.write(data))
@@ -59,7 +59,7 @@ class StateSink:
         return True
 
     def send_error(self, status: int, detail: str, close: bool) -> bool:
-        if self.state.head_sent:
+        if self.state.response.head_sent:
             return False
         try:
             self.sent.append(self.state.error_response(status, detail, close=close))

@@ -3,11 +3,12 @@
 Sans-IO, and free of the h2 library: a stream's decoded field list in, a
 ``Request`` out (the event the HTTP/1.1 parser makes), its pseudo-fields
 mapped as HTTP/1.1 would have carried them and held to the same policy
-(policy.py); an application's ``ResponseHead`` in, the field list of a
-HEADERS frame and the body's framer out, under the same rules of what a
-response may carry. Every refusal is a ``ProtocolError(status)``,
-answered on its stream. ``FrameScanner`` reads frame headers beside the
-library, for the guards it does not have.
+(policy.py); and the encoder of a stream's response state
+(``response.ResponseState``, the one HTTP/1.1 drives too): an
+application's head in, the field list of a HEADERS frame out. Every
+refusal is a ``ProtocolError(status)``, answered on its stream.
+``FrameScanner`` reads frame headers beside the library, for the guards
+it does not have.
 
 What RFC 9113 calls malformed (upper-case names, connection-specific
 fields, pseudo-fields out of order, repeated, unknown or missing,
@@ -19,7 +20,7 @@ error, where the RFC makes it a stream error (``MalformedRequest``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..errors import ProtocolError
 from . import grammar
@@ -33,16 +34,17 @@ from .policy import (
     request_line_too_long,
 )
 from .writer import (
+    BODY_CLOSE,
+    BODY_LENGTH,
+    BODY_NONE,
     HOP_BY_HOP,
-    BodyFramer,
     BodyFraming,
     ResponseHead,
     body_allowed,
     length_field_kept,
-    response_length,
 )
 
-__all__ = ["request_from_fields", "check_trailers", "MalformedRequest", "response_fields",
+__all__ = ["request_from_fields", "check_trailers", "MalformedRequest", "Http2Encoder",
            "FrameScanner", "FrameFlood", "FloodGuard", "HTTP2"]
 
 HTTP2 = (2, 0)
@@ -217,46 +219,50 @@ def _origin_target(method: bytes, pseudo: dict[bytes, bytes], limits: ParserLimi
     return path
 
 
-def response_fields(
-    head: ResponseHead,
-    method: bytes,
-    body_length: int | None,
-    date: str | None,
-    server_name: str | None,
-    exact: bool = True,
-) -> tuple[list[tuple[bytes, bytes]], BodyFramer]:
-    """The HEADERS fields of ``head`` and the framer of its body.
+class Http2Encoder:
+    """HTTP/2's heads: the ``HeadEncoder`` of each stream's ``ResponseState``.
 
-    As in HTTP/1.1: no body for HEAD, 204, 205 and 304; Content-Length from
-    the application, or from a body known whole (``exact``: ``body_length``
-    is the whole body, and a declared length it disagrees with is a
-    ResponseError; else it is a file's available bytes); a body longer than its
-    Content-Length is cut, a shorter one fails at its end. There is no
-    chunking: DATA frames carry the body and END_STREAM ends it. Names go
-    lower-case, values without surrounding whitespace (RFC 9113 8.2.1), and
-    the connection-specific fields are dropped.
+    A final head becomes the field list of a HEADERS frame: ``:status``
+    first, names lower-case and values without surrounding whitespace (RFC
+    9113 8.2.1), the connection-specific fields dropped (8.2.2), then
+    Content-Length, Date and Server as HTTP/1.1 adds them. There is no
+    chunking: DATA frames carry a body of unknown length and END_STREAM
+    ends it (framing CLOSE: "to the stream's end").
     """
-    code = head.code
-    length = response_length(method, head, body_length, exact)
-    if not body_allowed(method, code):
-        framing = BodyFraming.NONE
-    elif length is not None:
-        framing = BodyFraming.LENGTH
-    else:
-        framing = BodyFraming.CLOSE  # to END_STREAM
-    fields = [(b":status", b"%d" % code)]
-    for name, value in head.fields:
-        lower = name.lower()
-        if lower in _NOT_IN_HTTP2:
-            continue
-        fields.append((lower.encode("ascii"), value.strip(" \t").encode("latin-1")))
-    if length is not None and length_field_kept(framing, code, length):
-        fields.append((b"content-length", b"%d" % length))
-    if date is not None and not head.has_date:
-        fields.append((b"date", date.encode("ascii")))
-    if server_name and not head.has_server:
-        fields.append((b"server", server_name.encode("latin-1")))
-    return fields, BodyFramer(framing, length)
+
+    __slots__ = ("_date", "_server_name")
+
+    def __init__(self, date: Callable[[], str] | None, server_name: str | None) -> None:
+        self._date = date
+        self._server_name = server_name.encode("latin-1") if server_name else None
+
+    def encode_final(self, head: ResponseHead, method: bytes,
+                     length: int | None) -> tuple[list[tuple[bytes, bytes]], BodyFraming]:
+        """The HEADERS fields of ``head`` and its body's framing."""
+        code = head.code
+        if not body_allowed(method, code):
+            framing = BODY_NONE
+        elif length is not None:
+            framing = BODY_LENGTH
+        else:
+            framing = BODY_CLOSE  # to END_STREAM
+        fields = [(b":status", b"%d" % code)]
+        for name, value in head.fields:
+            lower = name.lower()
+            if lower in _NOT_IN_HTTP2:
+                continue
+            fields.append((lower.encode("ascii"), value.strip(" \t").encode("latin-1")))
+        if length is not None and length_field_kept(framing, code, length):
+            fields.append((b"content-length", b"%d" % length))
+        if self._date is not None and not head.has_date:
+            fields.append((b"date", self._date().encode("ascii")))
+        if self._server_name and not head.has_server:
+            fields.append((b"server", self._server_name))
+        return fields, framing
+
+    def encode_continue(self) -> list[tuple[bytes, bytes]]:
+        """The interim ``100 Continue``: HEADERS with its status alone."""
+        return [(b":status", b"100")]
 
 
 class FrameFlood(Exception):

@@ -5,7 +5,9 @@ whether the connection persists (versions, Connection fields, framing
 errors, an application's close, draining for shutdown), when the one
 ``100 Continue`` goes out, whether an unread body is drained or the
 connection closed, and it writes every head the server sends: the
-application's, and its own (errors, 100, 101). Knows nothing of sockets,
+application's, and its own (errors, 100, 101), through the response state
+both protocols share (``response.ResponseState``), of which it is the
+HTTP/1.1 encoder (bytes, chunking, Connection). Knows nothing of sockets,
 threads, clocks, logging or WSGI: the date, the server's name and whether
 the server is draining are functions it is given.
 """
@@ -15,22 +17,21 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Sequence
 
-from ..errors import ProtocolError, ResponseError
+from ..errors import ProtocolError
 from .events import FRAMING_NONE, Event, Request
 from .parser import RequestParser
 from .policy import ParserLimits
+from .response import ResponseState
 from .writer import (
     BODY_CHUNKED,
     BODY_CLOSE,
     BODY_LENGTH,
-    BodyFramer,
+    BodyFraming,
     ResponseHead,
     choose_framing,
     encode_head,
-    error_text,
     length_field_kept,
     reason_phrase,
-    response_length,
     status_line,
 )
 
@@ -38,8 +39,6 @@ __all__ = ["After", "ConnectionState", "client_persists"]
 
 # RFC 9110 section 15.2.1: an interim response, a status line and no fields.
 CONTINUE_HEAD = status_line(100) + b"\r\n"
-# What the server answers with before any request could be parsed.
-_NO_REQUEST = (b"GET", (1, 1))
 
 
 class After(enum.Enum):
@@ -52,29 +51,11 @@ class After(enum.Enum):
     SWITCHED = "switched"  # after 101 the connection speaks another protocol
 
 
-class _Response(enum.Enum):
-    NONE = "none"  # no final head sent (the application's may be pending)
-    BODY = "body"  # head sent, body under way
-    DONE = "done"
-    SWITCHED = "switched"
-
-
-class _Continue(enum.Enum):
-    NOT_EXPECTED = "not expected"
-    PENDING = "pending"  # the client waits for it before sending the body
-    SENT = "sent"
-    WITHHELD = "withheld"  # a final response went first; the body may never come
-
-
 # The members as globals, for the request path: Python 3.11 reads an Enum
 # class's attributes through EnumType.__getattr__, about four times the cost
 # of a global (3.12 dropped the hook).
 AFTER_NEXT_REQUEST, AFTER_CLOSE, AFTER_LINGER = After.NEXT_REQUEST, After.CLOSE, After.LINGER
 AFTER_ABORT, AFTER_SWITCHED = After.ABORT, After.SWITCHED
-_UNSENT, _BODY = _Response.NONE, _Response.BODY
-_DONE, _SWITCHED = _Response.DONE, _Response.SWITCHED
-_NOT_EXPECTED, _PENDING = _Continue.NOT_EXPECTED, _Continue.PENDING
-_SENT, _WITHHELD = _Continue.SENT, _Continue.WITHHELD
 
 
 def _never() -> bool:
@@ -94,8 +75,9 @@ class ConnectionState:
 
     Receiving: ``feed`` bytes, then ``next_event`` gives a Request, Data,
     EndOfMessage, NEED_DATA or PAUSED; a ProtocolError is final. Responding:
-    ``set_head`` (replaceable until sent), then ``write``/``write_whole``/
-    ``finish`` return the bytes to send; ``error_response`` and
+    ``response.set_head`` (replaceable until sent; ``response`` also says
+    what the response is), then ``write``/``write_whole``/``finish`` return
+    the bytes to send; ``error_response`` and
     ``switch_protocols`` are the server's own. Then ``after_response`` says
     what comes next, and ``start_next_request`` moves on.
     """
@@ -115,10 +97,9 @@ class ConnectionState:
         self.request: Request | None = None
         self._persist = True  # the connection may carry another request
         self._input_broken = False  # the request's framing was lost
-        self._continue = _NOT_EXPECTED
-        self._response = _UNSENT
-        self._head: ResponseHead | None = None
-        self._framer: BodyFramer | None = None
+        # The response under way (read its facts here); this state is its
+        # HTTP/1.1 encoder.
+        self.response: ResponseState[bytes] = ResponseState(self)
 
     # -- receiving -----------------------------------------------------------
 
@@ -165,11 +146,8 @@ class ConnectionState:
     def _begin(self, request: Request) -> None:
         self.request = request
         self._persist = client_persists(request)
-        expects = request.expect_continue and request.framing is not FRAMING_NONE
-        self._continue = _PENDING if expects else _NOT_EXPECTED
-        self._response = _UNSENT
-        self._head = None
-        self._framer = None
+        self.response.begin(request.method,
+                        request.expect_continue and request.framing is not FRAMING_NONE)
 
     def input_failed(self) -> None:
         """The request body cannot be completed: the client went silent or away."""
@@ -183,94 +161,60 @@ class ConnectionState:
         10.1.1: HTTP/1.1, ``Expect: 100-continue``, a body to come), and
         never once a final response has started.
         """
-        if self._continue is not _PENDING or self._response is not _UNSENT:
-            return b""
-        self._continue = _SENT
-        return CONTINUE_HEAD
+        return self.response.continue_head() or b""
 
     # -- responding ----------------------------------------------------------
 
-    def set_head(self, status: str, headers: Iterable[tuple[str, str]]) -> None:
-        """Set (or replace) the response head; it goes out with the first body bytes."""
-        if self._response is not _UNSENT:
-            raise ResponseError("the response head was already sent")
-        self._head = ResponseHead(status, headers)
-
-    @property
-    def head_sent(self) -> bool:
-        """True once a final (or 101) head has been produced."""
-        return self._response is not _UNSENT
-
-    @property
-    def status_code(self) -> int:
-        """The status of the pending or sent head; 0 before any."""
-        if self._response is _SWITCHED:
-            return 101
-        return self._head.code if self._head is not None else 0
-
-    @property
-    def response_fields(self) -> list[tuple[str, str]]:
-        """The application's fields as kept (no hop-by-hop ones)."""
-        return self._head.fields if self._head is not None else []
-
-    @property
-    def body_bytes(self) -> int:
-        """Body bytes of the current response framed so far."""
-        return self._framer.body_bytes if self._framer is not None else 0
-
     def write(self, data: bytes) -> bytes:
         """Body bytes to send: the head first if it has not gone yet."""
-        if self._response is _UNSENT:
-            head = self._head_bytes(None)
-            return head + self._frame(data)
-        return self._frame(data)
+        out = self.response
+        if out.head_sent:
+            framed = out.frame(data)
+        else:
+            framed = out.start(None) + out.frame(data)
+        framer = out.framer
+        if framer is not None and framer.overflowed:
+            self._persist = False  # the application broke its own framing
+        return framed
 
     def write_whole(self, data: bytes) -> bytes:
         """The entire body at once: its length becomes the Content-Length."""
-        if self._response is not _UNSENT:
+        out = self.response
+        if out.head_sent:
             return self.write(data) + self.finish()
-        head = self._head_bytes(len(data))
-        framer = self._framer
-        assert framer is not None
-        body = framer.frame_last(data)  # ResponseError if short: not done then
-        self._response = _DONE
-        if framer.overflowed:
+        head, body = out.whole(data)  # ResponseError if short: not done then
+        framer = out.framer
+        if framer is not None and framer.overflowed:
             self._persist = False  # the application broke its own framing
         return head + body
 
     def write_pieces(self, pieces: Sequence[bytes]) -> list[bytes]:
         """A body made in full, in pieces: the head (their total is the
         Content-Length) if it has not gone yet, each piece framed, the end."""
-        sent = [] if self.head_sent else [self._head_bytes(sum(map(len, pieces)))]
-        sent += [self._frame(piece) for piece in pieces]
+        sent = [] if self.response.head_sent else [self.response.start(sum(map(len, pieces)))]
+        sent += [self.write(piece) for piece in pieces]
         sent.append(self.finish())
         return sent
 
     def finish(self) -> bytes:
         """The bytes that end the response; ResponseError if it fell short."""
-        if self._response is _UNSENT:
+        if not self.response.head_sent:
             return self.write_whole(b"")  # an empty iterable: the body is known empty
-        framer = self._framer
-        if self._response is not _BODY or framer is None:
-            return b""
-        ending = framer.end()  # raises before the response counts as done
-        self._response = _DONE
-        return ending
+        return self.response.end()
 
     def file_head(self, available: int) -> bytes:
         """The head before a file body of ``available`` bytes that may go out raw."""
-        if self._response is not _UNSENT:
+        if self.response.head_sent:
             return b""
-        return self._head_bytes(available, exact=False)
+        return self.response.start(available, exact=False)
 
     def raw_count(self, available: int) -> int | None:
         """Bytes of a file to send unframed (sendfile), or None to frame it in pieces."""
-        return self._framer.raw_count(available) if self._framer is not None else None
+        return self.response.raw_count(available)
 
     def sent_raw(self, count: int) -> None:
         """Account for ``count`` body bytes sent around ``write`` (sendfile)."""
-        if self._framer is not None:
-            self._framer.sent_raw(count)
+        self.response.sent_raw(count)
 
     def error_response(self, status: int, detail: str = "", *, close: bool = False,
                        retry_after: int | None = None) -> bytes:
@@ -279,18 +223,14 @@ class ConnectionState:
         Replaces a head the application set but did not send; ``close``
         ends the connection after it (the request's framing is lost).
         """
-        if self._response is not _UNSENT:
-            raise ResponseError("a response is already under way")
+        text = self.response.set_error(status, detail, retry_after)
         if close:
             self._persist = False
-        text, self._head = error_text(status, detail, retry_after)
         return self.write_whole(text)
 
     def switch_protocols(self, fields: Iterable[tuple[str, str]]) -> bytes:
         """The ``101 Switching Protocols`` head; HTTP ends on this connection."""
-        if self._response is not _UNSENT:
-            raise ResponseError("a response is already under way")
-        self._response = _SWITCHED
+        self.response.switch()
         self._persist = False
         return encode_head(f"101 {reason_phrase(101)}", list(fields))
 
@@ -298,16 +238,15 @@ class ConnectionState:
         """Bytes received after a 101, which belong to the new protocol."""
         return self._parser.take_buffered()
 
-    def _head_bytes(self, body_length: int | None, *, exact: bool = True) -> bytes:
-        """The head, for a body of ``body_length`` bytes (None: still to come);
-        ``exact``: that length is the whole body (else it is a file's available bytes)."""
-        head = self._head
-        if head is None:
-            raise ResponseError("no response head was set")
+    # -- the HTTP/1.1 encoder of its ResponseState ---------------------------
+
+    def encode_final(self, head: ResponseHead, method: bytes,
+                     length: int | None) -> tuple[bytes, BodyFraming]:
+        """The head's bytes, with the framing fields (Content-Length or
+        chunked), Date, Server and Connection (whether the connection
+        persists is decided here, once, and holds)."""
         request = self.request
-        method, version = (request.method, request.http_version) if request is not None \
-            else _NO_REQUEST
-        length = response_length(method, head, body_length, exact)
+        version = request.http_version if request is not None else (1, 1)
         framing = choose_framing(version, method, head.code, length)
         fields = head.fields.copy()
         # length_field_kept's first case asked here: a call less per response
@@ -317,21 +256,12 @@ class ConnectionState:
             fields.append(("Transfer-Encoding", "chunked"))
         if framing is BODY_CLOSE or head.close:
             self._persist = False
-        if self._continue is _PENDING:
-            self._continue = _WITHHELD
-        self._framer = BodyFramer(framing, length)
-        self._response = _BODY
         fields += self._server_fields(head, version)
-        return encode_head(head.status, fields)
+        return encode_head(head.status, fields), framing
 
-    def _frame(self, data: bytes) -> bytes:
-        framer = self._framer
-        if framer is None or self._response is not _BODY:
-            return b""
-        framed = framer.frame(data)
-        if framer.overflowed:
-            self._persist = False  # the application broke its own framing
-        return framed
+    def encode_continue(self) -> bytes:
+        """The interim ``100 Continue``: a status line and no fields."""
+        return CONTINUE_HEAD
 
     def _server_fields(self, head: ResponseHead, version: tuple[int, int]) -> list[tuple[str, str]]:
         fields = []
@@ -367,10 +297,9 @@ class ConnectionState:
 
     def after_response(self) -> After:
         """What the connection does now that the application is done."""
-        if self._response is _SWITCHED:
-            return AFTER_SWITCHED
-        if self._response is not _DONE:
-            return AFTER_ABORT
+        out = self.response
+        if not out.done:
+            return AFTER_SWITCHED if out.switched else AFTER_ABORT
         if self._will_persist():
             return AFTER_NEXT_REQUEST
         self._persist = False
@@ -383,8 +312,5 @@ class ConnectionState:
         buffered (a pipelined one) are returned as a count."""
         self._parser.start_next_request()
         self.request = None
-        self._response = _UNSENT
-        self._head = None
-        self._framer = None
-        self._continue = _NOT_EXPECTED
+        self.response.begin()
         return self._parser.buffered
