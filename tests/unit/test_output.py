@@ -139,3 +139,31 @@ def test_the_minimum_rate_is_measured_over_a_sliding_window():
     clock.advance(output.RATE_WINDOW / 2)
     assert out.too_slow()
     assert "slower than 1024" in out.slow_reason()
+
+
+def test_a_spool_write_the_disk_cuts_short_never_corrupts_what_is_sent(monkeypatch, tmp_path):
+    import io
+
+    class FillsOnce(io.FileIO):
+        """The disk fills half-way through the second write, then has room again."""
+
+        writes = 0
+
+        def write(self, data) -> int:  # type: ignore[override]
+            FillsOnce.writes += 1
+            if FillsOnce.writes == 2:
+                super().write(memoryview(data)[:len(data) // 2])
+                raise OSError(28, "No space left on device")
+            return super().write(data)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile",
+                        lambda *args, **kwargs: FillsOnce(str(tmp_path / "spool"), "w+b"))
+    out, transport, clock, budget = spooling(reads=0)
+    pieces = [bytes([n]) * size for n, size in enumerate((20_000, 50_000, 10_000, 40_000))]
+    for piece in pieces:  # memory; the spool; the spool cut short: memory; the spool again
+        out.write(piece)
+    assert clock.monotonic() == 1000.0  # never waited for the client
+    transport.reads = None
+    assert out.flush()
+    assert transport.take_sent() == b"".join(pieces)
+    assert budget.used == 0
