@@ -78,7 +78,8 @@ class OutputQueue:
     memory of its connection's responses, also a bound (None: none);
     ``spool``: where bytes past them go (None: nowhere, they stay in memory
     and the caller makes its application wait). The spool file is open
-    exactly while some of its bytes wait to be sent.
+    exactly while some of its bytes wait to be sent, and holds at most the
+    response's share of the spool (``per_response``), sent bytes included.
     """
 
     __slots__ = ("_queue", "in_memory", "_high_water", "_share", "_spool_settings",
@@ -92,7 +93,7 @@ class OutputQueue:
         self._share = share
         self._spool_settings = spool
         self._spool: IO[bytes] | None = None  # the spool file, while bytes of it wait
-        self._spool_size = 0  # bytes written to it
+        self._spool_size = 0  # bytes written to it (on disk until it closes)
         self._spooled = 0  # of those, bytes not yet taken (taken from the budget)
 
     def __bool__(self) -> bool:
@@ -148,7 +149,9 @@ class OutputQueue:
         be passed, or the file cannot be opened or written."""
         settings = self._spool_settings
         size = len(data)
-        if settings is None or self._spooled + size > settings.per_response:
+        # The share bounds the file, not only what of it waits: bytes sent
+        # stay on disk until the file closes (once none of it waits).
+        if settings is None or self._spool_size + size > settings.per_response:
             return False
         if not settings.budget.take(size):
             return False
@@ -188,7 +191,7 @@ class OutputQueue:
                 files.give(1)
             log.error("a response could not be spooled: %s", error)
             return None
-        self._spool, self._spool_size = spool, 0
+        self._spool = spool
         return spool
 
     # -- taking ------------------------------------------------------------
@@ -258,7 +261,7 @@ class OutputQueue:
         spool = self._spool
         if spool is None:
             return
-        self._spool = None
+        self._spool, self._spool_size = None, 0
         try:
             spool.close()
         except OSError:

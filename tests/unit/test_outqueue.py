@@ -142,15 +142,25 @@ def test_the_spool_closes_once_none_of_it_waits_and_a_new_one_starts_at_zero():
     assert take_all(queue) == b"b" * 300
 
 
-def test_the_share_of_the_spool_counts_bytes_not_yet_taken():
+def test_the_spool_file_never_holds_more_than_the_responses_share():
     queue, settings = spooling(high_water=100, per_response=1000)
     queue.add(b"a" * 800)
-    queue.add(b"b" * 300)  # 1100 would wait: in memory
+    queue.add(b"b" * 300)  # 1100 would pass the share: in memory
     assert kinds(queue) == ["spool", "memory"]
-    assert queue.take(500) == b"a" * 500  # 300 of the spool wait now
-    queue.add(b"c" * 300)  # memory is past its bound; the spool has room again
-    assert kinds(queue) == ["spool", "memory", "spool"] and settings.budget.used == 600
+    assert queue.take(500) == b"a" * 500  # sent, but still in the file
+    queue.add(b"c" * 300)
+    assert kinds(queue) == ["spool", "memory", "memory"] and queue.in_memory == 600
+    assert settings.budget.used == 300  # what waits of the spool
     assert take_all(queue) == b"a" * 300 + b"b" * 300 + b"c" * 300
+
+
+def test_once_its_spool_was_sent_a_response_spools_its_whole_share_again():
+    queue, settings = spooling(high_water=100, per_response=1000)
+    queue.add(b"a" * 1000)
+    assert take_all(queue) == b"a" * 1000  # the file closed, its share is whole again
+    queue.add(b"b" * 1000)
+    assert kinds(queue) == ["spool"] and settings.budget.used == 1000
+    assert take_all(queue) == b"b" * 1000
 
 
 @pytest.mark.parametrize("per_response, budget, files", [
