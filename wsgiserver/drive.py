@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .budget import BodyBudgets
 from .clock import Clock
 from .exchange import ExchangeSettings
-from .output import SpoolSettings
+from .outqueue import SpoolSettings
 from .protocol.policy import ParserLimits
 from .proxy import ProxyTrust
 from .transport import Peer

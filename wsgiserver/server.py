@@ -45,7 +45,7 @@ from .drive import (
 )
 from .exchange import ExchangeSettings
 from .metrics import Board, Recorder, render
-from .output import SpoolSettings
+from .outqueue import SpoolSettings
 from .poller import BOTH, READ, WRITE, Poller, make_poller
 from .pool import Worker, WorkerPool
 from .protocol.policy import ParserLimits

@@ -32,7 +32,11 @@ FORBIDDEN = {
                  "server"},
     "h2send": {"h2", "socket", "select", "poller", "pool", "connection", "h2connection",
                "h2stream", "server"},
-    "h2output": {"h2", "socket", "select", "connection", "h2connection", "server", "pool"},
+    "h2output": {"h2", "socket", "select", "connection", "h2connection", "server", "pool",
+                 "output"},
+    # The output queue both protocols use: no socket, frame or deadline.
+    "outqueue": {"h2", "socket", "select", "transport", "connection", "output", "h2connection",
+                 "h2stream", "h2output", "clock", "server", "pool", "protocol"},
     # What both protocols' connections share: neither of them.
     "drive": {"connection", "h2connection", "h2", "socket", "poller", "pool", "server"},
     "poller": {"protocol", "connection", "server", "socket", "h2"},

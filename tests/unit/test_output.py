@@ -139,3 +139,60 @@ def test_the_minimum_rate_is_measured_over_a_sliding_window():
     clock.advance(output.RATE_WINDOW / 2)
     assert out.too_slow()
     assert "slower than 1024" in out.slow_reason()
+
+
+def test_a_spool_write_the_disk_cuts_short_never_corrupts_what_is_sent(monkeypatch, tmp_path):
+    import io
+
+    class FillsOnce(io.FileIO):
+        """The disk fills half-way through the second write, then has room again."""
+
+        writes = 0
+
+        def write(self, data) -> int:  # type: ignore[override]
+            FillsOnce.writes += 1
+            if FillsOnce.writes == 2:
+                super().write(memoryview(data)[:len(data) // 2])
+                raise OSError(28, "No space left on device")
+            return super().write(data)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile",
+                        lambda *args, **kwargs: FillsOnce(str(tmp_path / "spool"), "w+b"))
+    out, transport, clock, budget = spooling(reads=0)
+    pieces = [bytes([n]) * size for n, size in enumerate((20_000, 50_000, 10_000, 40_000))]
+    for piece in pieces:  # memory; the spool; the spool cut short: memory; the spool again
+        out.write(piece)
+    assert clock.monotonic() == 1000.0  # never waited for the client
+    transport.reads = None
+    assert out.flush()
+    assert transport.take_sent() == b"".join(pieces)
+    assert budget.used == 0
+
+
+def test_a_spool_file_holds_no_more_than_the_responses_share(monkeypatch, tmp_path):
+    import io
+
+    class Measured(io.FileIO):
+        """A spool file that keeps its largest size."""
+
+        largest = 0
+
+        def write(self, data) -> int:  # type: ignore[override]
+            written = super().write(data)
+            Measured.largest = max(Measured.largest, self.tell())
+            return written
+
+    monkeypatch.setattr(tempfile, "TemporaryFile",
+                        lambda *args, **kwargs: Measured(str(tmp_path / "spool"), "w+b"))
+    out, transport, clock, budget = spooling(reads=0, per_response=100_000)
+    out.write(b"a" * 70_000)  # past the memory bound: spooled
+    transport.reads = 50_000
+    out.flush()  # the client takes 50,000 of it: 20,000 wait, 70,000 are on disk
+    transport.reads = 0
+    out.write(b"b" * 50_000)  # within memory's bound; the spool file has no room for it
+    assert Measured.largest <= 100_000
+    assert clock.monotonic() == 1000.0  # never waited for the client
+    transport.reads = None
+    assert out.flush()
+    assert transport.take_sent() == b"a" * 70_000 + b"b" * 50_000
+    assert budget.used == 0
