@@ -29,9 +29,11 @@ FORBIDDEN = {
     "h2connection": {"socket", "select", "poller", "pool", "server", "runner", "supervisor",
                      "wsgi", "connection"},
     "h2stream": {"h2", "socket", "select", "poller", "pool", "connection", "h2connection",
-                 "server"},
+                 "h2life", "server"},
+    "h2life": {"h2", "socket", "select", "poller", "pool", "connection", "h2connection",
+               "server"},
     "h2send": {"h2", "socket", "select", "poller", "pool", "connection", "h2connection",
-               "h2stream", "server"},
+               "h2stream", "h2life", "server"},
     "h2output": {"h2", "socket", "select", "connection", "h2connection", "server", "pool"},
     # What both protocols' connections share: neither of them.
     "drive": {"connection", "h2connection", "h2", "socket", "poller", "pool", "server"},
