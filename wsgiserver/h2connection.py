@@ -64,8 +64,8 @@ from .protocol.http2 import (
     FrameFlood,
     FrameScanner,
     MalformedRequest,
+    RememberedRequests,
     check_trailers,
-    request_from_fields,
 )
 from .protocol.policy import ParserLimits
 from .transport import Transport
@@ -168,6 +168,7 @@ class _Inbound:
         limits = settings.limits
         self._scanner = FrameScanner(header_block_limit=2 * limits.max_header_bytes + 1024)
         self._body_budgets = host.body_budgets
+        self._requests = RememberedRequests(limits)
         self.block_started: float | None = None  # an unfinished header block
         self.received = 0
 
@@ -266,7 +267,7 @@ class _Inbound:
         self._streams[stream_id] = stream
         settings = self._settings
         try:
-            request = request_from_fields(event.headers or (), settings.limits, ended)
+            request = self._requests.request(event.headers or (), ended)
         except MalformedRequest as error:
             self._malformed(stream, error)
             return
