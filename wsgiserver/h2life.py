@@ -32,10 +32,27 @@ from typing import Protocol
 
 from .body import SpoolFull
 from .budget import BodyBudgets, Budget, FileCount
-from .drive import DRAIN_QUIET_SECONDS, SPOOL_FULL_RETRY_AFTER, ConnectionSettings, Step
+from .drive import (
+    DRAIN_QUIET_SECONDS,
+    SPOOL_FULL_RETRY_AFTER,
+    STEP_CLOSED,
+    STEP_READ,
+    STEP_READ_WRITE,
+    STEP_WRITE,
+    ConnectionSettings,
+    Step,
+)
 from .h2output import Share
 from .h2send import SendQueue
-from .h2stream import NO_ERROR, PROTOCOL_ERROR, Http2Stream, Phase
+from .h2stream import (
+    NO_ERROR,
+    PHASE_DONE,
+    PHASE_QUEUED,
+    PHASE_RECEIVING,
+    PHASE_RUNNING,
+    PROTOCOL_ERROR,
+    Http2Stream,
+)
 from .protocol.http2 import FloodGuard
 from .protocol.policy import body_too_large
 from .transport import Transport
@@ -64,6 +81,11 @@ class Life(enum.Enum):
     GONE = "gone"  # the client went away: close at once
     LINGERING = "lingering"  # all said: the write side is shut, what arrives is dropped
     CLOSED = "closed"
+
+
+# The members under plain names (see h2stream.py's PHASE_*).
+_OPEN, _DRAINING, _FAILING = Life.OPEN, Life.DRAINING, Life.FAILING
+_GONE, _LINGERING, _CLOSED = Life.GONE, Life.LINGERING, Life.CLOSED
 
 
 def connection_body_budgets(settings: ConnectionSettings) -> BodyBudgets:
@@ -136,7 +158,7 @@ class ConnectionLife:
         self.streams: dict[int, Http2Stream] = {}
         now = self.clock.monotonic()
         self._guard = FloodGuard(max_streams, now)
-        self._life = Life.OPEN
+        self._life = _OPEN
         self._goaway_sent = False  # whether we said GOAWAY (once is enough)
         self._last_stream = 0  # past OPEN: streams above it are refused
         # Response bytes in memory across the streams, and their bound.
@@ -151,7 +173,7 @@ class ConnectionLife:
     @property
     def closed(self) -> bool:
         """True once the socket is closed."""
-        return self._life is Life.CLOSED
+        return self._life is _CLOSED
 
     @property
     def busy(self) -> bool:
@@ -175,9 +197,9 @@ class ConnectionLife:
     def on_ready(self) -> Step:
         """The socket is ready for what the last step asked for."""
         life = self._life
-        if life is Life.CLOSED:
-            return Step.CLOSED
-        if life is Life.LINGERING:
+        if life is _CLOSED:
+            return STEP_CLOSED
+        if life is _LINGERING:
             return self._linger_read()
         with self.io_lock:
             # A client that reads nothing gets nothing of it read.
@@ -196,9 +218,9 @@ class ConnectionLife:
         that stopped coming, a reset for responses whose window stayed shut,
         close for an idle connection or a client that reads nothing. True
         when the server is to forget the connection."""
-        if self._life is Life.CLOSED:
+        if self._life is _CLOSED:
             return True
-        if self._life is Life.LINGERING:
+        if self._life is _LINGERING:
             with self.io_lock:
                 self._close_now()
             return True
@@ -214,7 +236,7 @@ class ConnectionLife:
             self._send()
             step = self._next_step()
         self._count_transfer()
-        if step is Step.CLOSED:
+        if step is STEP_CLOSED:
             return True
         self._arm(step)
         return False
@@ -225,24 +247,24 @@ class ConnectionLife:
         if block_started is not None and block_started + self.settings.header_timeout < now:
             self.connection_error(PROTOCOL_ERROR, "header block not finished in time")
         self._host.expire_streams(now)
-        if not self.streams and not self._queue and self._life is not Life.FAILING and \
+        if not self.streams and not self._queue and self._life is not _FAILING and \
                 self._host.idle_until() < now:
             self._goaway(NO_ERROR)
 
     def begin_draining(self) -> None:
         """The server is draining (the reaper holds ``lock``): GOAWAY once, the
         open streams finish, then the connection closes."""
-        if self._life in (Life.CLOSED, Life.LINGERING):
+        if self._life in (_CLOSED, _LINGERING):
             return
         with self.io_lock:
-            if not self._goaway_sent and self._life is not Life.FAILING:
+            if not self._goaway_sent and self._life is not _FAILING:
                 self._goaway(NO_ERROR)
             # Always: this turn answers a stream's request to be written (a
             # re-arm for reading alone would leave its output waiting).
             self._send()
             self._update_deadline()
             step = self._next_step()
-        if step is not Step.CLOSED:
+        if step is not STEP_CLOSED:
             self._arm(step)
 
     def cut(self) -> None:
@@ -259,26 +281,26 @@ class ConnectionLife:
 
     def accepts(self, stream_id: int) -> bool:
         """Whether a new stream is taken: none above the last after a GOAWAY."""
-        return self._life is Life.OPEN or stream_id <= self._last_stream
+        return self._life is _OPEN or stream_id <= self._last_stream
 
     def went_away(self) -> None:
         """The client is gone: close at once."""
-        if self._life is not Life.CLOSED:
-            self._life = Life.GONE
+        if self._life is not _CLOSED:
+            self._life = _GONE
         self._host.cancel_streams()
 
     def drain(self, last_stream: int) -> None:
         """No new streams above ``last_stream``; those open finish."""
-        if self._life is Life.OPEN:
-            self._life = Life.DRAINING
+        if self._life is _OPEN:
+            self._life = _DRAINING
             self._last_stream = last_stream
 
     def fail(self) -> None:
         """A connection error whose GOAWAY is said (by h2, or by the client):
         the streams end, what is queued goes out, then the connection closes."""
         self._host.cancel_streams()
-        if self._life is Life.OPEN or self._life is Life.DRAINING:
-            self._life = Life.FAILING
+        if self._life is _OPEN or self._life is _DRAINING:
+            self._life = _FAILING
 
     def connection_error(self, code: int, why: str) -> None:
         """A connection error of ours: GOAWAY ``code``, then close."""
@@ -298,9 +320,9 @@ class ConnectionLife:
         here, whichever entry point calls it. Holds io_lock."""
         self._queue.flush_asked = False
         life = self._life
-        if life is Life.CLOSED:
+        if life is _CLOSED:
             return
-        if life is Life.GONE:  # what is queued may still go; nothing more
+        if life is _GONE:  # what is queued may still go; nothing more
             if not self._queue.flush():
                 self.went_away()
         elif not self._framer.send():
@@ -310,28 +332,28 @@ class ConnectionLife:
     def _next_step(self) -> Step:
         """After acting: close, linger, or what to watch for. Holds io_lock."""
         life = self._life
-        if life is Life.GONE:
+        if life is _GONE:
             self._close_now()
-            return Step.CLOSED
+            return STEP_CLOSED
         if self._finished() and not self._queue:
             return self._start_linger()
         self._update_deadline()
-        return Step.WRITE if life is Life.FAILING else self._queue.interest()
+        return STEP_WRITE if life is _FAILING else self._queue.interest()
 
     def _finished(self) -> bool:
         """Nothing more will be said but what is queued: a connection error,
         or a GOAWAY either way and no stream left."""
-        return self._life is Life.FAILING or self._life is Life.DRAINING and not self.streams
+        return self._life is _FAILING or self._life is _DRAINING and not self.streams
 
     def arm_for_output(self) -> None:
         """From a thread not the poller's: output waits to be framed and
         written, or the connection has something to finish; make sure the
         poller looks."""
         with self.lock:
-            if self._life in (Life.CLOSED, Life.LINGERING):
+            if self._life in (_CLOSED, _LINGERING):
                 return
             with self.io_lock:
-                step = Step.WRITE if self._life is Life.FAILING else Step.READ_WRITE
+                step = STEP_WRITE if self._life is _FAILING else STEP_READ_WRITE
             self._arm(step)
 
     # -- deadlines -----------------------------------------------------------
@@ -358,24 +380,24 @@ class ConnectionLife:
         """Everything is said: stop sending, drop what still arrives a moment."""
         if not self.transport.shutdown_write():
             self._close_now()
-            return Step.CLOSED
-        self._life = Life.LINGERING
+            return STEP_CLOSED
+        self._life = _LINGERING
         self.deadline = self.clock.monotonic() + _LINGER_SECONDS
-        return Step.READ
+        return STEP_READ
 
     def _linger_read(self) -> Step:
         if self._inbound.drop_what_arrives():
             with self.io_lock:
                 self._close_now()
-            return Step.CLOSED
-        return Step.READ
+            return STEP_CLOSED
+        return STEP_READ
 
     def _close_now(self) -> None:
         """Close the socket and fail what is still open. Holds io_lock (or owns
         the connection alone)."""
-        if self._life is Life.CLOSED:
+        if self._life is _CLOSED:
             return
-        self._life = Life.CLOSED
+        self._life = _CLOSED
         self._host.cancel_streams()
         self._queue.clear()
         self.transport.close()
@@ -392,7 +414,7 @@ class ConnectionLife:
     @property
     def taking_frames(self) -> bool:
         """Whether what the client sends is still read and acted on."""
-        return self._life is Life.OPEN or self._life is Life.DRAINING
+        return self._life is _OPEN or self._life is _DRAINING
 
 
 class StreamTable:
@@ -446,7 +468,7 @@ class StreamTable:
     @property
     def busy(self) -> bool:
         """True while a stream's request runs or waits for a thread."""
-        return any(stream.phase in (Phase.QUEUED, Phase.RUNNING)
+        return any(stream.phase in (PHASE_QUEUED, PHASE_RUNNING)
                    for stream in list(self.streams.values()))
 
     def streams_deadline(self) -> float:
@@ -488,7 +510,7 @@ class StreamTable:
         """DATA for ``stream_id``: stored, or the stream refused (413, 503);
         dropped for a stream refused or reset already."""
         stream = self.streams.get(stream_id)
-        if stream is None or stream.phase is not Phase.RECEIVING or stream.spool is None:
+        if stream is None or stream.phase is not PHASE_RECEIVING or stream.spool is None:
             return
         if stream.body_clock is not None:
             stream.body_clock.arrived(self.clock.monotonic())
@@ -509,7 +531,7 @@ class StreamTable:
     def ended(self, stream_id: int) -> Http2Stream | None:
         """The client's END_STREAM: a stream whose request is now complete."""
         stream = self.streams.get(stream_id)
-        if stream is not None and stream.phase is Phase.RECEIVING:
+        if stream is not None and stream.phase is PHASE_RECEIVING:
             stream.complete()
             return stream
         return None
@@ -520,6 +542,6 @@ class StreamTable:
         stream = self.streams.get(stream_id)
         if stream is None:
             return
-        if stream.phase is not Phase.DONE:
+        if stream.phase is not PHASE_DONE:
             self._guard.reset_under_way()
         stream.cancel()
