@@ -16,14 +16,8 @@ their locks, and the connection as its streams see it (``StreamTable``).
 Frames are read and written only on the side the poller wakes: it alone
 calls the h2 library, holding ``io_lock``. A stream's own state and the face
 its exchange sees are ``h2stream.py``'s; they reach the connection only
-through the ``StreamTable``.
-
-Memory. What one connection may hold is bounded as for HTTP/1.1, however
-many streams it opens: request bodies share ``2 x --body-memory-bytes``
-in memory (past it, bodies go to their spool files), responses share
-``4 x --response-buffer-bytes`` waiting for windows (past it, a response's
-bytes go to a spool file of its own within the server's spool budget, or
-its application waits for its client).
+through the ``StreamTable``. What one connection may hold in memory is
+``h2life.py``'s to bound.
 """
 
 from __future__ import annotations
@@ -151,8 +145,9 @@ class Http2Connection(ConnectionLife):
 
 class _Inbound:
     """Frames in: the client's bytes to h2 events, the events to streams
-    (their requests, their bodies, their resets). Runs on the poller's side,
-    holding io_lock; the connection's life is changed through its methods."""
+    (their requests and trailers here; their bodies, ends and resets through
+    the ``StreamTable``). Runs on the poller's side, holding io_lock; the
+    connection's life is changed through its methods."""
 
     def __init__(self, connection: Http2Connection, host: StreamTable,
                  h2conn: h2.connection.H2Connection, guard: FloodGuard) -> None:

@@ -11,11 +11,26 @@ library). ``StreamTable`` is the connection as its streams see it
 (a body's bytes, its end, a reset) and their asks (to be framed, a reset,
 their end, the poller's look, a sleep until output moves).
 
-Threads. The poller's side (``on_ready``, ``expire``, ``begin_draining``,
-under ``lock``) alone reads and writes frames; a stream's thread queues its
-output and arms the poller once until its next turn (``arm_for_output``).
-``io_lock`` guards the streams, the output queue and the socket. Lock order:
-``lock``, then ``io_lock``, then the pool's.
+Threads. Frames are read and written only on the side the poller wakes
+(``on_ready``, ``expire``, ``begin_draining``, under ``lock``): it alone
+calls the h2 library. Each stream's application runs on a pool thread and
+queues its response (the head's fields, its bytes, the end, a reset) on
+its stream, then arms the poller once until its next turn
+(``arm_for_output``); that turn frames what the windows allow for every
+stream and writes it in one go. One lock (``io_lock``) guards the h2 state,
+the streams, the output queue and the socket. An application that must wait
+for its client (its share of memory used, a window held shut) never reads
+the client's frames: it is detached from the pool like a long request (so
+``--threads 1`` still serves) and sleeps on the ``SendQueue``
+(``h2send.py``), which the poller's side wakes as output leaves.
+Lock order: ``lock``, then ``io_lock``, then the pool's.
+
+Memory. What one connection may hold is bounded as for HTTP/1.1, however
+many streams it opens: request bodies share ``2 x --body-memory-bytes``
+in memory (past it, bodies go to their spool files), responses share
+``4 x --response-buffer-bytes`` waiting for windows (past it, a response's
+bytes go to a spool file of its own within the server's spool budget, or
+its application waits for its client).
 
 Knows no frames and no h2, nor the poller or the pool: the server gives it
 ``arm`` (watch my socket for this interest now) and ``submit`` (run this
@@ -96,7 +111,6 @@ def connection_body_budgets(settings: ConnectionSettings) -> BodyBudgets:
         unbounded = 1 << 62
         return BodyBudgets(Budget(limit), Budget(unbounded), FileCount(unbounded))
     return BodyBudgets(Budget(limit, parent=shared.memory), shared.spool, shared.files)
-
 
 
 class Inbound(Protocol):
