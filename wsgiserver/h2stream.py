@@ -69,7 +69,7 @@ PHASE_SENDING, PHASE_DONE = Phase.SENDING, Phase.DONE
 
 
 class StreamHost(Protocol):
-    """What a stream asks of its connection (``Http2Connection``)."""
+    """What a stream asks of its connection (``h2life.StreamTable``)."""
 
     settings: ConnectionSettings
     clock: Clock
