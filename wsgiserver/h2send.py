@@ -13,7 +13,7 @@ import threading
 from collections import deque
 
 from .clock import Clock
-from .drive import Step
+from .drive import STEP_READ, STEP_READ_WRITE, STEP_WRITE, Step
 from .errors import ClientDisconnected
 from .transport import Transport
 
@@ -107,8 +107,8 @@ class SendQueue:
 
     def interest(self) -> Step:
         if self.waiting_bytes > OUTPUT_LIMIT:
-            return Step.WRITE
-        return Step.READ_WRITE if self._out else Step.READ
+            return STEP_WRITE
+        return STEP_READ_WRITE if self._out else STEP_READ
 
     def moved(self) -> None:
         """Output left or a stream ended: wake the applications asleep."""

@@ -30,7 +30,8 @@ from .protocol.response import ResponseState
 from .protocol.writer import BODY_NONE
 from .transport import Peer, Transport
 
-__all__ = ["Http2Stream", "StreamExchange", "StreamHost", "Phase",
+__all__ = ["Http2Stream", "StreamExchange", "StreamHost", "Phase", "PHASE_RECEIVING",
+           "PHASE_QUEUED", "PHASE_RUNNING", "PHASE_SENDING", "PHASE_DONE",
            "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "REFUSED_STREAM", "CANCEL",
            "ENHANCE_YOUR_CALM"]
 
@@ -60,8 +61,15 @@ class Phase(enum.Enum):
     DONE = "done"
 
 
+# The members under plain names, for the path of every request: Python 3.11
+# reads an Enum class's attributes through EnumType.__getattr__, about four
+# times the cost of a global (drive.py's STEP_* say the same).
+PHASE_RECEIVING, PHASE_QUEUED, PHASE_RUNNING = Phase.RECEIVING, Phase.QUEUED, Phase.RUNNING
+PHASE_SENDING, PHASE_DONE = Phase.SENDING, Phase.DONE
+
+
 class StreamHost(Protocol):
-    """What a stream asks of its connection (``Http2Connection``)."""
+    """What a stream asks of its connection (``h2life.StreamTable``)."""
 
     settings: ConnectionSettings
     clock: Clock
@@ -114,7 +122,7 @@ class Http2Stream:
         self.host = host
         self.id = stream_id
         self.request = request
-        self.phase = Phase.RECEIVING
+        self.phase = PHASE_RECEIVING
         self.spool: RequestBody | None = None  # the body as it arrives
         self.input: IO[bytes] = NO_BODY  # and as the application reads it
         self.body_clock: BodyClock | None = None  # while the body arrives
@@ -145,7 +153,7 @@ class Http2Stream:
 
     def complete(self) -> None:
         """The whole request is in: queue it for a thread."""
-        self.phase = Phase.QUEUED
+        self.phase = PHASE_QUEUED
         self.input = self.spool.finish() if self.spool is not None else NO_BODY
 
     def refuse(self, status: int, detail: str, ended: bool,
@@ -153,7 +161,7 @@ class Http2Stream:
         """Answer a request we cannot take with a short error; a client still
         sending its body is asked to stop (RST_STREAM NO_ERROR, RFC 9113 8.1)."""
         self.release_body()
-        self.phase = Phase.SENDING
+        self.phase = PHASE_SENDING
         self.exchange.respond_error(status, detail, retry_after)
         if not ended:
             self.reset_after_end = True
@@ -168,9 +176,9 @@ class Http2Stream:
     def deadline(self) -> float:
         """When this stream's wait for its client ends."""
         settings = self.host.settings
-        if self.phase is Phase.RECEIVING and self.body_clock is not None:
+        if self.phase is PHASE_RECEIVING and self.body_clock is not None:
             return self.body_clock.deadline()  # HTTP/1.1's rule (body.BodyClock)
-        if self.phase is Phase.SENDING:
+        if self.phase is PHASE_SENDING:
             return self.progress_at + settings.write_timeout
         return float("inf")
 
@@ -179,14 +187,14 @@ class Http2Stream:
         response whose window stayed shut."""
         if self.deadline() > now:
             return
-        if self.phase is Phase.RECEIVING:
+        if self.phase is PHASE_RECEIVING:
             clock, spool = self.body_clock, self.spool
             if clock is not None and spool is not None and clock.on_time(now, spool.size):
                 return  # the rate was met: its window slides on
             log.debug("%s: stream %d: request not received in time",
                       self.host.peer_text(), self.id)
             self.refuse(408, "request not received in time", ended=False)
-        elif self.phase is Phase.SENDING:
+        elif self.phase is PHASE_SENDING:
             log.debug("%s: stream %d: response not read in time",
                       self.host.peer_text(), self.id)
             self.reset(CANCEL)
@@ -198,9 +206,9 @@ class Http2Stream:
             return
         self.canceled = True
         self.output.clear()
-        if self.phase is not Phase.RUNNING:
+        if self.phase is not PHASE_RUNNING:
             self.release_body()
-            self.phase = Phase.DONE
+            self.phase = PHASE_DONE
         self.host.stream_done(self, completed=False)
 
     def reset(self, code: int) -> None:
@@ -216,8 +224,8 @@ class Http2Stream:
 
     def sent_all(self) -> None:
         """Nothing more to send: a finished response is done."""
-        if self.end_sent and not self.canceled and self.phase is not Phase.RUNNING:
-            self.phase = Phase.DONE
+        if self.end_sent and not self.canceled and self.phase is not PHASE_RUNNING:
+            self.phase = PHASE_DONE
             self.release_body()
             self.output.close_spool()
             self.host.stream_done(self, completed=True)
@@ -281,9 +289,9 @@ class Http2Stream:
             self.went_long = went_long
         host = self.host
         with host.io_lock:
-            if self.canceled or self.phase is not Phase.QUEUED or self.request is None:
+            if self.canceled or self.phase is not PHASE_QUEUED or self.request is None:
                 return
-            self.phase = Phase.RUNNING
+            self.phase = PHASE_RUNNING
         try:
             Exchange(host.settings.exchange, self.request, self.exchange).run()
         finally:
@@ -292,11 +300,11 @@ class Http2Stream:
     def _exchange_done(self) -> None:
         host = self.host
         with host.io_lock:
-            if self.phase is Phase.RUNNING:
-                self.phase = Phase.SENDING
+            if self.phase is PHASE_RUNNING:
+                self.phase = PHASE_SENDING
             self.release_body()
             if self.canceled:
-                self.phase = Phase.DONE
+                self.phase = PHASE_DONE
                 self.output.close_spool()
                 host.stream_done(self, completed=False)
             elif not self.end_queued:
@@ -317,7 +325,7 @@ class Http2Stream:
         """From another thread: a 503 if no head went out, else a reset."""
         host = self.host
         with host.io_lock:
-            if self.phase is not Phase.RUNNING or self.canceled:
+            if self.phase is not PHASE_RUNNING or self.canceled:
                 return
             metrics = host.settings.exchange.metrics
             if metrics is not None:

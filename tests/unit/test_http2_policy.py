@@ -15,6 +15,7 @@ from wsgiserver.protocol.http2 import (
     FrameScanner,
     Http2Encoder,
     MalformedRequest,
+    RememberedRequests,
     check_trailers,
     request_from_fields,
 )
@@ -220,6 +221,43 @@ def response_fields(head_, method, body_length, date, server_name):
     fields_ = state.start(body_length)
     return fields_, state.framer
 
+
+def test_a_repeated_block_gets_the_same_request_checked_once():
+    remembered = RememberedRequests(LIMITS)
+    block = fields(b"/a?b=1", extra=[(b"accept", b"*/*")])
+    first = remembered.request(block, True)
+    assert first == request_from_fields(block, LIMITS, True)
+    assert remembered.request(list(block), True) is first  # a new list, the same fields
+    # END_STREAM is part of what the block means: a body to come is framed.
+    with_body = remembered.request(block + [(b"content-length", b"3")], False)
+    assert with_body.content_length == 3 and with_body is not first
+
+
+@pytest.mark.parametrize("block", [
+    fields(b"/", extra=[(b"Accept", b"x")]),  # malformed: a stream error
+    fields(b"/x#y"),  # a 400 answer
+])
+def test_a_block_that_fails_fails_every_time(block):
+    remembered = RememberedRequests(LIMITS)
+    for _ in range(3):
+        with pytest.raises(ProtocolError) as caught:
+            remembered.request(block, True)
+        with pytest.raises(ProtocolError) as expected:
+            request_from_fields(block, LIMITS, True)
+        assert type(caught.value) is type(expected.value)
+        assert caught.value.status == expected.value.status
+
+
+def test_only_a_few_small_blocks_are_remembered():
+    remembered = RememberedRequests(LIMITS)
+    large = fields(b"/", extra=[(b"cookie", b"c" * 4096)])
+    assert remembered.request(large, True) is not remembered.request(large, True)
+    blocks = [fields(b"/%d" % number) for number in range(40)]
+    for block in blocks:
+        remembered.request(block, True)
+    kept = sum(remembered.request(block, True) is remembered.request(block, True)
+               for block in blocks)
+    assert kept == 16
 
 def test_response_fields_drop_what_http2_forbids_and_lower_the_names():
     fields_, framer = response_fields(

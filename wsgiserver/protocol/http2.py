@@ -44,8 +44,8 @@ from .writer import (
     length_field_kept,
 )
 
-__all__ = ["request_from_fields", "check_trailers", "MalformedRequest", "Http2Encoder",
-           "FrameScanner", "FrameFlood", "FloodGuard", "HTTP2"]
+__all__ = ["request_from_fields", "RememberedRequests", "check_trailers", "MalformedRequest",
+           "Http2Encoder", "FrameScanner", "FrameFlood", "FloodGuard", "HTTP2"]
 
 HTTP2 = (2, 0)
 Fields = Iterable[tuple[bytes, bytes]]
@@ -200,6 +200,37 @@ def request_from_fields(fields: Fields, limits: ParserLimits, ended: bool) -> Re
     return build_request(method, target, HTTP2, tuple(block.headers), special, limits,
                          ended, authority)
 
+
+# What one connection remembers of its requests: at most this many, of a
+# header section of at most this many bytes (name and value, as counted for
+# the 431) each.
+_REQUESTS_KEPT = 16
+_KEPT_SECTION_BYTES = 2048
+
+
+class RememberedRequests:
+    """``request_from_fields`` for one connection's header blocks, remembering
+    the requests of the first few small blocks that passed: a client repeats
+    its blocks (the same fields, which ``h2hpack`` decodes from memory) and a
+    ``Request`` is immutable, so a block is checked once. Same answers, same
+    errors (a block that fails is checked again each time)."""
+
+    __slots__ = ("_limits", "_kept")
+
+    def __init__(self, limits: ParserLimits) -> None:
+        self._limits = limits
+        self._kept: dict[tuple[tuple[tuple[bytes, bytes], ...], bool], Request] = {}
+
+    def request(self, fields: Fields, ended: bool) -> Request:
+        """The request a HEADERS block carries (``request_from_fields``)."""
+        key = (tuple(fields), ended)
+        request = self._kept.get(key)
+        if request is None:
+            request = request_from_fields(key[0], self._limits, ended)
+            if len(self._kept) < _REQUESTS_KEPT and \
+                    sum(len(name) + len(value) for name, value in key[0]) <= _KEPT_SECTION_BYTES:
+                self._kept[key] = request
+        return request
 
 def _origin_target(method: bytes, pseudo: dict[bytes, bytes], limits: ParserLimits) -> bytes:
     """:path as the request-target HTTP/1.1 would have read: within its line's
