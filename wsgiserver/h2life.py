@@ -68,7 +68,7 @@ from .h2stream import (
     PROTOCOL_ERROR,
     Http2Stream,
 )
-from .protocol.http2 import FloodGuard
+from .protocol.http2 import FloodGuard, Http2Encoder
 from .protocol.policy import body_too_large
 from .transport import Transport
 
@@ -450,6 +450,7 @@ class StreamTable:
         self.transport = connection.transport
         self.io_lock = connection.io_lock
         self.output_share = connection.output_share
+        self.response_encoder = Http2Encoder(self.settings.date, self.settings.server_name)
         self.streams = connection.streams
         self.quiet_since = self.clock.monotonic()  # when the last stream ended
         self.want_send = framer.want_send

@@ -75,6 +75,7 @@ class StreamHost(Protocol):
     clock: Clock
     transport: Transport
     output_share: Share
+    response_encoder: Http2Encoder  # its streams' heads as HEADERS fields
     io_lock: threading.Lock  # guards the h2 state, the streams and the output
 
     @property
@@ -356,7 +357,7 @@ class StreamExchange:
         # The head, its framing and the 100, as HTTP/1.1 decides them; its
         # HEADERS go out when the poller's side writes them.
         self._response: ResponseState[list[tuple[bytes, bytes]]] = ResponseState(
-            Http2Encoder(settings.date, settings.server_name))
+            stream.host.response_encoder)
         self._high_water = settings.output_high_water
         self._low_water = settings.output_high_water // 4
 
@@ -400,7 +401,9 @@ class StreamExchange:
                  end: bool = False, wait: bool = False,
                  file: tuple[int, int, int] | None = None) -> None:
         host = self._host
-        with host.io_lock:
+        lock = host.io_lock
+        lock.acquire()  # not ``with``: a third cheaper, on every response's path
+        try:
             self._check()
             if not self._response.head_sent:
                 self._start_head(body_length, end, exact=file is None)
@@ -412,6 +415,8 @@ class StreamExchange:
                 self._end()
             arm = host.ask_poller()
             over = not self._has_room(wait, self._high_water)
+        finally:
+            lock.release()
         if arm:
             host.arm_for_output()
         if over:
