@@ -228,7 +228,6 @@ class Http2Stream:
         if self.end_sent and not self.canceled and self.phase is not PHASE_RUNNING:
             self.phase = PHASE_DONE
             self.release_body()
-            self.output.close_spool()
             self.host.stream_done(self, completed=True)
 
     def stalled(self) -> float:
@@ -306,7 +305,6 @@ class Http2Stream:
             self.release_body()
             if self.canceled:
                 self.phase = PHASE_DONE
-                self.output.close_spool()
                 host.stream_done(self, completed=False)
             elif not self.end_queued:
                 # The application failed after its head, or fell short of its

@@ -79,7 +79,10 @@ class OutputQueue:
     ``spool``: where bytes past them go (None: nowhere, they stay in memory
     and the caller makes its application wait). The spool file is open
     exactly while some of its bytes wait to be sent, and holds at most the
-    response's share of the spool (``per_response``), sent bytes included.
+    response's share of the spool (``per_response``), sent bytes included:
+    they stay on disk until it closes, so they stay in the server's budget
+    until then too (``--max-spool-bytes`` bounds the disk, not only what
+    waits).
     """
 
     __slots__ = ("_queue", "in_memory", "_high_water", "_share", "_spool_settings",
@@ -93,8 +96,8 @@ class OutputQueue:
         self._share = share
         self._spool_settings = spool
         self._spool: IO[bytes] | None = None  # the spool file, while bytes of it wait
-        self._spool_size = 0  # bytes written to it (on disk until it closes)
-        self._spooled = 0  # of those, bytes not yet taken (taken from the budget)
+        self._spool_size = 0  # bytes written to it (on disk, and in the budget, until it closes)
+        self._spooled = 0  # of those, bytes not yet taken
 
     def __bool__(self) -> bool:
         """True while something is still to be sent."""
@@ -160,20 +163,27 @@ class OutputQueue:
             settings.budget.give(size)
             return False
         offset = self._spool_size
+        last = self._queue[-1] if self._queue else None
+        extend = type(last) is FileRange and last.spooled and last.offset + last.count == offset
+        fd = -1
         try:
+            if not extend:
+                fd = os.dup(spool.fileno())  # before the write: nothing to undo if it fails
             _write_at(spool, offset, data)
         except OSError:
+            if fd >= 0:
+                os.close(fd)
             settings.budget.give(size)
             if not self._spooled:
-                self.close_spool()  # nothing of it waits
+                self._close_spool()  # nothing of it waits
             return False  # a full disk: the caller waits for the client instead
         self._spool_size = offset + size
         self._spooled += size
-        last = self._queue[-1] if self._queue else None
-        if type(last) is FileRange and last.spooled and last.offset + last.count == offset:
+        if extend:
+            assert type(last) is FileRange
             last.count += size  # contiguous with the range still queued
         else:
-            self._queue.append(FileRange(os.dup(spool.fileno()), offset, size, spooled=True))
+            self._queue.append(FileRange(fd, offset, size, spooled=True))
         return True
 
     def _open_spool(self, settings: SpoolSettings) -> IO[bytes] | None:
@@ -225,11 +235,13 @@ class OutputQueue:
         if type(item) is FileRange:
             item.offset += count
             item.count -= count
-            if item.spooled and count:
-                self._give_spool(count)
             if not item.count:
                 os.close(item.fd)
                 queue.popleft()
+            if item.spooled and count:
+                self._spooled -= count
+                if not self._spooled:
+                    self._close_spool()  # none of it waits: off the disk and the budget
             return
         assert type(item) is memoryview
         if count == len(item):
@@ -252,32 +264,25 @@ class OutputQueue:
         if self._share is not None:
             self._share.used -= self.in_memory
         self.in_memory = 0
-        if self._spooled:
-            self._give_spool(self._spooled)
-        self.close_spool()
+        self._spooled = 0
+        self._close_spool()
 
-    def close_spool(self) -> None:
-        """Close the spool file (what is queued of it holds descriptors of its own)."""
+    def _close_spool(self) -> None:
+        """Close the spool file once nothing queued holds a descriptor of
+        it: its bytes leave the disk, and go back to the budget."""
         spool = self._spool
         if spool is None:
             return
-        self._spool, self._spool_size = None, 0
+        settings = self._spool_settings
+        assert settings is not None
+        size, self._spool, self._spool_size = self._spool_size, None, 0
         try:
             spool.close()
         except OSError:
             pass
-        files = self._spool_settings.files if self._spool_settings is not None else None
-        if files is not None:
-            files.give(1)
-
-    def _give_spool(self, count: int) -> None:
-        """``count`` spooled bytes left the queue: back to the budget; the
-        file closes once none of it waits."""
-        assert self._spool_settings is not None
-        self._spool_settings.budget.give(count)
-        self._spooled -= count
-        if not self._spooled:
-            self.close_spool()
+        settings.budget.give(size)
+        if settings.files is not None:
+            settings.files.give(1)
 
 
 def _write_at(spool: IO[bytes], offset: int, data: bytes | memoryview) -> None:

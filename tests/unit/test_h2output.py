@@ -46,7 +46,6 @@ def test_past_the_streams_bound_bytes_go_to_the_spool_in_one_range():
     assert len(output._queue) == 2  # memory, then one contiguous spooled range
     assert drain(output, 1500) == b"m" * 3000 + b"x" * 2000 + b"y" * 2000 + b"z" * 2000
     assert budget.used == 0
-    output.close_spool()
     assert files.open == 0
 
 

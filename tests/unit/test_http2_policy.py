@@ -252,12 +252,15 @@ def test_only_a_few_small_blocks_are_remembered():
     remembered = RememberedRequests(LIMITS)
     large = fields(b"/", extra=[(b"cookie", b"c" * 4096)])
     assert remembered.request(large, True) is not remembered.request(large, True)
+    many = fields(b"/", extra=[(b"x-%d" % number, b"v") for number in range(40)])
+    assert remembered.request(many, True) is not remembered.request(many, True)
     blocks = [fields(b"/%d" % number) for number in range(40)]
     for block in blocks:
         remembered.request(block, True)
     kept = sum(remembered.request(block, True) is remembered.request(block, True)
                for block in blocks)
     assert kept == 16
+
 
 def test_response_fields_drop_what_http2_forbids_and_lower_the_names():
     fields_, framer = response_fields(

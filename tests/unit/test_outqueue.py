@@ -150,8 +150,24 @@ def test_the_spool_file_never_holds_more_than_the_responses_share():
     assert queue.take(500) == b"a" * 500  # sent, but still in the file
     queue.add(b"c" * 300)
     assert kinds(queue) == ["spool", "memory", "memory"] and queue.in_memory == 600
-    assert settings.budget.used == 300  # what waits of the spool
+    assert settings.budget.used == 800  # the file on disk, sent bytes included
     assert take_all(queue) == b"a" * 300 + b"b" * 300 + b"c" * 300
+    assert settings.budget.used == 0  # the file closed once none of it waited
+
+
+def test_the_budget_bounds_the_disk_across_responses():
+    # Bytes sent stay in a spool file until none of it waits: the budget
+    # counts them until then, so two responses never hold more on disk
+    # than --max-spool-bytes (the review's case: 199,999 bytes for 100,000).
+    settings = SpoolSettings(None, 100_000, Budget(100_000), FileCount(10))
+    first, second = OutputQueue(0, settings), OutputQueue(0, settings)
+    first.add(b"a" * 100_000)
+    assert first.take(99_999) == b"a" * 99_999
+    second.add(b"b" * 99_999)
+    assert kinds(second) == ["memory"] and settings.budget.used == 100_000
+    assert first.take(1) == b"a"
+    second.add(b"c" * 10)
+    assert kinds(second) == ["memory", "spool"] and settings.budget.used == 10
 
 
 def test_once_its_spool_was_sent_a_response_spools_its_whole_share_again():
@@ -268,8 +284,8 @@ def test_consume_advances_a_file_range_and_gives_spooled_bytes_back():
     queue.add(b"s" * 100)
     item = queue.items[0]
     assert type(item) is FileRange
-    queue.consume(40)  # sendfile took 40
-    assert (item.offset, item.count, settings.budget.used) == (40, 60, 60)
+    queue.consume(40)  # sendfile took 40: still on disk
+    assert (item.offset, item.count, settings.budget.used) == (40, 60, 100)
     queue.consume(60)
     assert not queue and settings.budget.used == 0
     assert settings.files is not None and settings.files.open == 0
@@ -293,3 +309,20 @@ def test_clear_closes_every_descriptor_and_the_spool_and_gives_everything_back(f
     assert queue.in_memory == 0
     assert not any(is_open(fd) for fd in descriptors)
     assert is_open(file_fd)  # the caller's own stays open
+
+
+def test_no_descriptor_for_the_spooled_range_keeps_the_bytes_in_memory(monkeypatch):
+    # The review's case: os.dup failing (EMFILE) after the write left the
+    # bytes counted in the budget and the file open, with nothing queued.
+    queue, settings = spooling(high_water=10)
+    queue.add(b"a" * 100)  # the file is open now, one range queued
+
+    def no_descriptor(fd):
+        raise OSError(24, "Too many open files")
+
+    take_all(queue)
+    monkeypatch.setattr(os, "dup", no_descriptor)
+    queue.add(b"b" * 100)
+    assert kinds(queue) == ["memory"] and settings.budget.used == 0
+    assert settings.files is not None and settings.files.open == 0
+    assert take_all(queue) == b"b" * 100

@@ -201,10 +201,11 @@ def request_from_fields(fields: Fields, limits: ParserLimits, ended: bool) -> Re
                          ended, authority)
 
 
-# What one connection remembers of its requests: at most this many, of a
-# header section of at most this many bytes (name and value, as counted for
-# the 431) each.
+# What one connection remembers of its requests: at most this many, each of
+# at most this many fields and bytes of names and values (a few KiB in all,
+# like h2hpack's blocks: a client's repeated requests are small).
 _REQUESTS_KEPT = 16
+_KEPT_FIELDS = 32
 _KEPT_SECTION_BYTES = 2048
 
 
@@ -227,7 +228,7 @@ class RememberedRequests:
         request = self._kept.get(key)
         if request is None:
             request = request_from_fields(key[0], self._limits, ended)
-            if len(self._kept) < _REQUESTS_KEPT and \
+            if len(self._kept) < _REQUESTS_KEPT and len(key[0]) <= _KEPT_FIELDS and \
                     sum(len(name) + len(value) for name, value in key[0]) <= _KEPT_SECTION_BYTES:
                 self._kept[key] = request
         return request

@@ -60,8 +60,9 @@ _SENT, _WITHHELD = _Continue.SENT, _Continue.WITHHELD
 
 class ResponseState(Generic[HeadT]):
     """One exchange's response: ``begin`` it for a request, ``set_head``,
-    then ``start`` (the encoded head), ``frame``/``frame_last``/``end``
-    (the body's bytes as they go out). Reusable: ``begin`` starts over."""
+    then ``start`` (the encoded head) and ``frame``/``end`` (the body's
+    bytes as they go out), or ``whole`` for a body known whole. Reusable:
+    ``begin`` starts over."""
 
     def __init__(self, encoder: HeadEncoder[HeadT]) -> None:
         self._encoder = encoder
@@ -94,9 +95,9 @@ class ResponseState(Generic[HeadT]):
         self._head = ResponseHead(status, headers)
 
     def set_error(self, status: int, detail: str = "", retry_after: int | None = None) -> bytes:
-        """Make a short ``text/plain`` response of the server's own the head,
+        """Make the head a short ``text/plain`` response of the server's own,
         replacing one the application set but did not send; its body is
-        returned, for ``start``/``frame_last``."""
+        returned, to send through ``whole`` (or ``start``, ``frame``, ``end``)."""
         if self.head_sent:
             raise ResponseError("a response is already under way")
         text, self._head = error_text(status, detail, retry_after)
@@ -135,8 +136,9 @@ class ResponseState(Generic[HeadT]):
     # -- the body ------------------------------------------------------------
 
     def whole(self, data: bytes) -> tuple[HeadT, bytes]:
-        """The head and the body, for a body known whole (``start`` then
-        ``frame_last`` in one call): its length is the Content-Length."""
+        """The head and the body, for a body known whole, and the end: its
+        length is the Content-Length; ResponseError if the application's
+        own Content-Length asks for more (the response is then not done)."""
         head = self.start(len(data))
         framer = self.framer
         assert framer is not None
@@ -150,16 +152,6 @@ class ResponseState(Generic[HeadT]):
         if framer is None or self.done:
             return b""
         return framer.frame(data)
-
-    def frame_last(self, data: bytes) -> bytes:
-        """The last (or only) body bytes and the end; ResponseError if the
-        body falls short of its length (the response is then not done)."""
-        framer = self.framer
-        if framer is None or self.done:
-            return b""
-        body = framer.frame_last(data)
-        self.done = True
-        return body
 
     def end(self) -> bytes:
         """The bytes that end the body; ResponseError if it fell short."""

@@ -97,8 +97,9 @@ class ConnectionState:
         self.request: Request | None = None
         self._persist = True  # the connection may carry another request
         self._input_broken = False  # the request's framing was lost
-        # The response under way (read its facts here); this state is its
-        # HTTP/1.1 encoder.
+        # The response under way (read its facts here, set its head here);
+        # this state is its HTTP/1.1 encoder, and its bytes go through
+        # write/finish below, which also weigh persistence.
         self.response: ResponseState[bytes] = ResponseState(self)
 
     # -- receiving -----------------------------------------------------------
