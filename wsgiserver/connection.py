@@ -592,7 +592,7 @@ class _ExchangeIO:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._state = connection.state
-        self._response = connection.state.response
+        self.response = connection.state.response  # its facts, for the log
         self._output = connection.output
         self._transport = connection.transport
         self._clock = connection.clock
@@ -636,7 +636,7 @@ class _ExchangeIO:
             metrics = self._settings.exchange.metrics
             if metrics is not None:
                 metrics.refused(503)
-            if not self._response.head_sent:
+            if not self.response.head_sent:
                 try:
                     response = self._state.error_response(
                         503, "too many long-running requests", close=True)
@@ -656,7 +656,7 @@ class _ExchangeIO:
     @property
     def head_sent(self) -> bool:
         """True once the head has gone out."""
-        return self._response.head_sent
+        return self.response.head_sent
 
     def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
         """Set or replace the pending head."""
@@ -665,7 +665,7 @@ class _ExchangeIO:
         try:
             if self._cut:
                 self._cut_off()
-            self._response.set_head(status, headers)
+            self.response.set_head(status, headers)
         finally:
             lock.release()
 
@@ -728,7 +728,7 @@ class _ExchangeIO:
     def send_error(self, status: int, detail: str, close: bool) -> bool:
         """Answer with a short error response, unless a head already went."""
         with self._lock:
-            if self._cut or self._response.head_sent:
+            if self._cut or self.response.head_sent:
                 return False
             try:
                 self._output.write(self._state.error_response(status, detail, close=close),
@@ -736,23 +736,6 @@ class _ExchangeIO:
             except (ClientDisconnected, ResponseError):
                 return False
             return True
-
-    # -- what the exchange reads and logs ----------------------------------
-
-    @property
-    def status_code(self) -> int:
-        """The response's status."""
-        return self._response.status_code
-
-    @property
-    def response_fields(self) -> Sequence[tuple[str, str]]:
-        """The application's response fields."""
-        return self._response.fields
-
-    @property
-    def body_bytes(self) -> int:
-        """Response body bytes sent (or queued to be)."""
-        return self._response.body_bytes
 
     # -- upgrades ----------------------------------------------------------
 

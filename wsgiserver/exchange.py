@@ -9,12 +9,13 @@ an ExchangeIO, which reads the body and frames and sends the response.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .clock import SYSTEM_CLOCK, Clock
 from .protocol.events import Request
+from .protocol.response import ResponseState
 from .proxy import ProxyTrust, apply_proxy_headers, request_id
 from .upgrade import ENVIRON_KEY, KeepAlive, WebSocketRegistry, WebSocketUpgrade, wants_websocket
 from .wsgi import EnvironBuilder, ResponseSink, WSGIApp, run_application
@@ -55,18 +56,9 @@ class ExchangeIO(ResponseSink, Protocol):
         ...
 
     @property
-    def status_code(self) -> int:
-        """The status of the response sent (for the log)."""
-        ...
-
-    @property
-    def response_fields(self) -> Sequence[tuple[str, str]]:
-        """The application's response fields as sent (for the log)."""
-        ...
-
-    @property
-    def body_bytes(self) -> int:
-        """Response body bytes sent (for the log)."""
+    def response(self) -> ResponseState[Any]:
+        """The response's state, whichever protocol: its status, the
+        application's fields and the body bytes sent (for the log)."""
         ...
 
     @property
@@ -121,10 +113,11 @@ class Exchange:
             if timed:
                 duration = settings.clock.monotonic() - started
                 if access_log is not None:
-                    access_log.record_exchange(environ, io.status_code, io.response_fields,
-                                               io.body_bytes, duration)
+                    response = io.response
+                    access_log.record_exchange(environ, response.status_code, response.fields,
+                                               response.body_bytes, duration)
                 if metrics is not None:
-                    metrics.request(io.status_code, duration)
+                    metrics.request(io.response.status_code, duration)
         finally:
             if self.upgrade is not None:
                 self.upgrade.finish()

@@ -354,7 +354,7 @@ class StreamExchange:
         self.cut_off = False  # the application may not write any more
         # The head, its framing and the 100, as HTTP/1.1 decides them; its
         # HEADERS go out when the poller's side writes them.
-        self._response: ResponseState[list[tuple[bytes, bytes]]] = ResponseState(
+        self.response: ResponseState[list[tuple[bytes, bytes]]] = ResponseState(
             stream.host.response_encoder)
         self._high_water = settings.output_high_water
         self._low_water = settings.output_high_water // 4
@@ -365,14 +365,14 @@ class StreamExchange:
 
     def begin(self, request: Request, ended: bool) -> list[tuple[bytes, bytes]] | None:
         """The response answers ``request``; the 100's fields if it is due now."""
-        response = self._response
+        response = self.response
         response.begin(request.method, request.expect_continue and not ended)
         return response.continue_head()
 
     def _start_head(self, body_length: int | None, ending: bool, exact: bool = True) -> None:
         """The head decided and its HEADERS fields queued for the poller's
         side to write (holds io_lock)."""
-        response = self._response
+        response = self.response
         fields = response.start(body_length, exact)
         # END_STREAM on the HEADERS when no body follows.
         self._stream.queue_head(fields, response.framer is not None and
@@ -380,15 +380,15 @@ class StreamExchange:
                                  (ending and body_length == 0)))
 
     def _queue_bytes(self, data: bytes) -> None:
-        self._stream.queue_bytes(self._response.frame(data))
+        self._stream.queue_bytes(self.response.frame(data))
 
     def _end(self) -> None:
         if not self._stream.end_queued:
-            self._response.end()  # ResponseError when short: the stream is then reset
+            self.response.end()  # ResponseError when short: the stream is then reset
             self._stream.queue_end()
 
     def _queue_file(self, fd: int, offset: int, available: int) -> None:
-        response = self._response
+        response = self.response
         count = response.raw_count(available)
         assert count is not None  # no chunking in HTTP/2
         if count and not self._stream.end_queued:
@@ -403,7 +403,7 @@ class StreamExchange:
         lock.acquire()  # not ``with``: a third cheaper, on every response's path
         try:
             self._check()
-            if not self._response.head_sent:
+            if not self.response.head_sent:
                 self._start_head(body_length, end, exact=file is None)
             for piece in pieces:
                 self._queue_bytes(piece)
@@ -466,7 +466,7 @@ class StreamExchange:
 
     def respond_error(self, status: int, detail: str, retry_after: int | None = None) -> None:
         """A whole short error response of the server's own (holds io_lock)."""
-        text = self._response.set_error(status, detail, retry_after)
+        text = self.response.set_error(status, detail, retry_after)
         self._start_head(len(text), ending=True)
         self._queue_bytes(text)
         self._end()
@@ -481,13 +481,13 @@ class StreamExchange:
     @property
     def head_sent(self) -> bool:
         """True once the head is decided (its HEADERS are queued or sent)."""
-        return self._response.head_sent
+        return self.response.head_sent
 
     def set_head(self, status: str, headers: list[tuple[str, str]]) -> None:
         """Set or replace the pending head."""
         with self._host.io_lock:
             self._check()
-            self._response.set_head(status, headers)
+            self.response.set_head(status, headers)
 
     def write(self, data: bytes) -> None:
         """Send body data (the head first), waiting for the client past the bound."""
@@ -503,7 +503,7 @@ class StreamExchange:
 
     def finish(self) -> None:
         """End the response."""
-        self._produce((), body_length=0 if not self._response.head_sent else None, end=True)
+        self._produce((), body_length=0 if not self.response.head_sent else None, end=True)
 
     def send_file(self, file_fd: int, offset: int, available: int) -> bool:
         """A file body, read into DATA frames as the windows allow."""
@@ -514,7 +514,7 @@ class StreamExchange:
         """A short error response of the server's own, unless a head went out."""
         host = self._host
         with host.io_lock:
-            if self._stream.canceled or self._response.head_sent:
+            if self._stream.canceled or self.response.head_sent:
                 return False
             self.respond_error(status, detail)
             arm = host.ask_poller()
@@ -531,21 +531,6 @@ class StreamExchange:
     def connection_environ(self) -> Mapping[str, str]:
         """What the connection adds to the environ (its TLS facts)."""
         return self._host.transport.environ
-
-    @property
-    def status_code(self) -> int:
-        """The response's status."""
-        return self._response.status_code
-
-    @property
-    def response_fields(self) -> Sequence[tuple[str, str]]:
-        """The application's response fields."""
-        return self._response.fields
-
-    @property
-    def body_bytes(self) -> int:
-        """Response body bytes sent (or queued to be)."""
-        return self._response.body_bytes
 
     def switch_protocols(self, fields: list[tuple[str, str]]) -> None:
         """No protocol switch on HTTP/2 (RFC 9113 section 8.6)."""
