@@ -689,6 +689,17 @@ def test_answers_to_a_client_that_reads_nothing_are_counted_not_left_in_h2():
     assert connection._queue.waiting_bytes >= queued + 50 * 17  # a PING ACK is 17 bytes
 
 
+def trickle(client, stream, every, rounds):
+    """A byte of the body every ``every`` seconds until the stream is
+    answered (``rounds`` bytes at most)."""
+    for _ in range(rounds):
+        client.wait(every)
+        if client.response(stream)[0]:
+            return
+        client.send_body(stream, b"z", end=False)
+        client.exchange()
+
+
 def test_a_body_that_trickles_after_a_fast_start_gets_408_by_http11s_sliding_window():
     # The same rule as HTTP/1.1 (body.BodyClock): nearly all of it at once,
     # then a byte every 29 s. HTTP/2's own allowance (30 s plus a second per
@@ -697,12 +708,7 @@ def test_a_body_that_trickles_after_a_fast_start_gets_408_by_http11s_sliding_win
                     client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
     stream = client.request("/", "POST", body=b"z" * 60_000, end=False)
     client.exchange()
-    for _ in range(10):
-        client.wait(29.0)
-        if client.response(stream)[0]:
-            break
-        client.send_body(stream, b"z", end=False)
-        client.exchange()
+    trickle(client, stream, every=29.0, rounds=10)
     assert client.response(stream)[0][b":status"] == b"408"
     assert client.clock.monotonic() - 1000.0 < 90  # within a window or two
     assert not client.connection.closed
@@ -712,12 +718,7 @@ def test_an_http2_body_may_take_up_to_max_body_seconds_and_no_more():
     client = Client(body_timeout=30.0, min_body_rate=0, max_body_seconds=60.0)
     stream = client.request("/", "POST", body=b"x", end=False)
     client.exchange()
-    for _ in range(5):
-        client.wait(20.0)
-        if client.response(stream)[0]:
-            break
-        client.send_body(stream, b"x", end=False)
-        client.exchange()
+    trickle(client, stream, every=20.0, rounds=5)
     assert client.response(stream)[0][b":status"] == b"408"
     # A byte every 20 s keeps it going until the cap, not 30 s in all.
     assert 60 <= client.clock.monotonic() - 1000.0 <= 61

@@ -12,15 +12,11 @@ from wsgiserver.budget import Budget, FileCount
 from wsgiserver.h2output import FileEnded, Share, StreamOutput
 from wsgiserver.output import SpoolSettings
 
+from .test_outqueue import take_all
+
 
 def drain(output: StreamOutput, size: int = 1000) -> bytes:
-    taken = b""
-    for _ in range(100_000):
-        piece = output.take(size)
-        if not piece:
-            return taken
-        taken += piece
-    raise AssertionError("the output never emptied")
+    return take_all(output, size)  # StreamOutput is an OutputQueue
 
 
 def test_bytes_within_the_bounds_stay_in_memory_and_come_out_in_order():
