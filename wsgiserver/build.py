@@ -16,9 +16,8 @@ __all__ = ["COMPILED_MODULES", "compiled", "describe"]
 # The hot path of one request, from bytes in to bytes out. Not here: what
 # runs once (the command line, settings), errors.py (its exceptions subclass
 # OSError, which a compiled class may not), the HTTP/2 connection (built on
-# the h2 library's Python classes), outqueue.py (HTTP/2's StreamOutput, not
-# compiled, subclasses its queue, which a compiled class would refuse; a
-# request the socket takes whole never reaches it) and microapp.
+# the h2 library's Python classes), outqueue.py (only slow clients and files
+# reach it: a response the socket takes whole never does) and microapp.
 COMPILED_MODULES = (
     "wsgiserver/protocol/grammar.py",
     "wsgiserver/protocol/events.py",

@@ -41,7 +41,6 @@ from .drive import ConnectionSettings, Step
 from .errors import ProtocolError
 from .h2hpack import RememberingDecoder, RememberingEncoder
 from .h2life import ConnectionLife, StreamTable
-from .h2output import FileEnded
 from .h2send import OUTPUT_LOW, SendQueue
 from .h2stream import (
     ENHANCE_YOUR_CALM,
@@ -52,6 +51,7 @@ from .h2stream import (
     Http2Stream,
     Phase,
 )
+from .outqueue import FileEnded
 from .protocol.events import Request
 from .protocol.http2 import (
     FloodGuard,

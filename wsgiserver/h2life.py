@@ -57,7 +57,6 @@ from .drive import (
     ConnectionSettings,
     Step,
 )
-from .h2output import Share
 from .h2send import SendQueue
 from .h2stream import (
     NO_ERROR,
@@ -68,6 +67,7 @@ from .h2stream import (
     PROTOCOL_ERROR,
     Http2Stream,
 )
+from .outqueue import Share
 from .protocol.http2 import FloodGuard, Http2Encoder
 from .protocol.policy import body_too_large
 from .transport import Transport

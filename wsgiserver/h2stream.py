@@ -23,7 +23,7 @@ from .clock import Clock
 from .drive import ConnectionSettings
 from .errors import ClientDisconnected, ResponseError
 from .exchange import Exchange
-from .h2output import Share, StreamOutput
+from .outqueue import OutputQueue, Share
 from .protocol.events import Request
 from .protocol.http2 import Http2Encoder
 from .protocol.response import ResponseState
@@ -134,8 +134,10 @@ class Http2Stream:
         self.end_queued = False  # END_STREAM goes once the queue is empty
         self.end_sent = False
         settings = host.settings
-        self.output = StreamOutput(host.output_share, settings.output_high_water,
-                                   settings.output_spool)
+        # What of its response waits: within its --response-buffer-bytes and
+        # the connection's share of memory, then its own spool file.
+        self.output = OutputQueue(settings.output_high_water, settings.output_spool,
+                                  host.output_share)
         self.progress_at = host.clock.monotonic()
         self.waiting = False  # its application's thread waits for the client
         self.went_long: Callable[[], None] = _never_long

@@ -7,7 +7,7 @@ within the server's spool budget, and ranges of files the application handed
 over; taking its front (bytes up to N for an HTTP/2 DATA frame, or the front
 piece as it is for a socket's send or sendfile), closing the spool and
 discarding. Knows no socket, frame or deadline: HTTP/1.1's ``ResponseOutput``
-and HTTP/2's ``StreamOutput`` decide when to take.
+and an HTTP/2 stream's framer (``Http2Stream.output``) decide when to take.
 """
 
 from __future__ import annotations

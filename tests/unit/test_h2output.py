@@ -1,6 +1,7 @@
-"""One HTTP/2 stream's pending output (h2output.py): memory within the
-stream's and the connection's bounds, a spool file past them within the
-server's budget, file ranges, and every byte given back."""
+"""One HTTP/2 stream's pending output (an OutputQueue with its connection's
+Share, as Http2Stream holds it): memory within the stream's and the
+connection's bounds, a spool file past them within the server's budget,
+file ranges, and every byte given back."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import os
 import pytest
 
 from wsgiserver.budget import Budget, FileCount
-from wsgiserver.h2output import FileEnded, Share, StreamOutput
-from wsgiserver.output import SpoolSettings
+from wsgiserver.outqueue import FileEnded, OutputQueue, Share, SpoolSettings
 
-from .test_outqueue import take_all
+from .test_outqueue import take_all as drain
 
 
-def drain(output: StreamOutput, size: int = 1000) -> bytes:
-    return take_all(output, size)  # StreamOutput is an OutputQueue
+def StreamOutput(share: Share, high_water: int, spool: SpoolSettings | None) -> OutputQueue:
+    """A stream's output as Http2Stream makes it."""
+    return OutputQueue(high_water, spool, share)
 
 
 def test_bytes_within_the_bounds_stay_in_memory_and_come_out_in_order():

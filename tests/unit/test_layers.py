@@ -34,11 +34,9 @@ FORBIDDEN = {
                "server"},
     "h2send": {"h2", "socket", "select", "poller", "pool", "connection", "h2connection",
                "h2stream", "h2life", "server"},
-    "h2output": {"h2", "socket", "select", "connection", "h2connection", "server", "pool",
-                 "output"},
     # The output queue both protocols use: no socket, frame or deadline.
     "outqueue": {"h2", "socket", "select", "transport", "connection", "output", "h2connection",
-                 "h2stream", "h2output", "h2life", "clock", "server", "pool", "protocol"},
+                 "h2stream", "h2life", "clock", "server", "pool", "protocol"},
     # What both protocols' connections share: neither of them.
     "drive": {"connection", "h2connection", "h2", "socket", "poller", "pool", "server"},
     "poller": {"protocol", "connection", "server", "socket", "h2"},
