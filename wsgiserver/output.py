@@ -24,8 +24,7 @@ from .errors import ClientDisconnected
 from .outqueue import FileEnded, FileRange, OutputQueue, SpoolSettings
 from .transport import Transport
 
-# FileRange and SpoolSettings are the queue's (outqueue.py), named here too.
-__all__ = ["ResponseOutput", "FileRange", "SpoolSettings", "RATE_WINDOW"]
+__all__ = ["ResponseOutput", "RATE_WINDOW"]
 
 log = logging.getLogger("wsgiserver")
 

@@ -19,7 +19,7 @@ import h2.settings  # noqa: E402
 from wsgiserver.budget import BodyBudgets, Budget, FileCount  # noqa: E402
 from wsgiserver.drive import Http2Options, Step  # noqa: E402
 from wsgiserver.h2connection import Http2Connection  # noqa: E402
-from wsgiserver.output import SpoolSettings  # noqa: E402
+from wsgiserver.outqueue import SpoolSettings  # noqa: E402
 from wsgiserver.protocol.policy import ParserLimits  # noqa: E402
 
 from .fakes import FakeTransport, ManualClock, settings_for  # noqa: E402

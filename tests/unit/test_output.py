@@ -81,7 +81,7 @@ def test_a_client_that_takes_nothing_makes_no_progress(file_fd):
 
 def spooling(reads: int | None, per_response: int = 1 << 20, budget: int = 1 << 20):
     from wsgiserver.budget import Budget
-    from wsgiserver.output import SpoolSettings
+    from wsgiserver.outqueue import SpoolSettings
 
     clock = ManualClock()
     transport = FakeTransport(clock, reads=reads)
